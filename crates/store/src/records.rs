@@ -1,0 +1,200 @@
+//! Stored records. Timestamps are UTC; ids UUIDv7. No field ever holds a plaintext secret.
+
+use gatehouse_types::{Id, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Team {
+    pub id: Id,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// A consumer application of a team; API keys belong to apps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct App {
+    pub id: Id,
+    pub team_id: Id,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// A human user (console/portal). `password_hash` is an argon2id PHC string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: Id,
+    pub username: String,
+    #[serde(skip_serializing)]
+    pub password_hash: String,
+    /// `admin` or `member`.
+    pub system_role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// An admin-API bearer token (`gtho_…`), stored as HMAC digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorToken {
+    pub id: Id,
+    pub user_id: Id,
+    pub name: String,
+    #[serde(skip)]
+    pub digest: Vec<u8>,
+    pub pepper_version: i32,
+    /// e.g. `gtho_live_…abcd`.
+    pub hint: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// An API key of an app (`gthk_…`). DESIGN.md "Data model: credentials".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Credential {
+    pub id: Id,
+    pub team_id: Id,
+    pub app_id: Id,
+    pub name: String,
+    /// HMAC-SHA-256(pepper_v, token), 32 bytes (`token-security.md` §2.3).
+    #[serde(skip)]
+    pub digest: Vec<u8>,
+    pub pepper_version: i32,
+    /// e.g. `gthk_live_…abcd`.
+    pub hint: String,
+    /// Public model names this key may use; empty = all.
+    pub models: Vec<String>,
+    /// Scopes (space-separated on the wire); empty = all data-plane scopes.
+    pub scopes: Vec<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// Filter for [`crate::Store::list_credentials`].
+#[derive(Debug, Clone, Default)]
+pub struct CredentialFilter {
+    pub team_id: Option<Id>,
+    pub app_id: Option<Id>,
+    pub include_revoked: bool,
+}
+
+/// An upstream provider (`openai`, `anthropic`, any OpenAI-compatible URL).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provider {
+    pub id: Id,
+    /// Unique name used in `provider/model` (e.g. `openai`, `anthropic`, `mock`).
+    pub name: String,
+    /// Wire dialect: `openai` or `anthropic`.
+    pub kind: String,
+    pub base_url: String,
+    /// Free-form settings (JSON object), e.g. extra headers.
+    pub settings: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// An envelope-encrypted provider key (`token-security.md` §3.1, G-8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderCredential {
+    pub id: Id,
+    pub provider_id: Id,
+    /// The team the AAD binds to (the default team for operator-configured keys).
+    pub team_id: Id,
+    /// e.g. `sk-…abcd`.
+    pub hint: String,
+    pub format_version: i16,
+    pub kek_id: String,
+    #[serde(skip)]
+    pub wrapped_dek: Vec<u8>,
+    #[serde(skip)]
+    pub nonce: Vec<u8>,
+    #[serde(skip)]
+    pub ciphertext: Vec<u8>,
+    pub priority: i32,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// One way to serve a public model: a provider and the upstream model name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: Id,
+    pub provider_id: Id,
+    pub upstream_model: String,
+    pub weight: i32,
+    pub priority: i32,
+}
+
+/// A public model name and its deployments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub id: Id,
+    pub name: String,
+    pub deployments: Vec<Deployment>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// One data-plane call. Never holds a key, a token or a provider key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallLog {
+    pub id: Id,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+    /// The `x-request-id` answered to the client.
+    pub request_id: String,
+    pub team_id: Option<Id>,
+    pub app_id: Option<Id>,
+    pub credential_id: Option<Id>,
+    /// `POST /v1/chat/completions`, … (method and route template).
+    pub endpoint: String,
+    /// Model as requested by the client.
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub stream: bool,
+    pub status: u16,
+    /// `ErrorCode::as_str` of the failure, or `client_disconnected`.
+    pub error_code: Option<String>,
+    pub latency_ms: u64,
+    pub upstream_latency_ms: Option<u64>,
+    /// Time to first token (streams), ms from request start.
+    pub ttft_ms: Option<u64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub upstream_request_id: Option<String>,
+}
+
+/// Filter and page for [`crate::Store::query_call_logs`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CallLogQuery {
+    pub team_id: Option<Id>,
+    pub app_id: Option<Id>,
+    pub credential_id: Option<Id>,
+    pub model: Option<String>,
+    pub status: Option<u16>,
+    /// Only calls that failed (status >= 400).
+    pub errors_only: bool,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub since: Option<Timestamp>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub until: Option<Timestamp>,
+    /// Keyset paging: ids strictly older than this one.
+    pub before: Option<Id>,
+    /// Page size, 1..=1000 (default 100).
+    pub limit: Option<u32>,
+}

@@ -1,0 +1,18 @@
+//! Gatehouse wire types, identifiers, usage accounting and the one error-code table.
+//!
+//! This crate is pure data: no I/O, no async runtime. Every other crate depends on it.
+//!
+//! * [`error`]: [`ErrorCode`] (code → HTTP status, OpenAI `type`) and [`ApiError`], the only
+//!   error that crosses an HTTP boundary.
+//! * [`usage`]: [`Usage`], token counts as reported by providers.
+//! * [`ids`]: UUIDv7 identifiers and timestamps.
+//! * [`openai`]: OpenAI-compatible wire types (chat, embeddings, models), unknown fields kept.
+
+pub mod error;
+pub mod ids;
+pub mod openai;
+pub mod usage;
+
+pub use error::{ApiError, ErrorCode};
+pub use ids::{new_id, now, Id, Timestamp};
+pub use usage::Usage;
