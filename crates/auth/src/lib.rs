@@ -1,15 +1,33 @@
-//! The security kernel: token formats and checksums (G-3), HMAC-with-pepper digests (G-4),
-//! envelope encryption of provider keys (G-8), argon2id passwords, credential extraction from
-//! headers (G-1, G-2). `token-security.md` is the reference. No I/O here.
+//! The security kernel of Gatehouse. `token-security.md` is the reference.
 //!
-//! CONTRACT (signatures the gateway/admin/server code against):
-//! * [`token::generate`]`(kind, env) -> GeneratedToken` and [`token::parse`]`(&str) -> Result<ParsedToken, TokenFormatError>`
-//!   (prefix, env, charset, length and CRC32 checksum; no database).
-//! * [`pepper::Peppers`]: `from_master_key(&MasterKey)`, `current()`, `digest(&str) -> [u8; 32]`,
-//!   `digest_with(version, &str) -> Option<[u8; 32]>`.
-//! * [`envelope`]: `KeyProvider` trait, `LocalKeyProvider`, `seal(&dyn KeyProvider, &Aad, &[u8]) -> Sealed`,
-//!   `open(&dyn KeyProvider, &Aad, &Sealed) -> Result<SecretString, EnvelopeError>`, `provider_key_hint(&str) -> String`.
-//! * [`password`]: `hash_password(&str) -> Result<String, _>`, `verify_password(&str, &str) -> bool`.
-//! * [`extract`]: `extract_bearer(&HeaderMap-like values) -> Result<Option<&str>, ExtractError>`.
-//! * [`master_key`]: `MasterKey` (32 bytes, zeroized), parsing from base64/hex and generation.
+//! * [`token`]: credential formats `gth?_<env>_<43 base62><6 base62 CRC32>` (G-3), generation
+//!   from the OS CSPRNG and offline format + checksum checks.
+//! * [`master_key`]: the local 32-byte master key (KEK) from `GATEHOUSE_MASTER_KEY` or a file.
+//! * [`pepper`]: `HMAC-SHA-256(pepper_v, token)` digests stored instead of tokens (G-4).
+//! * [`envelope`]: AES-256-GCM envelope encryption of provider keys with AAD binding (G-8).
+//! * [`password`]: argon2id hashing of human passwords (§2.3).
+//! * [`extract`]: the `Authorization` header parsing algorithm (G-1, G-2; RFC 6750 §2.1).
+//!
+//! No I/O happens here; every function is synchronous and never panics on input.
 #![forbid(unsafe_code)]
+
+pub mod envelope;
+pub mod extract;
+pub mod master_key;
+pub mod password;
+pub mod pepper;
+pub mod token;
+
+pub use envelope::{open, seal, secret_hint, Aad, EnvelopeError, KeyProvider, LocalKeyProvider, Sealed};
+pub use extract::{extract_authorization, Credential, ExtractError, Scheme};
+pub use master_key::{MasterKey, MasterKeyError};
+pub use password::{hash_password, verify_password, PasswordError};
+pub use pepper::Peppers;
+pub use token::{generate, parse, Env, GeneratedToken, ParsedToken, TokenFormatError, TokenKind};
+
+/// Fills `buf` from the operating system's CSPRNG.
+///
+/// Errors only if the OS has no entropy source, which Gatehouse treats as fatal at the caller.
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), getrandom::Error> {
+    getrandom::fill(buf)
+}
