@@ -229,4 +229,40 @@ mod tests {
         assert_eq!(secret_hint("short"), "…rt");
         assert_eq!(secret_hint(""), "…");
     }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// Wycheproof AES-GCM vectors (C2SP/wycheproof, `shared/testdata/wycheproof/aes_gcm_test.json`):
+    /// every 256-bit-key case must open exactly when the vector says `valid`; our envelope only
+    /// accepts 96-bit nonces, so every other nonce size must be refused.
+    #[test]
+    fn wycheproof_aes_gcm_vectors() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata/wycheproof/aes_gcm_test.json");
+        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut checked = 0;
+        for group in doc["testGroups"].as_array().unwrap() {
+            if group["keySize"] != 256 {
+                continue;
+            }
+            for case in group["tests"].as_array().unwrap() {
+                let key: [u8; 32] = unhex(case["key"].as_str().unwrap()).try_into().unwrap();
+                let iv = unhex(case["iv"].as_str().unwrap());
+                let aad = unhex(case["aad"].as_str().unwrap());
+                let msg = unhex(case["msg"].as_str().unwrap());
+                let mut ct = unhex(case["ct"].as_str().unwrap());
+                ct.extend(unhex(case["tag"].as_str().unwrap()));
+                let opened = aead_open(&key, &iv, &ct, &aad);
+                let id = &case["tcId"];
+                if group["ivSize"] == 96 && case["result"] == "valid" {
+                    assert_eq!(opened.as_deref(), Ok(msg.as_slice()), "tcId {id}");
+                } else if group["ivSize"] != 96 || case["result"] == "invalid" {
+                    assert!(opened.is_err(), "tcId {id} must be refused");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "only {checked} vectors checked");
+    }
 }
