@@ -1,1 +1,712 @@
-//! gatehouse-config
+//! Gatehouse configuration: schema, loading and validation.
+//!
+//! Sources, lowest precedence first: the optional TOML file ([`RawConfig`]), the process
+//! environment (`GATEHOUSE_*`, read by name in [`Overrides::from_env`]), the command line
+//! ([`Overrides`] filled by the binary). The merge is written out field by field in [`load`]; no
+//! library maps environment variables to keys behind our back, and nothing writes to the
+//! environment.
+//!
+//! Validation never stops at the first problem: [`load`] returns [`ConfigErrors`] holding every
+//! issue, each with the path of the offending key (`providers[1].kind`, `env GATEHOUSE_LISTEN`,
+//! `--listen`).
+//!
+//! Secrets are never written in the file directly if it can be helped: `api_key` is a reference,
+//! `env:NAME` (an environment variable) or `file:PATH` (the file's content, trailing newline
+//! removed); any other string is taken literally. Resolved secrets are [`SecretString`]s and no
+//! error message ever contains one.
+
+pub mod raw;
+mod units;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+pub use raw::{RawConfig, parse_raw};
+pub use units::{parse_duration, parse_duration_str, parse_size};
+
+/// One configuration problem: where (`path`) and what (`message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Key path in the file (`providers[0].kind`), `env NAME` or `--flag`.
+    pub path: String,
+    /// What is wrong. Never contains a secret value.
+    pub message: String,
+}
+
+impl ConfigIssue {
+    /// A new issue.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { path: path.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found while loading a configuration (never empty). `Display` prints one
+/// issue per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigIssue>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where environment variables come from: the process ([`ProcessEnv`]) or, in tests, a map.
+pub trait EnvSource {
+    /// The variable's value, `None` if unset or not UTF-8.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment (read only).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl EnvSource for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// Environment marker of generated tokens (`gthk_live_…` / `gthk_test_…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnv {
+    Live,
+    Test,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Wire dialect of a configured provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKindName {
+    /// OpenAI or any OpenAI-compatible base URL.
+    OpenAi,
+    /// Anthropic Messages API.
+    Anthropic,
+}
+
+impl ProviderKindName {
+    /// Parses `openai`, `openai-compatible`, `openai_compatible` or `anthropic`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "openai" | "openai-compatible" | "openai_compatible" => Some(Self::OpenAi),
+            "anthropic" => Some(Self::Anthropic),
+            _ => None,
+        }
+    }
+
+    /// `"openai"` or `"anthropic"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// Upstream client timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamTimeouts {
+    /// TCP + TLS connect (default 10 s).
+    pub connect: Duration,
+    /// Request sent → response headers (default 120 s).
+    pub first_byte: Duration,
+    /// Max gap between two stream chunks (default 60 s).
+    pub idle: Duration,
+    /// Whole non-streamed call (default 600 s).
+    pub total: Duration,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(120),
+            idle: Duration::from_secs(60),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive (`info`, `gatehouse=debug,info`).
+    pub level: String,
+}
+
+/// A provider from the file or from the standard environment variables.
+#[derive(Clone)]
+pub struct ProviderConfig {
+    /// Unique name, used in `provider/model`.
+    pub name: String,
+    pub kind: ProviderKindName,
+    /// `None`: the vendor's default URL.
+    pub base_url: Option<String>,
+    /// The resolved key; `None` for keyless upstreams (local servers).
+    pub api_key: Option<SecretString>,
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+/// One deployment of a public model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentConfig {
+    pub provider: String,
+    pub model: String,
+    /// Relative weight, default 1.
+    pub weight: i32,
+    /// Lower is tried first, default 0.
+    pub priority: i32,
+}
+
+/// A public model name and where it is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelConfig {
+    pub name: String,
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+/// The validated configuration. Only [`load`] builds one, so every value in it is valid.
+#[derive(Clone)]
+pub struct Config {
+    /// Default `./gatehouse-data`.
+    pub data_dir: PathBuf,
+    /// Default `sqlite://<data_dir>/gatehouse.db`. May contain a password: never log it.
+    pub database_url: SecretString,
+    /// Default `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+    /// Default `127.0.0.1:8081`.
+    pub admin_listen: SocketAddr,
+    /// Default `live`.
+    pub env: RunEnv,
+    /// Default 4 MiB.
+    pub body_limit_bytes: usize,
+    pub upstream: UpstreamTimeouts,
+    /// Default 30 s.
+    pub shutdown_drain: Duration,
+    pub log: LogConfig,
+    /// File providers merged with the environment ones (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`);
+    /// an environment provider replaces a file provider of the same name.
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelConfig>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &"[REDACTED]")
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("env", &self.env)
+            .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("upstream", &self.upstream)
+            .field("shutdown_drain", &self.shutdown_drain)
+            .field("log", &self.log)
+            .field("providers", &self.providers)
+            .field("models", &self.models)
+            .finish()
+    }
+}
+
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./gatehouse-data";
+/// Default data-plane address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// Default admin address.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
+/// Default request body limit (4 MiB).
+pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Where an override came from, for error paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverrideSource {
+    /// Environment variables (`GATEHOUSE_*`).
+    #[default]
+    Env,
+    /// Command-line flags.
+    Cli,
+}
+
+/// Settings that the environment or the command line can override. Values are unvalidated
+/// strings; [`load`] validates them and names the variable or flag in errors.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub source: OverrideSource,
+    /// `GATEHOUSE_DATA_DIR` / `--data-dir`.
+    pub data_dir: Option<String>,
+    /// `GATEHOUSE_DATABASE_URL` / `--database-url`.
+    pub database_url: Option<String>,
+    /// `GATEHOUSE_LISTEN` / `--listen`.
+    pub listen: Option<String>,
+    /// `GATEHOUSE_ADMIN_LISTEN` / `--admin-listen`.
+    pub admin_listen: Option<String>,
+    /// `GATEHOUSE_ENV` / `--env`.
+    pub env: Option<String>,
+    /// `GATEHOUSE_LOG_FORMAT` / `--log-format`.
+    pub log_format: Option<String>,
+    /// `GATEHOUSE_LOG` / `--log-level`.
+    pub log_level: Option<String>,
+}
+
+impl Overrides {
+    /// Reads exactly these variables: `GATEHOUSE_DATA_DIR`, `GATEHOUSE_DATABASE_URL`,
+    /// `GATEHOUSE_LISTEN`, `GATEHOUSE_ADMIN_LISTEN`, `GATEHOUSE_ENV`, `GATEHOUSE_LOG_FORMAT`,
+    /// `GATEHOUSE_LOG`. Empty values count as unset.
+    pub fn from_env(env: &dyn EnvSource) -> Self {
+        let get = |n: &str| env.var(n).filter(|v| !v.is_empty());
+        Self {
+            source: OverrideSource::Env,
+            data_dir: get("GATEHOUSE_DATA_DIR"),
+            database_url: get("GATEHOUSE_DATABASE_URL"),
+            listen: get("GATEHOUSE_LISTEN"),
+            admin_listen: get("GATEHOUSE_ADMIN_LISTEN"),
+            env: get("GATEHOUSE_ENV"),
+            log_format: get("GATEHOUSE_LOG_FORMAT"),
+            log_level: get("GATEHOUSE_LOG"),
+        }
+    }
+
+    fn label(&self, env_name: &str, flag: &str) -> String {
+        match self.source {
+            OverrideSource::Env => format!("env {env_name}"),
+            OverrideSource::Cli => format!("--{flag}"),
+        }
+    }
+}
+
+/// Everything [`load`] reads.
+pub struct Sources<'a> {
+    /// The TOML file, if any. Its path prefixes file errors only in [`ConfigErrors`] display by
+    /// the caller; issue paths are key paths.
+    pub file: Option<&'a Path>,
+    /// Environment: `GATEHOUSE_*` overrides, `env:` references, `OPENAI_API_KEY`/… providers.
+    pub env: &'a dyn EnvSource,
+    /// Command-line overrides (`source` should be [`OverrideSource::Cli`]).
+    pub cli: Overrides,
+    /// Provider names that exist although neither file nor environment defines them (e.g. the
+    /// demo's `mock`), so that model deployments may name them.
+    pub extra_providers: Vec<String>,
+}
+
+/// Loads and validates the configuration: file < environment < command line.
+///
+/// Errors: every problem found, each with its path ([`ConfigErrors`]); a missing or unreadable
+/// file is one issue.
+pub fn load(sources: &Sources<'_>) -> Result<Config, ConfigErrors> {
+    let mut issues = Vec::new();
+    let raw = match sources.file {
+        None => RawConfig::default(),
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => match parse_raw(&text) {
+                Ok(raw) => raw,
+                Err(mut found) => {
+                    issues.append(&mut found);
+                    RawConfig::default()
+                }
+            },
+            Err(e) => {
+                issues.push(ConfigIssue::new(path.display().to_string(), format!("cannot read file: {e}")));
+                RawConfig::default()
+            }
+        },
+    };
+    let env_over = Overrides::from_env(sources.env);
+    let result = build(&raw, &env_over, &sources.cli, sources.env, &sources.extra_providers, &mut issues);
+    match result {
+        Some(cfg) if issues.is_empty() => Ok(cfg),
+        _ => Err(ConfigErrors(issues)),
+    }
+}
+
+/// Picks the highest-precedence value: CLI, then env, then file; with the path to blame.
+fn pick(
+    file: Option<&String>,
+    file_key: &str,
+    env: (&Overrides, Option<&String>, &str, &str),
+    cli: (&Overrides, Option<&String>),
+) -> Option<(String, String)> {
+    let (env_over, env_val, env_name, flag) = env;
+    let (cli_over, cli_val) = cli;
+    if let Some(v) = cli_val {
+        return Some((v.clone(), cli_over.label(env_name, flag)));
+    }
+    if let Some(v) = env_val {
+        return Some((v.clone(), env_over.label(env_name, flag)));
+    }
+    file.map(|v| (v.clone(), file_key.to_string()))
+}
+
+fn build(
+    raw: &RawConfig,
+    env_over: &Overrides,
+    cli: &Overrides,
+    env: &dyn EnvSource,
+    extra_providers: &[String],
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<Config> {
+    macro_rules! choose {
+        ($field:ident, $file:expr, $envname:literal, $flag:literal) => {
+            pick($file, stringify!($field), (env_over, env_over.$field.as_ref(), $envname, $flag), (cli, cli.$field.as_ref()))
+        };
+    }
+
+    // data_dir
+    let data_dir = match choose!(data_dir, raw.data_dir.as_ref(), "GATEHOUSE_DATA_DIR", "data-dir") {
+        Some((v, path)) => {
+            if v.trim().is_empty() {
+                issues.push(ConfigIssue::new(path, "must not be empty"));
+            }
+            PathBuf::from(v)
+        }
+        None => PathBuf::from(DEFAULT_DATA_DIR),
+    };
+
+    // database_url
+    let database_url = match choose!(database_url, raw.database_url.as_ref(), "GATEHOUSE_DATABASE_URL", "database-url") {
+        Some((v, path)) => {
+            let ok_scheme = ["sqlite://", "sqlite:", "postgres://", "postgresql://"].iter().any(|s| v.starts_with(s));
+            if !ok_scheme {
+                issues.push(ConfigIssue::new(path, "must start with sqlite:// or postgres:// (value not shown)"));
+            }
+            v
+        }
+        None => format!("sqlite://{}/gatehouse.db", data_dir.display()),
+    };
+
+    // addresses
+    let mut addr = |field: Option<(String, String)>, default: &str| -> SocketAddr {
+        let (v, path) = field.unwrap_or_else(|| (default.to_string(), String::new()));
+        match v.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                issues.push(ConfigIssue::new(path, format!("`{v}` is not a socket address (expected IP:PORT, e.g. 127.0.0.1:8081)")));
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            }
+        }
+    };
+    let listen_src = choose!(listen, raw.listen.as_ref(), "GATEHOUSE_LISTEN", "listen");
+    let admin_src = choose!(admin_listen, raw.admin_listen.as_ref(), "GATEHOUSE_ADMIN_LISTEN", "admin-listen");
+    let admin_path = admin_src.as_ref().map(|(_, p)| p.clone()).unwrap_or_else(|| "admin_listen".into());
+    let listen = addr(listen_src, DEFAULT_LISTEN);
+    let admin_listen = addr(admin_src, DEFAULT_ADMIN_LISTEN);
+    if listen == admin_listen && listen.port() != 0 {
+        issues.push(ConfigIssue::new(admin_path, format!("must differ from listen ({listen})")));
+    }
+
+    // env
+    let run_env = match choose!(env, raw.env.as_ref(), "GATEHOUSE_ENV", "env") {
+        None => RunEnv::Live,
+        Some((v, path)) => match v.as_str() {
+            "live" => RunEnv::Live,
+            "test" => RunEnv::Test,
+            other => {
+                issues.push(ConfigIssue::new(path, format!("`{other}` is not an environment (expected live or test)")));
+                RunEnv::Live
+            }
+        },
+    };
+
+    // body limit
+    let body_limit_bytes = match &raw.body_limit {
+        None => DEFAULT_BODY_LIMIT,
+        Some(size) => match parse_size(size) {
+            Ok(n) if n > 0 => n,
+            Ok(_) => {
+                issues.push(ConfigIssue::new("body_limit", "must be greater than 0"));
+                DEFAULT_BODY_LIMIT
+            }
+            Err(e) => {
+                issues.push(ConfigIssue::new("body_limit", e));
+                DEFAULT_BODY_LIMIT
+            }
+        },
+    };
+
+    let mut duration = |v: Option<&raw::RawDuration>, path: &str, default: Duration| -> Duration {
+        match v {
+            None => default,
+            Some(d) => match parse_duration(d) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    issues.push(ConfigIssue::new(path, "must be greater than 0"));
+                    default
+                }
+                Err(e) => {
+                    issues.push(ConfigIssue::new(path, e));
+                    default
+                }
+            },
+        }
+    };
+    let shutdown_drain = duration(raw.shutdown_drain.as_ref(), "shutdown_drain", Duration::from_secs(30));
+    let up = raw.upstream.clone().unwrap_or_default();
+    let dflt = UpstreamTimeouts::default();
+    let upstream = UpstreamTimeouts {
+        connect: duration(up.connect_timeout.as_ref(), "upstream.connect_timeout", dflt.connect),
+        first_byte: duration(up.first_byte_timeout.as_ref(), "upstream.first_byte_timeout", dflt.first_byte),
+        idle: duration(up.idle_timeout.as_ref(), "upstream.idle_timeout", dflt.idle),
+        total: duration(up.total_timeout.as_ref(), "upstream.total_timeout", dflt.total),
+    };
+
+    // log
+    let rl = raw.log.clone().unwrap_or_default();
+    let format = match pick(rl.format.as_ref(), "log.format", (env_over, env_over.log_format.as_ref(), "GATEHOUSE_LOG_FORMAT", "log-format"), (cli, cli.log_format.as_ref())) {
+        None => LogFormat::Pretty,
+        Some((v, path)) => match v.as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                issues.push(ConfigIssue::new(path, format!("`{other}` is not a log format (expected pretty or json)")));
+                LogFormat::Pretty
+            }
+        },
+    };
+    let level = match pick(rl.level.as_ref(), "log.level", (env_over, env_over.log_level.as_ref(), "GATEHOUSE_LOG", "log-level"), (cli, cli.log_level.as_ref())) {
+        None => "info".to_string(),
+        Some((v, path)) => {
+            if !valid_filter(&v) {
+                issues.push(ConfigIssue::new(path, format!("`{v}` is not a log filter (e.g. info, debug, gatehouse=debug,warn)")));
+            }
+            v
+        }
+    };
+
+    // providers
+    let mut providers: Vec<ProviderConfig> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, p) in raw.providers.iter().enumerate() {
+        let path = format!("providers[{i}]");
+        if !valid_name(&p.name) {
+            issues.push(ConfigIssue::new(format!("{path}.name"), format!("`{}` is not a valid name (1-64 of a-z A-Z 0-9 . _ -)", p.name)));
+        } else if !seen.insert(p.name.clone()) {
+            issues.push(ConfigIssue::new(format!("{path}.name"), format!("duplicate provider name `{}`", p.name)));
+        }
+        let kind = ProviderKindName::parse(&p.kind);
+        if kind.is_none() {
+            issues.push(ConfigIssue::new(format!("{path}.kind"), format!("unknown provider kind `{}` (expected openai, openai-compatible or anthropic)", p.kind)));
+        }
+        if let Some(url) = &p.base_url {
+            if let Err(e) = check_base_url(url) {
+                issues.push(ConfigIssue::new(format!("{path}.base_url"), e));
+            }
+        }
+        let api_key = match &p.api_key {
+            None => None,
+            Some(r) => match resolve_secret(r, env) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    issues.push(ConfigIssue::new(format!("{path}.api_key"), e));
+                    None
+                }
+            },
+        };
+        if let Some(kind) = kind {
+            providers.push(ProviderConfig { name: p.name.clone(), kind, base_url: p.base_url.clone(), api_key });
+        }
+    }
+    for ep in env_providers(env, issues) {
+        providers.retain(|p| p.name != ep.name);
+        providers.push(ep);
+    }
+
+    // models
+    let known: BTreeSet<&str> = providers
+        .iter()
+        .map(|p| p.name.as_str())
+        .chain(extra_providers.iter().map(String::as_str))
+        .collect();
+    let mut models = Vec::new();
+    let mut seen_models = BTreeSet::new();
+    for (i, m) in raw.models.iter().enumerate() {
+        let path = format!("models[{i}]");
+        if m.name.trim().is_empty() || m.name.len() > 256 {
+            issues.push(ConfigIssue::new(format!("{path}.name"), "must be 1-256 characters"));
+        } else if !seen_models.insert(m.name.clone()) {
+            issues.push(ConfigIssue::new(format!("{path}.name"), format!("duplicate model name `{}`", m.name)));
+        }
+        if m.deployments.is_empty() {
+            issues.push(ConfigIssue::new(format!("{path}.deployments"), "needs at least one deployment"));
+        }
+        let mut deployments = Vec::new();
+        for (j, d) in m.deployments.iter().enumerate() {
+            let dpath = format!("{path}.deployments[{j}]");
+            if !known.contains(d.provider.as_str()) {
+                issues.push(ConfigIssue::new(format!("{dpath}.provider"), format!("unknown provider `{}`", d.provider)));
+            }
+            if d.model.trim().is_empty() {
+                issues.push(ConfigIssue::new(format!("{dpath}.model"), "must not be empty"));
+            }
+            let weight = match d.weight.unwrap_or(1) {
+                w @ 0..=1_000_000 => w as i32,
+                _ => {
+                    issues.push(ConfigIssue::new(format!("{dpath}.weight"), "must be between 0 and 1000000"));
+                    1
+                }
+            };
+            let priority = match d.priority.unwrap_or(0) {
+                p @ -1_000_000..=1_000_000 => p as i32,
+                _ => {
+                    issues.push(ConfigIssue::new(format!("{dpath}.priority"), "must be between -1000000 and 1000000"));
+                    0
+                }
+            };
+            deployments.push(DeploymentConfig { provider: d.provider.clone(), model: d.model.clone(), weight, priority });
+        }
+        models.push(ModelConfig { name: m.name.clone(), deployments });
+    }
+
+    Some(Config {
+        data_dir,
+        database_url: SecretString::from(database_url),
+        listen,
+        admin_listen,
+        env: run_env,
+        body_limit_bytes,
+        upstream,
+        shutdown_drain,
+        log: LogConfig { format, level },
+        providers,
+        models,
+    })
+}
+
+/// Providers from the standard variables: `OPENAI_API_KEY` (+ `OPENAI_BASE_URL`) → `openai`,
+/// `ANTHROPIC_API_KEY` (+ `ANTHROPIC_BASE_URL`) → `anthropic`. Empty keys count as unset.
+fn env_providers(env: &dyn EnvSource, issues: &mut Vec<ConfigIssue>) -> Vec<ProviderConfig> {
+    let mut out = Vec::new();
+    for (name, kind, key_var, url_var) in [
+        ("openai", ProviderKindName::OpenAi, "OPENAI_API_KEY", "OPENAI_BASE_URL"),
+        ("anthropic", ProviderKindName::Anthropic, "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
+    ] {
+        let Some(key) = env.var(key_var).filter(|k| !k.trim().is_empty()) else { continue };
+        let base_url = env.var(url_var).filter(|u| !u.is_empty());
+        if let Some(url) = &base_url {
+            if let Err(e) = check_base_url(url) {
+                issues.push(ConfigIssue::new(format!("env {url_var}"), e));
+            }
+        }
+        out.push(ProviderConfig {
+            name: name.to_string(),
+            kind,
+            base_url,
+            api_key: Some(SecretString::from(key.trim().to_string())),
+        });
+    }
+    out
+}
+
+/// Resolves a secret reference: `env:NAME`, `file:PATH` (content, trailing CR/LF removed) or a
+/// literal. Errors name the variable or path, never the value.
+pub fn resolve_secret(reference: &str, env: &dyn EnvSource) -> Result<SecretString, String> {
+    if let Some(name) = reference.strip_prefix("env:") {
+        if name.is_empty() {
+            return Err("`env:` needs a variable name".into());
+        }
+        return match env.var(name) {
+            Some(v) if !v.is_empty() => Ok(SecretString::from(v)),
+            _ => Err(format!("environment variable {name} is not set")),
+        };
+    }
+    if let Some(path) = reference.strip_prefix("file:") {
+        if path.is_empty() {
+            return Err("`file:` needs a path".into());
+        }
+        return match std::fs::read_to_string(path) {
+            Ok(v) => {
+                let v = v.trim_end_matches(['\r', '\n']).to_string();
+                if v.is_empty() { Err(format!("file {path} is empty")) } else { Ok(SecretString::from(v)) }
+            }
+            Err(e) => Err(format!("cannot read secret file {path}: {}", e.kind())),
+        };
+    }
+    if reference.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(SecretString::from(reference.to_string()))
+}
+
+/// Provider and model name rule: 1-64 of `a-z A-Z 0-9 . _ -` (no `/`, which separates
+/// `provider/model`).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// A base URL must be `http://` or `https://` with a host, no query or fragment.
+pub fn check_base_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{url}` must start with http:// or https://"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    if url.contains('?') || url.contains('#') || url.contains(char::is_whitespace) {
+        return Err(format!("`{url}` must not contain a query, fragment or spaces"));
+    }
+    if host.contains('@') {
+        return Err("must not contain credentials".into());
+    }
+    Ok(())
+}
+
+fn valid_filter(s: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    !s.is_empty()
+        && s.split(',').all(|part| {
+            let part = part.trim();
+            let level = part.rsplit('=').next().unwrap_or("");
+            let target_ok = match part.split_once('=') {
+                Some((t, _)) => !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-')),
+                None => true,
+            };
+            target_ok && (LEVELS.contains(&level.to_ascii_lowercase().as_str()) || (!part.contains('=') && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-')) && !part.is_empty()))
+        })
+}
+
+#[cfg(test)]
+mod tests;

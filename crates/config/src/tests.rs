@@ -1,0 +1,249 @@
+//! Unit tests: precedence, every-error reporting, secret references.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use secrecy::ExposeSecret;
+
+use super::*;
+
+fn tmp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gh-config-{}-{}", std::process::id(), name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("gatehouse.toml");
+    let mut f = std::fs::File::create(&p).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    p
+}
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn load_with(file: Option<&Path>, env: &HashMap<String, String>, cli: Overrides) -> Result<Config, ConfigErrors> {
+    load(&Sources { file, env, cli, extra_providers: vec![] })
+}
+
+const FULL: &str = r#"
+data_dir = "/var/lib/gatehouse"
+database_url = "sqlite:///var/lib/gatehouse/db.sqlite"
+listen = "0.0.0.0:9000"
+admin_listen = "127.0.0.1:9001"
+env = "test"
+body_limit = "8MiB"
+shutdown_drain = "10s"
+
+[upstream]
+connect_timeout = 5
+first_byte_timeout = "90s"
+idle_timeout = "1m"
+total_timeout = "10m"
+
+[log]
+format = "json"
+level = "gatehouse=debug,info"
+
+[[providers]]
+name = "openai-main"
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key = "env:MY_OPENAI_KEY"
+
+[[providers]]
+name = "claude"
+kind = "anthropic"
+api_key = "literal-key"
+
+[[models]]
+name = "fast"
+deployments = [
+  { provider = "openai-main", model = "gpt-4o-mini", weight = 3, priority = 0 },
+  { provider = "claude", model = "claude-haiku-4-5", priority = 1 },
+]
+"#;
+
+#[test]
+fn defaults_without_any_source() {
+    let cfg = load_with(None, &env(&[]), Overrides::default()).unwrap();
+    assert_eq!(cfg.data_dir, PathBuf::from("./gatehouse-data"));
+    assert_eq!(cfg.database_url.expose_secret(), "sqlite://./gatehouse-data/gatehouse.db");
+    assert_eq!(cfg.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(cfg.admin_listen.to_string(), "127.0.0.1:8081");
+    assert_eq!(cfg.env, RunEnv::Live);
+    assert_eq!(cfg.body_limit_bytes, 4 * 1024 * 1024);
+    assert_eq!(cfg.shutdown_drain, Duration::from_secs(30));
+    assert_eq!(cfg.log.format, LogFormat::Pretty);
+    assert!(cfg.providers.is_empty());
+}
+
+#[test]
+fn a_file_using_every_key_parses() {
+    let p = tmp_file("full", FULL);
+    let cfg = load_with(Some(&p), &env(&[("MY_OPENAI_KEY", "sk-from-env")]), Overrides::default()).unwrap();
+    assert_eq!(cfg.listen.port(), 9000);
+    assert_eq!(cfg.env, RunEnv::Test);
+    assert_eq!(cfg.body_limit_bytes, 8 * 1024 * 1024);
+    assert_eq!(cfg.upstream.connect, Duration::from_secs(5));
+    assert_eq!(cfg.upstream.idle, Duration::from_secs(60));
+    assert_eq!(cfg.log.format, LogFormat::Json);
+    assert_eq!(cfg.providers.len(), 2);
+    assert_eq!(cfg.providers[0].api_key.as_ref().unwrap().expose_secret(), "sk-from-env");
+    assert_eq!(cfg.providers[1].api_key.as_ref().unwrap().expose_secret(), "literal-key");
+    assert_eq!(cfg.models[0].deployments[0].weight, 3);
+    assert_eq!(cfg.models[0].deployments[1].weight, 1);
+    assert_eq!(cfg.models[0].deployments[1].priority, 1);
+}
+
+#[test]
+fn precedence_file_then_env_then_cli() {
+    let p = tmp_file("prec", "listen = \"127.0.0.1:1000\"\nadmin_listen = \"127.0.0.1:1001\"\ndata_dir = \"/from/file\"\n");
+    let e = env(&[("GATEHOUSE_LISTEN", "127.0.0.1:2000"), ("GATEHOUSE_DATA_DIR", "/from/env")]);
+    // file only for admin_listen, env beats file for listen and data_dir
+    let cfg = load_with(Some(&p), &e, Overrides::default()).unwrap();
+    assert_eq!(cfg.listen.port(), 2000);
+    assert_eq!(cfg.admin_listen.port(), 1001);
+    assert_eq!(cfg.data_dir, PathBuf::from("/from/env"));
+    assert_eq!(cfg.database_url.expose_secret(), "sqlite:///from/env/gatehouse.db");
+    // CLI beats env
+    let cli = Overrides { source: OverrideSource::Cli, listen: Some("127.0.0.1:3000".into()), data_dir: Some("/from/cli".into()), ..Default::default() };
+    let cfg = load_with(Some(&p), &e, cli).unwrap();
+    assert_eq!(cfg.listen.port(), 3000);
+    assert_eq!(cfg.data_dir, PathBuf::from("/from/cli"));
+}
+
+#[test]
+fn override_errors_name_their_source() {
+    let e = env(&[("GATEHOUSE_LISTEN", "nope")]);
+    let cli = Overrides { source: OverrideSource::Cli, admin_listen: Some("also-nope".into()), ..Default::default() };
+    let err = load_with(None, &e, cli).unwrap_err();
+    let paths: Vec<&str> = err.0.iter().map(|i| i.path.as_str()).collect();
+    assert!(paths.contains(&"env GATEHOUSE_LISTEN"), "{err}");
+    assert!(paths.contains(&"--admin-listen"), "{err}");
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let text = r#"
+listen = "not-an-address"
+admin_listen = "127.0.0.1:99999"
+colour = "blue"
+env = "prod"
+body_limit = "4 parsecs"
+
+[log]
+format = "xml"
+verbosity = 3
+
+[[providers]]
+name = "dup"
+kind = "openai"
+
+[[providers]]
+name = "dup"
+kind = "gemini"
+base_url = "ftp://example.com"
+
+[[providers]]
+kind = "openai"
+api_key = "env:GH_TEST_SURELY_UNSET_VAR"
+
+[[models]]
+name = "m"
+deployments = [{ provider = "nowhere", model = "x" }]
+
+[[models]]
+name = "m"
+deployments = [{ provider = "dup", model = "x", extra = 1 }]
+"#;
+    let p = tmp_file("many", text);
+    let err = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err();
+    let paths: Vec<&str> = err.0.iter().map(|i| i.path.as_str()).collect();
+    // structural errors (unknown keys, missing keys) are all reported together
+    for expected in ["colour", "log.verbosity", "providers[2].name", "models[1].deployments[0].extra"] {
+        assert!(paths.contains(&expected), "missing {expected} in:\n{err}");
+    }
+    // fix the structure, keep the semantic errors: all reported together too
+    let text = text
+        .replace("colour = \"blue\"\n", "")
+        .replace("verbosity = 3\n", "")
+        .replace("[[providers]]\nkind = \"openai\"\napi_key", "[[providers]]\nname = \"third\"\nkind = \"openai\"\napi_key")
+        .replace(", extra = 1", "");
+    let p = tmp_file("many2", &text);
+    let err = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err();
+    let paths: Vec<&str> = err.0.iter().map(|i| i.path.as_str()).collect();
+    for expected in [
+        "listen",
+        "admin_listen",
+        "env",
+        "body_limit",
+        "log.format",
+        "providers[1].name",
+        "providers[1].kind",
+        "providers[1].base_url",
+        "providers[2].api_key",
+        "models[0].deployments[0].provider",
+        "models[1].name",
+    ] {
+        assert!(paths.contains(&expected), "missing {expected} in:\n{err}");
+    }
+    assert!(err.to_string().contains("duplicate provider name `dup`"));
+    assert!(err.to_string().contains("GH_TEST_SURELY_UNSET_VAR is not set"));
+}
+
+#[test]
+fn wrong_types_are_reported_with_paths() {
+    let p = tmp_file("types", "listen = 8080\n[[providers]]\nname = 1\nkind = \"openai\"\n[upstream]\nidle_timeout = true\n");
+    let err = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err();
+    let paths: Vec<&str> = err.0.iter().map(|i| i.path.as_str()).collect();
+    assert!(paths.contains(&"listen"));
+    assert!(paths.contains(&"providers[0].name"));
+    assert!(paths.contains(&"upstream.idle_timeout"));
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let p = tmp_file("syntax", "listen = \"a\"\nthis is not toml\n");
+    let err = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err();
+    assert!(err.0[0].path.starts_with("line "), "{err}");
+}
+
+#[test]
+fn secret_references_resolve_and_never_leak() {
+    let e = env(&[("K", "sk-secret-value")]);
+    assert_eq!(resolve_secret("env:K", &e).unwrap().expose_secret(), "sk-secret-value");
+    let dir = std::env::temp_dir().join(format!("gh-config-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("key");
+    std::fs::write(&f, "sk-file-value\n").unwrap();
+    assert_eq!(resolve_secret(&format!("file:{}", f.display()), &e).unwrap().expose_secret(), "sk-file-value");
+    assert_eq!(resolve_secret("sk-literal", &e).unwrap().expose_secret(), "sk-literal");
+    assert!(resolve_secret("env:MISSING_ONE", &e).unwrap_err().contains("MISSING_ONE"));
+    assert!(resolve_secret("file:/definitely/not/here", &e).is_err());
+    assert!(resolve_secret("env:", &e).is_err());
+    // Debug of a provider never shows the key
+    let p = ProviderConfig { name: "x".into(), kind: ProviderKindName::OpenAi, base_url: None, api_key: Some("sk-secret-value".to_string().into()) };
+    assert!(!format!("{p:?}").contains("sk-secret-value"));
+}
+
+#[test]
+fn env_providers_are_added_and_override_file_ones() {
+    let p = tmp_file("envprov", "[[providers]]\nname = \"openai\"\nkind = \"openai\"\napi_key = \"from-file\"\n[[models]]\nname = \"c\"\ndeployments = [{ provider = \"anthropic\", model = \"claude\" }]\n");
+    let e = env(&[("OPENAI_API_KEY", "sk-env"), ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"), ("ANTHROPIC_API_KEY", "sk-ant")]);
+    let cfg = load_with(Some(&p), &e, Overrides::default()).unwrap();
+    let openai = cfg.providers.iter().find(|p| p.name == "openai").unwrap();
+    assert_eq!(openai.api_key.as_ref().unwrap().expose_secret(), "sk-env");
+    assert_eq!(openai.base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
+    assert!(cfg.providers.iter().any(|p| p.name == "anthropic" && p.kind == ProviderKindName::Anthropic));
+    assert_eq!(cfg.providers.len(), 2);
+}
+
+#[test]
+fn units() {
+    assert_eq!(parse_duration_str("500ms").unwrap(), Duration::from_millis(500));
+    assert_eq!(parse_duration_str("7d").unwrap(), Duration::from_secs(7 * 86400));
+    assert_eq!(parse_duration_str("3600s").unwrap(), Duration::from_secs(3600));
+    assert!(parse_duration_str("1y").is_err());
+    assert!(parse_duration_str("").is_err());
+    assert_eq!(parse_size(&raw::RawSize::Text("512KiB".into())).unwrap(), 512 * 1024);
+    assert!(parse_size(&raw::RawSize::Bytes(-1)).is_err());
+}
