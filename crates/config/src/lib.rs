@@ -527,10 +527,10 @@ fn build(
         if kind.is_none() {
             issues.push(ConfigIssue::new(format!("{path}.kind"), format!("unknown provider kind `{}` (expected openai, openai-compatible or anthropic)", p.kind)));
         }
-        if let Some(url) = &p.base_url {
-            if let Err(e) = check_base_url(url) {
-                issues.push(ConfigIssue::new(format!("{path}.base_url"), e));
-            }
+        if let Some(url) = &p.base_url
+            && let Err(e) = check_base_url(url)
+        {
+            issues.push(ConfigIssue::new(format!("{path}.base_url"), e));
         }
         let api_key = match &p.api_key {
             None => None,
@@ -622,10 +622,10 @@ fn env_providers(env: &dyn EnvSource, issues: &mut Vec<ConfigIssue>) -> Vec<Prov
     ] {
         let Some(key) = env.var(key_var).filter(|k| !k.trim().is_empty()) else { continue };
         let base_url = env.var(url_var).filter(|u| !u.is_empty());
-        if let Some(url) = &base_url {
-            if let Err(e) = check_base_url(url) {
-                issues.push(ConfigIssue::new(format!("env {url_var}"), e));
-            }
+        if let Some(url) = &base_url
+            && let Err(e) = check_base_url(url)
+        {
+            issues.push(ConfigIssue::new(format!("env {url_var}"), e));
         }
         out.push(ProviderConfig {
             name: name.to_string(),

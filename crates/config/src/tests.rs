@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Unit tests: precedence, every-error reporting, secret references.
 
 use std::collections::HashMap;
