@@ -6,7 +6,9 @@
 
 pub mod bus;
 pub mod error;
+pub mod postgres;
 pub mod records;
+pub mod sqlite;
 
 use async_trait::async_trait;
 use gatehouse_types::{Id, Timestamp};
@@ -14,6 +16,8 @@ use gatehouse_types::{Id, Timestamp};
 pub use bus::{Bus, BusEvent, MemoryBus};
 pub use error::StoreError;
 pub use records::*;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
 
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -21,6 +25,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Everything Gatehouse persists. Implemented by `SqliteStore` and `PostgresStore`; both pass
 /// `tests/conformance.rs`. Every method is one transaction: a change is applied whole or not at
 /// all. Lists are ordered newest first unless said otherwise.
+///
+/// Timestamps are stored with microsecond precision (PostgreSQL `timestamptz`; SQLite INTEGER
+/// microseconds since the Unix epoch): a value read back is the written one truncated to whole
+/// microseconds, in UTC.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations (idempotent).
@@ -90,13 +98,57 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_call_logs(&self, logs: &[CallLog]) -> StoreResult<()>;
     /// Filtered, newest first, keyset-paged by (`before` id).
     async fn query_call_logs(&self, query: &CallLogQuery) -> StoreResult<Vec<CallLog>>;
+
+    // --- audits ---
+    /// For tests and audits only (never served over HTTP): every text-typed column (TEXT,
+    /// JSON, arrays) of every table, plus every BLOB/`bytea` column rendered as lossy UTF-8, as
+    /// lines `table.column: value`. Used to prove that no plaintext key or token is stored
+    /// (`token-security.md` §2.3, §3.1). Migration bookkeeping (`_sqlx_migrations`) is left out.
+    async fn debug_dump(&self) -> StoreResult<String>;
 }
 
-/// Opens the store for a URL: `sqlite://PATH` (created if missing, WAL mode) or
-/// `postgres://…`. Runs no migrations; call [`Store::migrate`].
+/// Opens the store for a URL. Runs no migrations; call [`Store::migrate`].
 ///
-/// Errors: `StoreError::Config` for an unknown scheme, `StoreError::Database` if it cannot connect.
+/// * `sqlite://PATH` or `sqlite:PATH` (relative or absolute path; `sqlite:///abs/path` works
+///   too): the file and its parent directory are created if missing; WAL journal,
+///   `synchronous=NORMAL`, foreign keys on, busy timeout 5 s, a pool of 4 connections.
+///   `sqlite::memory:` opens a private in-memory database (one connection; for tests).
+/// * `postgres://…` or `postgresql://…`: a pool of 10 connections. Connection options go in the
+///   URL as sqlx understands them, e.g. `?options[search_path]=myschema`.
+///
+/// Errors: `StoreError::Config` for an unknown scheme or a bad URL, `StoreError::Database` if
+/// it cannot connect. Messages never contain the URL (it may hold a password).
 pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
-    let _ = url;
-    Err(StoreError::Config("not implemented yet".into()))
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PostgresStore::connect(url).await?))
+    } else {
+        Err(StoreError::Config(
+            "database URL must start with sqlite: or postgres://".into(),
+        ))
+    }
+}
+
+/// Page size of a call-log query: `limit` clamped to 1..=1000, default 100.
+pub(crate) fn page_size(query: &CallLogQuery) -> i64 {
+    i64::from(query.limit.unwrap_or(100).clamp(1, 1000))
+}
+
+/// Rows per statement in batched inserts (stays far below both backends' bind-parameter limits).
+pub(crate) const INSERT_CHUNK: usize = 500;
+
+/// `u64` counter → `BIGINT` (saturating; no realistic counter reaches `i64::MAX`).
+pub(crate) fn u64_to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// `BIGINT` → `u64` (negative values, which we never write, read as 0).
+pub(crate) fn i64_to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Quotes an identifier read from the database catalog (for `debug_dump` only).
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -1,0 +1,1088 @@
+//! SQLite backend of [`Store`] (the single-node default).
+//!
+//! Storage conventions (see `migrations/sqlite/`): ids are lowercase hyphenated UUID text (text
+//! order = UUIDv7 time order), timestamps are INTEGER microseconds since the Unix epoch (UTC),
+//! lists are JSON arrays in TEXT, digests and envelope parts are BLOBs. Write methods run in
+//! `BEGIN IMMEDIATE` transactions so concurrent writers queue on the busy timeout instead of
+//! failing with `SQLITE_BUSY` on a lock upgrade.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gatehouse_types::{Id, Timestamp};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, Transaction};
+
+use crate::{
+    CallLog, CallLogQuery, Credential, CredentialFilter, Deployment, INSERT_CHUNK, Model,
+    OperatorToken, Provider, ProviderCredential, Store, StoreError, StoreResult, Team, User, App,
+    i64_to_u64, page_size, quote_ident, u64_to_i64,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Connections in the pool of a file database.
+const POOL_SIZE: u32 = 4;
+/// How long a writer waits for the database lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite store. Cheap to clone (shares the pool).
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens `sqlite://PATH`, `sqlite:PATH` or `sqlite::memory:` (see [`crate::connect`]).
+    ///
+    /// Errors: `Config` for a URL without a path, `Database` if the directory or file cannot be
+    /// created or opened.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        match sqlite_path(url)? {
+            None => Self::open_in_memory().await,
+            Some(path) => Self::open(&path).await,
+        }
+    }
+
+    /// Opens (creating if missing, with its parent directory) the database file at `path`:
+    /// WAL journal, `synchronous=NORMAL`, foreign keys on, busy timeout 5 s, 4 connections.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| {
+                StoreError::Database(format!("cannot create directory {}: {e}", parent.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::from_sqlx("open sqlite database", e))?;
+        Ok(Self { pool })
+    }
+
+    /// A private in-memory database on a single connection that is never recycled (tests).
+    pub async fn open_in_memory() -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|e| StoreError::Config(format!("sqlite options: {e}")))?
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::from_sqlx("open sqlite database", e))?;
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool (its connections must have foreign keys on).
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn write_tx(&self, what: &str) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| StoreError::from_sqlx(what, e))
+    }
+
+    async fn read_tx(&self, what: &str) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.pool.begin().await.map_err(|e| StoreError::from_sqlx(what, e))
+    }
+}
+
+/// The file path of a SQLite URL, or `None` for `sqlite::memory:`.
+fn sqlite_path(url: &str) -> StoreResult<Option<PathBuf>> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Config("sqlite URL must start with sqlite:".into()))?;
+    let rest = rest.split_once('?').map_or(rest, |(path, _)| path);
+    if rest == ":memory:" || (url.starts_with("sqlite::memory:")) {
+        return Ok(None);
+    }
+    if rest.is_empty() {
+        return Err(StoreError::Config("sqlite URL has no file path".into()));
+    }
+    Ok(Some(PathBuf::from(rest)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// conversions
+
+fn id_text(id: Id) -> String {
+    id.hyphenated().to_string()
+}
+
+fn opt_id_text(id: Option<Id>) -> Option<String> {
+    id.map(id_text)
+}
+
+fn micros(ts: Timestamp) -> StoreResult<i64> {
+    i64::try_from(ts.unix_timestamp_nanos() / 1000)
+        .map_err(|_| StoreError::Database("timestamp out of range".into()))
+}
+
+fn opt_micros(ts: Option<Timestamp>) -> StoreResult<Option<i64>> {
+    ts.map(micros).transpose()
+}
+
+fn from_micros(v: i64) -> StoreResult<Timestamp> {
+    Timestamp::from_unix_timestamp_nanos(i128::from(v) * 1000)
+        .map_err(|e| StoreError::decode("timestamp", e))
+}
+
+fn col<'r, T>(row: &'r SqliteRow, name: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(name).map_err(|e| StoreError::decode(name, e))
+}
+
+fn col_id(row: &SqliteRow, name: &str) -> StoreResult<Id> {
+    let s: String = col(row, name)?;
+    Id::parse_str(&s).map_err(|e| StoreError::decode(name, e))
+}
+
+fn col_opt_id(row: &SqliteRow, name: &str) -> StoreResult<Option<Id>> {
+    let s: Option<String> = col(row, name)?;
+    s.map(|s| Id::parse_str(&s).map_err(|e| StoreError::decode(name, e)))
+        .transpose()
+}
+
+fn col_ts(row: &SqliteRow, name: &str) -> StoreResult<Timestamp> {
+    from_micros(col(row, name)?)
+}
+
+fn col_opt_ts(row: &SqliteRow, name: &str) -> StoreResult<Option<Timestamp>> {
+    let v: Option<i64> = col(row, name)?;
+    v.map(from_micros).transpose()
+}
+
+fn col_list(row: &SqliteRow, name: &str) -> StoreResult<Vec<String>> {
+    let s: String = col(row, name)?;
+    serde_json::from_str(&s).map_err(|e| StoreError::decode(name, e))
+}
+
+fn json_list(list: &[String]) -> StoreResult<String> {
+    serde_json::to_string(list).map_err(|e| StoreError::Database(format!("encode list: {e}")))
+}
+
+fn team_row(row: &SqliteRow) -> StoreResult<Team> {
+    Ok(Team { id: col_id(row, "id")?, name: col(row, "name")?, created_at: col_ts(row, "created_at")? })
+}
+
+fn app_row(row: &SqliteRow) -> StoreResult<App> {
+    Ok(App {
+        id: col_id(row, "id")?,
+        team_id: col_id(row, "team_id")?,
+        name: col(row, "name")?,
+        created_at: col_ts(row, "created_at")?,
+    })
+}
+
+fn user_row(row: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        id: col_id(row, "id")?,
+        username: col(row, "username")?,
+        password_hash: col(row, "password_hash")?,
+        system_role: col(row, "system_role")?,
+        created_at: col_ts(row, "created_at")?,
+    })
+}
+
+fn operator_token_row(row: &SqliteRow) -> StoreResult<OperatorToken> {
+    Ok(OperatorToken {
+        id: col_id(row, "id")?,
+        user_id: col_id(row, "user_id")?,
+        name: col(row, "name")?,
+        digest: col(row, "digest")?,
+        pepper_version: col(row, "pepper_version")?,
+        hint: col(row, "hint")?,
+        expires_at: col_opt_ts(row, "expires_at")?,
+        revoked_at: col_opt_ts(row, "revoked_at")?,
+        created_at: col_ts(row, "created_at")?,
+    })
+}
+
+fn credential_row(row: &SqliteRow) -> StoreResult<Credential> {
+    Ok(Credential {
+        id: col_id(row, "id")?,
+        team_id: col_id(row, "team_id")?,
+        app_id: col_id(row, "app_id")?,
+        name: col(row, "name")?,
+        digest: col(row, "digest")?,
+        pepper_version: col(row, "pepper_version")?,
+        hint: col(row, "hint")?,
+        models: col_list(row, "models")?,
+        scopes: col_list(row, "scopes")?,
+        expires_at: col_opt_ts(row, "expires_at")?,
+        revoked_at: col_opt_ts(row, "revoked_at")?,
+        last_used_at: col_opt_ts(row, "last_used_at")?,
+        created_at: col_ts(row, "created_at")?,
+    })
+}
+
+fn provider_row(row: &SqliteRow) -> StoreResult<Provider> {
+    let settings: String = col(row, "settings")?;
+    Ok(Provider {
+        id: col_id(row, "id")?,
+        name: col(row, "name")?,
+        kind: col(row, "kind")?,
+        base_url: col(row, "base_url")?,
+        settings: serde_json::from_str(&settings).map_err(|e| StoreError::decode("settings", e))?,
+        created_at: col_ts(row, "created_at")?,
+    })
+}
+
+fn provider_credential_row(row: &SqliteRow) -> StoreResult<ProviderCredential> {
+    Ok(ProviderCredential {
+        id: col_id(row, "id")?,
+        provider_id: col_id(row, "provider_id")?,
+        team_id: col_id(row, "team_id")?,
+        hint: col(row, "hint")?,
+        format_version: col(row, "format_version")?,
+        kek_id: col(row, "kek_id")?,
+        wrapped_dek: col(row, "wrapped_dek")?,
+        nonce: col(row, "nonce")?,
+        ciphertext: col(row, "ciphertext")?,
+        priority: col(row, "priority")?,
+        revoked_at: col_opt_ts(row, "revoked_at")?,
+        created_at: col_ts(row, "created_at")?,
+    })
+}
+
+fn deployment_row(row: &SqliteRow) -> StoreResult<Deployment> {
+    Ok(Deployment {
+        id: col_id(row, "id")?,
+        provider_id: col_id(row, "provider_id")?,
+        upstream_model: col(row, "upstream_model")?,
+        weight: col(row, "weight")?,
+        priority: col(row, "priority")?,
+    })
+}
+
+fn call_log_row(row: &SqliteRow) -> StoreResult<CallLog> {
+    let status: i64 = col(row, "status")?;
+    let opt_u64 = |name: &str| -> StoreResult<Option<u64>> {
+        let v: Option<i64> = col(row, name)?;
+        Ok(v.map(i64_to_u64))
+    };
+    Ok(CallLog {
+        id: col_id(row, "id")?,
+        created_at: col_ts(row, "created_at")?,
+        request_id: col(row, "request_id")?,
+        team_id: col_opt_id(row, "team_id")?,
+        app_id: col_opt_id(row, "app_id")?,
+        credential_id: col_opt_id(row, "credential_id")?,
+        endpoint: col(row, "endpoint")?,
+        model: col(row, "model")?,
+        provider: col(row, "provider")?,
+        upstream_model: col(row, "upstream_model")?,
+        stream: col(row, "stream")?,
+        status: u16::try_from(status).map_err(|e| StoreError::decode("status", e))?,
+        error_code: col(row, "error_code")?,
+        latency_ms: i64_to_u64(col(row, "latency_ms")?),
+        upstream_latency_ms: opt_u64("upstream_latency_ms")?,
+        ttft_ms: opt_u64("ttft_ms")?,
+        prompt_tokens: i64_to_u64(col(row, "prompt_tokens")?),
+        completion_tokens: i64_to_u64(col(row, "completion_tokens")?),
+        cached_tokens: i64_to_u64(col(row, "cached_tokens")?),
+        upstream_request_id: col(row, "upstream_request_id")?,
+    })
+}
+
+async fn load_deployments(
+    tx: &mut Transaction<'static, Sqlite>,
+    model_id: Id,
+) -> StoreResult<Vec<Deployment>> {
+    let rows = sqlx::query(
+        "SELECT id, provider_id, upstream_model, weight, priority FROM deployments \
+         WHERE model_id = ? ORDER BY position, id",
+    )
+    .bind(id_text(model_id))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(|e| StoreError::from_sqlx("deployments", e))?;
+    rows.iter().map(deployment_row).collect()
+}
+
+async fn model_from_row(
+    tx: &mut Transaction<'static, Sqlite>,
+    row: &SqliteRow,
+) -> StoreResult<Model> {
+    let id = col_id(row, "id")?;
+    Ok(Model {
+        id,
+        name: col(row, "name")?,
+        deployments: load_deployments(tx, id).await?,
+        created_at: col_ts(row, "created_at")?,
+    })
+}
+
+macro_rules! operator_token_cols {
+    () => {
+        "id, user_id, name, digest, pepper_version, hint, expires_at, revoked_at, created_at"
+    };
+}
+macro_rules! credential_cols {
+    () => {
+        "id, team_id, app_id, name, digest, pepper_version, hint, models, scopes, expires_at, \
+         revoked_at, last_used_at, created_at"
+    };
+}
+macro_rules! provider_credential_cols {
+    () => {
+        "id, provider_id, team_id, hint, format_version, kek_id, wrapped_dek, nonce, ciphertext, \
+         priority, revoked_at, created_at"
+    };
+}
+macro_rules! call_log_cols {
+    () => {
+        "id, created_at, request_id, team_id, app_id, credential_id, endpoint, model, provider, \
+         upstream_model, stream, status, error_code, latency_ms, upstream_latency_ms, ttft_ms, \
+         prompt_tokens, completion_tokens, cached_tokens, upstream_request_id"
+    };
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrate: {e}")))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::from_sqlx("ping", e))
+    }
+
+    // --- settings ---
+
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("setting", e))
+    }
+
+    async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        let now = micros(gatehouse_types::now())?;
+        let mut tx = self.write_tx("setting").await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value, created_at, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("setting", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("setting", e))
+    }
+
+    // --- teams, apps, users ---
+
+    async fn create_team(&self, team: &Team) -> StoreResult<()> {
+        let mut tx = self.write_tx("team").await?;
+        sqlx::query("INSERT INTO teams (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(id_text(team.id))
+            .bind(&team.name)
+            .bind(micros(team.created_at)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("team", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("team", e))
+    }
+
+    async fn get_team(&self, id: Id) -> StoreResult<Option<Team>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM teams WHERE id = ?")
+            .bind(id_text(id))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("team", e))?;
+        row.as_ref().map(team_row).transpose()
+    }
+
+    async fn get_team_by_name(&self, name: &str) -> StoreResult<Option<Team>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM teams WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("team", e))?;
+        row.as_ref().map(team_row).transpose()
+    }
+
+    async fn list_teams(&self) -> StoreResult<Vec<Team>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM teams ORDER BY created_at DESC, id DESC")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("teams", e))?;
+        rows.iter().map(team_row).collect()
+    }
+
+    async fn create_app(&self, app: &App) -> StoreResult<()> {
+        let mut tx = self.write_tx("app").await?;
+        sqlx::query("INSERT INTO apps (id, team_id, name, created_at) VALUES (?, ?, ?, ?)")
+            .bind(id_text(app.id))
+            .bind(id_text(app.team_id))
+            .bind(&app.name)
+            .bind(micros(app.created_at)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("app", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("app", e))
+    }
+
+    async fn get_app(&self, id: Id) -> StoreResult<Option<App>> {
+        let row = sqlx::query("SELECT id, team_id, name, created_at FROM apps WHERE id = ?")
+            .bind(id_text(id))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("app", e))?;
+        row.as_ref().map(app_row).transpose()
+    }
+
+    async fn list_apps(&self, team_id: Option<Id>) -> StoreResult<Vec<App>> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT id, team_id, name, created_at FROM apps");
+        if let Some(team_id) = team_id {
+            qb.push(" WHERE team_id = ").push_bind(id_text(team_id));
+        }
+        qb.push(" ORDER BY created_at DESC, id DESC");
+        let rows = qb
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("apps", e))?;
+        rows.iter().map(app_row).collect()
+    }
+
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        let mut tx = self.write_tx("user").await?;
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, system_role, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id_text(user.id))
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(&user.system_role)
+        .bind(micros(user.created_at)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("user", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("user", e))
+    }
+
+    async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(
+            "SELECT id, username, password_hash, system_role, created_at FROM users WHERE username = ?",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("user", e))?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    // --- operator tokens ---
+
+    async fn create_operator_token(&self, token: &OperatorToken) -> StoreResult<()> {
+        let mut tx = self.write_tx("operator token").await?;
+        sqlx::query(concat!(
+            "INSERT INTO operator_tokens (",
+            operator_token_cols!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(id_text(token.id))
+        .bind(id_text(token.user_id))
+        .bind(&token.name)
+        .bind(&token.digest)
+        .bind(token.pepper_version)
+        .bind(&token.hint)
+        .bind(opt_micros(token.expires_at)?)
+        .bind(opt_micros(token.revoked_at)?)
+        .bind(micros(token.created_at)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("operator token", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("operator token", e))
+    }
+
+    async fn find_operator_token(&self, digest: &[u8]) -> StoreResult<Option<OperatorToken>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            operator_token_cols!(),
+            " FROM operator_tokens WHERE digest = ?"
+        ))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("operator token", e))?;
+        row.as_ref().map(operator_token_row).transpose()
+    }
+
+    async fn list_operator_tokens(&self) -> StoreResult<Vec<OperatorToken>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            operator_token_cols!(),
+            " FROM operator_tokens ORDER BY created_at DESC, id DESC"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("operator tokens", e))?;
+        rows.iter().map(operator_token_row).collect()
+    }
+
+    async fn revoke_operator_token(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.write_tx("operator token").await?;
+        let done = sqlx::query(
+            "UPDATE operator_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+        )
+        .bind(micros(at)?)
+        .bind(id_text(id))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("operator token", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("operator token", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // --- credentials ---
+
+    async fn create_credential(&self, c: &Credential) -> StoreResult<()> {
+        let mut tx = self.write_tx("credential").await?;
+        sqlx::query(concat!(
+            "INSERT INTO credentials (",
+            credential_cols!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(id_text(c.id))
+        .bind(id_text(c.team_id))
+        .bind(id_text(c.app_id))
+        .bind(&c.name)
+        .bind(&c.digest)
+        .bind(c.pepper_version)
+        .bind(&c.hint)
+        .bind(json_list(&c.models)?)
+        .bind(json_list(&c.scopes)?)
+        .bind(opt_micros(c.expires_at)?)
+        .bind(opt_micros(c.revoked_at)?)
+        .bind(opt_micros(c.last_used_at)?)
+        .bind(micros(c.created_at)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("credential", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("credential", e))
+    }
+
+    async fn get_credential(&self, id: Id) -> StoreResult<Option<Credential>> {
+        let row = sqlx::query(concat!("SELECT ", credential_cols!(), " FROM credentials WHERE id = ?"))
+            .bind(id_text(id))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("credential", e))?;
+        row.as_ref().map(credential_row).transpose()
+    }
+
+    async fn find_credential(&self, digest: &[u8]) -> StoreResult<Option<Credential>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            credential_cols!(),
+            " FROM credentials WHERE digest = ?"
+        ))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("credential", e))?;
+        row.as_ref().map(credential_row).transpose()
+    }
+
+    async fn list_credentials(&self, filter: &CredentialFilter) -> StoreResult<Vec<Credential>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            credential_cols!(),
+            " FROM credentials WHERE 1 = 1"
+        ));
+        if let Some(team_id) = filter.team_id {
+            qb.push(" AND team_id = ").push_bind(id_text(team_id));
+        }
+        if let Some(app_id) = filter.app_id {
+            qb.push(" AND app_id = ").push_bind(id_text(app_id));
+        }
+        if !filter.include_revoked {
+            qb.push(" AND revoked_at IS NULL");
+        }
+        qb.push(" ORDER BY created_at DESC, id DESC");
+        let rows = qb
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("credentials", e))?;
+        rows.iter().map(credential_row).collect()
+    }
+
+    async fn revoke_credential(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.write_tx("credential").await?;
+        let done =
+            sqlx::query("UPDATE credentials SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+                .bind(micros(at)?)
+                .bind(id_text(id))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::from_sqlx("credential", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("credential", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn touch_credentials(&self, uses: &[(Id, Timestamp)]) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx("credential").await?;
+        for (id, at) in uses {
+            let at = micros(*at)?;
+            sqlx::query(
+                "UPDATE credentials SET last_used_at = MAX(COALESCE(last_used_at, ?), ?) WHERE id = ?",
+            )
+            .bind(at)
+            .bind(at)
+            .bind(id_text(*id))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("credential", e))?;
+        }
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("credential", e))
+    }
+
+    // --- providers ---
+
+    async fn upsert_provider(&self, p: &Provider) -> StoreResult<Provider> {
+        let settings = serde_json::to_string(&p.settings)
+            .map_err(|e| StoreError::Database(format!("encode settings: {e}")))?;
+        let mut tx = self.write_tx("provider").await?;
+        let row = sqlx::query(
+            "INSERT INTO providers (id, name, kind, base_url, settings, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url, \
+             settings = excluded.settings \
+             RETURNING id, name, kind, base_url, settings, created_at",
+        )
+        .bind(id_text(p.id))
+        .bind(&p.name)
+        .bind(&p.kind)
+        .bind(&p.base_url)
+        .bind(settings)
+        .bind(micros(p.created_at)?)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("provider", e))?;
+        let stored = provider_row(&row)?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("provider", e))?;
+        Ok(stored)
+    }
+
+    async fn get_provider(&self, id: Id) -> StoreResult<Option<Provider>> {
+        let row = sqlx::query(
+            "SELECT id, name, kind, base_url, settings, created_at FROM providers WHERE id = ?",
+        )
+        .bind(id_text(id))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("provider", e))?;
+        row.as_ref().map(provider_row).transpose()
+    }
+
+    async fn get_provider_by_name(&self, name: &str) -> StoreResult<Option<Provider>> {
+        let row = sqlx::query(
+            "SELECT id, name, kind, base_url, settings, created_at FROM providers WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("provider", e))?;
+        row.as_ref().map(provider_row).transpose()
+    }
+
+    async fn list_providers(&self) -> StoreResult<Vec<Provider>> {
+        let rows = sqlx::query(
+            "SELECT id, name, kind, base_url, settings, created_at FROM providers \
+             ORDER BY created_at DESC, id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("providers", e))?;
+        rows.iter().map(provider_row).collect()
+    }
+
+    async fn delete_provider(&self, id: Id) -> StoreResult<bool> {
+        let mut tx = self.write_tx("provider").await?;
+        // Credentials and deployments go with it (ON DELETE CASCADE).
+        let done = sqlx::query("DELETE FROM providers WHERE id = ?")
+            .bind(id_text(id))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("provider", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("provider", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_provider_credential(&self, c: &ProviderCredential) -> StoreResult<()> {
+        let mut tx = self.write_tx("provider credential").await?;
+        sqlx::query(concat!(
+            "INSERT INTO provider_credentials (",
+            provider_credential_cols!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(id_text(c.id))
+        .bind(id_text(c.provider_id))
+        .bind(id_text(c.team_id))
+        .bind(&c.hint)
+        .bind(c.format_version)
+        .bind(&c.kek_id)
+        .bind(&c.wrapped_dek)
+        .bind(&c.nonce)
+        .bind(&c.ciphertext)
+        .bind(c.priority)
+        .bind(opt_micros(c.revoked_at)?)
+        .bind(micros(c.created_at)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("provider credential", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("provider credential", e))
+    }
+
+    async fn list_provider_credentials(&self, provider_id: Id) -> StoreResult<Vec<ProviderCredential>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            provider_credential_cols!(),
+            " FROM provider_credentials WHERE provider_id = ? AND revoked_at IS NULL \
+             ORDER BY priority ASC, created_at DESC, id DESC"
+        ))
+        .bind(id_text(provider_id))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("provider credentials", e))?;
+        rows.iter().map(provider_credential_row).collect()
+    }
+
+    async fn revoke_provider_credential(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.write_tx("provider credential").await?;
+        let done = sqlx::query(
+            "UPDATE provider_credentials SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+        )
+        .bind(micros(at)?)
+        .bind(id_text(id))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("provider credential", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("provider credential", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // --- models ---
+
+    async fn upsert_model(&self, model: &Model) -> StoreResult<Model> {
+        let mut tx = self.write_tx("model").await?;
+        let row = sqlx::query(
+            "INSERT INTO models (id, name, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET name = excluded.name \
+             RETURNING id, name, created_at",
+        )
+        .bind(id_text(model.id))
+        .bind(&model.name)
+        .bind(micros(model.created_at)?)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("model", e))?;
+        let model_id = col_id(&row, "id")?;
+        sqlx::query("DELETE FROM deployments WHERE model_id = ?")
+            .bind(id_text(model_id))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("deployment", e))?;
+        let now = micros(gatehouse_types::now())?;
+        for (position, d) in model.deployments.iter().enumerate() {
+            let position = i64::try_from(position).unwrap_or(i64::MAX);
+            sqlx::query(
+                "INSERT INTO deployments \
+                 (id, model_id, provider_id, upstream_model, weight, priority, position, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id_text(d.id))
+            .bind(id_text(model_id))
+            .bind(id_text(d.provider_id))
+            .bind(&d.upstream_model)
+            .bind(d.weight)
+            .bind(d.priority)
+            .bind(position)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("deployment", e))?;
+        }
+        let stored = model_from_row(&mut tx, &row).await?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("model", e))?;
+        Ok(stored)
+    }
+
+    async fn get_model(&self, name: &str) -> StoreResult<Option<Model>> {
+        let mut tx = self.read_tx("model").await?;
+        let row = sqlx::query("SELECT id, name, created_at FROM models WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("model", e))?;
+        let model = match row {
+            Some(row) => Some(model_from_row(&mut tx, &row).await?),
+            None => None,
+        };
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("model", e))?;
+        Ok(model)
+    }
+
+    async fn list_models(&self) -> StoreResult<Vec<Model>> {
+        let mut tx = self.read_tx("models").await?;
+        let rows = sqlx::query("SELECT id, name, created_at FROM models ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("models", e))?;
+        let mut models = Vec::with_capacity(rows.len());
+        for row in &rows {
+            models.push(model_from_row(&mut tx, row).await?);
+        }
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("models", e))?;
+        Ok(models)
+    }
+
+    async fn delete_model(&self, name: &str) -> StoreResult<bool> {
+        let mut tx = self.write_tx("model").await?;
+        let done = sqlx::query("DELETE FROM models WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("model", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("model", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // --- call log ---
+
+    async fn insert_call_logs(&self, logs: &[CallLog]) -> StoreResult<()> {
+        if logs.is_empty() {
+            return Ok(());
+        }
+        // Convert first so a bad value fails before anything is written.
+        let mut rows = Vec::with_capacity(logs.len());
+        for l in logs {
+            rows.push((l, micros(l.created_at)?));
+        }
+        let mut tx = self.write_tx("call log").await?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(concat!("INSERT INTO call_logs (", call_log_cols!(), ") "));
+            qb.push_values(chunk, |mut b, (l, created_at)| {
+                b.push_bind(id_text(l.id))
+                    .push_bind(*created_at)
+                    .push_bind(l.request_id.clone())
+                    .push_bind(opt_id_text(l.team_id))
+                    .push_bind(opt_id_text(l.app_id))
+                    .push_bind(opt_id_text(l.credential_id))
+                    .push_bind(l.endpoint.clone())
+                    .push_bind(l.model.clone())
+                    .push_bind(l.provider.clone())
+                    .push_bind(l.upstream_model.clone())
+                    .push_bind(l.stream)
+                    .push_bind(i64::from(l.status))
+                    .push_bind(l.error_code.clone())
+                    .push_bind(u64_to_i64(l.latency_ms))
+                    .push_bind(l.upstream_latency_ms.map(u64_to_i64))
+                    .push_bind(l.ttft_ms.map(u64_to_i64))
+                    .push_bind(u64_to_i64(l.prompt_tokens))
+                    .push_bind(u64_to_i64(l.completion_tokens))
+                    .push_bind(u64_to_i64(l.cached_tokens))
+                    .push_bind(l.upstream_request_id.clone());
+            });
+            qb.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::from_sqlx("call log", e))?;
+        }
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("call log", e))
+    }
+
+    async fn query_call_logs(&self, q: &CallLogQuery) -> StoreResult<Vec<CallLog>> {
+        let mut tx = self.read_tx("call logs").await?;
+        // Keyset cursor: the (created_at, id) of the `before` row; an unknown id falls back to
+        // "ids older than it" (UUIDv7 order).
+        let cursor: Option<(Option<i64>, String)> = match q.before {
+            Some(before) => {
+                let at: Option<i64> =
+                    sqlx::query_scalar("SELECT created_at FROM call_logs WHERE id = ?")
+                        .bind(id_text(before))
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| StoreError::from_sqlx("call logs", e))?;
+                Some((at, id_text(before)))
+            }
+            None => None,
+        };
+        let mut qb =
+            QueryBuilder::<Sqlite>::new(concat!("SELECT ", call_log_cols!(), " FROM call_logs WHERE 1 = 1"));
+        if let Some(v) = q.team_id {
+            qb.push(" AND team_id = ").push_bind(id_text(v));
+        }
+        if let Some(v) = q.app_id {
+            qb.push(" AND app_id = ").push_bind(id_text(v));
+        }
+        if let Some(v) = q.credential_id {
+            qb.push(" AND credential_id = ").push_bind(id_text(v));
+        }
+        if let Some(v) = &q.model {
+            qb.push(" AND model = ").push_bind(v.clone());
+        }
+        if let Some(v) = q.status {
+            qb.push(" AND status = ").push_bind(i64::from(v));
+        }
+        if q.errors_only {
+            qb.push(" AND status >= 400");
+        }
+        if let Some(v) = q.since {
+            qb.push(" AND created_at >= ").push_bind(micros(v)?);
+        }
+        if let Some(v) = q.until {
+            qb.push(" AND created_at < ").push_bind(micros(v)?);
+        }
+        match cursor {
+            Some((Some(at), id)) => {
+                qb.push(" AND (created_at < ")
+                    .push_bind(at)
+                    .push(" OR (created_at = ")
+                    .push_bind(at)
+                    .push(" AND id < ")
+                    .push_bind(id)
+                    .push("))");
+            }
+            Some((None, id)) => {
+                qb.push(" AND id < ").push_bind(id);
+            }
+            None => {}
+        }
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(page_size(q));
+        let rows = qb
+            .build()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("call logs", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("call logs", e))?;
+        rows.iter().map(call_log_row).collect()
+    }
+
+    // --- audits ---
+
+    async fn debug_dump(&self) -> StoreResult<String> {
+        let mut tx = self.read_tx("dump").await?;
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY name",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("dump", e))?;
+        let mut out = String::new();
+        for table in tables {
+            let columns = sqlx::query("SELECT name, type FROM pragma_table_info(?) ORDER BY cid")
+                .bind(&table)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| StoreError::from_sqlx("dump", e))?;
+            for c in &columns {
+                let name: String = col(c, "name")?;
+                let ty: String = col(c, "type")?;
+                let ty = ty.to_ascii_uppercase();
+                let is_text = ty.contains("TEXT") || ty.contains("CHAR") || ty.contains("CLOB") || ty.contains("JSON");
+                let is_blob = ty.contains("BLOB");
+                if !is_text && !is_blob {
+                    continue;
+                }
+                // Identifiers come from the catalog, quoted; no value is interpolated.
+                let sql = format!("SELECT {} FROM {}", quote_ident(&name), quote_ident(&table));
+                let rows = sqlx::query(AssertSqlSafe(sql))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::from_sqlx("dump", e))?;
+                for r in &rows {
+                    let value = if is_text {
+                        let v: Option<String> = r.try_get(0).map_err(|e| StoreError::decode(&name, e))?;
+                        v
+                    } else {
+                        let v: Option<Vec<u8>> = r.try_get(0).map_err(|e| StoreError::decode(&name, e))?;
+                        v.map(|b| String::from_utf8_lossy(&b).into_owned())
+                    };
+                    if let Some(value) = value {
+                        out.push_str(&table);
+                        out.push('.');
+                        out.push_str(&name);
+                        out.push_str(": ");
+                        out.push_str(&value);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("dump", e))?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls() {
+        assert_eq!(sqlite_path("sqlite://data/g.db").unwrap(), Some(PathBuf::from("data/g.db")));
+        assert_eq!(sqlite_path("sqlite:data/g.db").unwrap(), Some(PathBuf::from("data/g.db")));
+        assert_eq!(sqlite_path("sqlite:///tmp/g.db").unwrap(), Some(PathBuf::from("/tmp/g.db")));
+        assert_eq!(sqlite_path("sqlite://g.db?mode=rwc").unwrap(), Some(PathBuf::from("g.db")));
+        assert_eq!(sqlite_path("sqlite::memory:").unwrap(), None);
+        assert!(sqlite_path("sqlite://").is_err());
+        assert!(sqlite_path("postgres://x").is_err());
+    }
+
+    #[test]
+    fn micros_round_trip() {
+        let t = Timestamp::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap();
+        let back = from_micros(micros(t).unwrap()).unwrap();
+        assert_eq!(back.unix_timestamp_nanos(), 1_700_000_000_123_456_000);
+    }
+}
