@@ -1,1 +1,20 @@
-//! gatehouse-admin
+//! The control plane of Gatehouse: business services ([`service`]) and the `/admin/v1` REST API
+//! ([`http`]) over them.
+//!
+//! * [`service::AdminService`] holds the logic: first-start bootstrap (default team, app, admin
+//!   user, operator token), API keys (create → shown once, list → hint only, revoke → bus
+//!   event), providers (key sealed with envelope encryption, `token-security.md` §3, G-8),
+//!   models, teams/apps, call logs. It never depends on HTTP types.
+//! * [`http::router`] maps HTTP onto the service with thin handlers, checks the operator token
+//!   on every route except `/healthz` and `/readyz`, and answers errors as
+//!   `{"error":{"message","type","code"}}` from the shared [`gatehouse_types::ErrorCode`] table.
+//!
+//! Provider keys and API keys never appear in a response (except the one creation response of an
+//! API key), an error message or a log line.
+
+pub mod http;
+pub mod input;
+pub mod service;
+
+pub use http::router;
+pub use service::{AdminDeps, AdminService, BootstrapOptions, BootstrapOutput};
