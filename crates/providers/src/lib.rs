@@ -15,7 +15,11 @@
 //! * Errors are [`UpstreamError`]; [`UpstreamError::to_api_error`] gives what the client sees
 //!   (never the upstream body for auth failures; `Retry-After` kept).
 
+pub mod anthropic;
 pub mod error;
+pub mod openai;
+pub mod sse;
+mod stream;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -23,9 +27,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use gatehouse_types::Usage;
-use secrecy::SecretString;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
 
-pub use error::UpstreamError;
+pub use error::{UpstreamError, retry_after_seconds};
 
 /// The wire dialect of an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -133,11 +138,12 @@ pub struct StreamingResponse {
 /// The pooled upstream HTTP client shared by every adapter.
 #[derive(Clone)]
 pub struct Upstream {
-    #[allow(dead_code)]
     client: reqwest::Client,
-    #[allow(dead_code)]
     timeouts: Timeouts,
 }
+
+/// Largest upstream error body read (bytes); the rest is ignored.
+const MAX_ERROR_BODY: usize = 64 * 1024;
 
 impl Upstream {
     /// One client for all providers: rustls, HTTP/1.1 and HTTP/2, no redirects followed (a
@@ -151,33 +157,212 @@ impl Upstream {
         Ok(Self { client, timeouts })
     }
 
+    /// The timeouts this client applies.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
     /// Non-streamed chat. `request` is the client's OpenAI-shaped body (already validated to be
     /// a JSON object with `model` and `messages`); unknown fields pass through to OpenAI-kind
-    /// upstreams untouched.
+    /// upstreams untouched. The whole call (send + body) is bounded by `Timeouts::total`, the
+    /// response headers by `Timeouts::first_byte`.
+    ///
+    /// Errors: [`UpstreamError::Status`] for an error status (envelope parsed, `Retry-After`
+    /// kept), [`UpstreamError::Timeout`], [`UpstreamError::Connect`], [`UpstreamError::Protocol`]
+    /// for a body that is not the provider's format, [`UpstreamError::InvalidRequest`] when the
+    /// request cannot be translated (Anthropic, §7.1 reject rows; nothing is sent).
     pub async fn chat(
         &self,
-        _target: &Target,
-        _request: serde_json::Map<String, serde_json::Value>,
+        target: &Target,
+        request: serde_json::Map<String, serde_json::Value>,
     ) -> Result<ChatResponse, UpstreamError> {
-        Err(UpstreamError::Protocol("not implemented yet".into()))
+        let (url, headers, body) = match target.kind {
+            ProviderKind::OpenAi => (
+                endpoint(&target.base_url, "/chat/completions"),
+                openai_headers(target, false)?,
+                openai::chat_body(request, &target.upstream_model, false)?,
+            ),
+            ProviderKind::Anthropic => (
+                anthropic_endpoint(&target.base_url),
+                anthropic_headers(target, false)?,
+                json_bytes(&anthropic::build_request(&request, &target.upstream_model, false)?)?,
+            ),
+        };
+        let call = async {
+            let resp = self.send(&url, headers, body).await?;
+            let upstream_request_id = request_id(resp.headers());
+            let bytes = resp.bytes().await.map_err(|e| UpstreamError::Connect(e.without_url().to_string()))?;
+            let (body, usage) = match target.kind {
+                ProviderKind::OpenAi => openai::parse_body(&bytes, "chat")?,
+                ProviderKind::Anthropic => anthropic::parse_response(&bytes, &target.upstream_model)?,
+            };
+            Ok(ChatResponse { body, usage, upstream_request_id })
+        };
+        tokio::time::timeout(self.timeouts.total, call).await.map_err(|_| UpstreamError::Timeout("total"))?
     }
 
     /// Streamed chat; `include_usage` is the client's `stream_options.include_usage`.
+    ///
+    /// Returns once the upstream answered 200 with its headers (bounded by
+    /// `Timeouts::first_byte`); an error status is an `Err` here, before any byte reached the
+    /// client, so the gateway may fail over. Afterwards each item is one OpenAI chunk; the gap
+    /// between two upstream reads is bounded by `Timeouts::idle` (`Err(Timeout)` item). A
+    /// stream that ends without its terminator yields what arrived, then
+    /// `Err(UpstreamError::EarlyClose)`; in-band errors are `Err(UpstreamError::MidStream)`.
+    /// No item follows an `Err`. `[DONE]` is never yielded (the gateway frames it).
     pub async fn chat_stream(
         &self,
-        _target: &Target,
-        _request: serde_json::Map<String, serde_json::Value>,
-        _include_usage: bool,
+        target: &Target,
+        request: serde_json::Map<String, serde_json::Value>,
+        include_usage: bool,
     ) -> Result<StreamingResponse, UpstreamError> {
-        Err(UpstreamError::Protocol("not implemented yet".into()))
+        match target.kind {
+            ProviderKind::OpenAi => {
+                let body = openai::chat_body(request, &target.upstream_model, true)?;
+                let url = endpoint(&target.base_url, "/chat/completions");
+                let resp = self.send(&url, openai_headers(target, true)?, body).await?;
+                let upstream_request_id = request_id(resp.headers());
+                let stream = stream::drive(resp, openai::OpenAiStream::new(include_usage), self.timeouts.idle);
+                Ok(StreamingResponse { stream, upstream_request_id })
+            }
+            ProviderKind::Anthropic => {
+                let body = json_bytes(&anthropic::build_request(&request, &target.upstream_model, true)?)?;
+                let url = anthropic_endpoint(&target.base_url);
+                let resp = self.send(&url, anthropic_headers(target, true)?, body).await?;
+                let upstream_request_id = request_id(resp.headers());
+                let mapper = anthropic::AnthropicStream::new(&target.upstream_model, include_usage);
+                let stream = stream::drive(resp, mapper, self.timeouts.idle);
+                Ok(StreamingResponse { stream, upstream_request_id })
+            }
+        }
     }
 
     /// Embeddings (OpenAI kind only; Anthropic answers `UpstreamError::Unsupported`).
+    /// `POST {base_url}/embeddings` with `model` replaced; the body is returned as the upstream
+    /// sent it, usage from its `usage` (`prompt_tokens`).
     pub async fn embeddings(
         &self,
-        _target: &Target,
-        _request: serde_json::Map<String, serde_json::Value>,
+        target: &Target,
+        request: serde_json::Map<String, serde_json::Value>,
     ) -> Result<ChatResponse, UpstreamError> {
-        Err(UpstreamError::Protocol("not implemented yet".into()))
+        if target.kind != ProviderKind::OpenAi {
+            return Err(UpstreamError::Unsupported("embeddings"));
+        }
+        let body = openai::embeddings_body(request, &target.upstream_model)?;
+        let url = endpoint(&target.base_url, "/embeddings");
+        let headers = openai_headers(target, false)?;
+        let call = async {
+            let resp = self.send(&url, headers, body).await?;
+            let upstream_request_id = request_id(resp.headers());
+            let bytes = resp.bytes().await.map_err(|e| UpstreamError::Connect(e.without_url().to_string()))?;
+            let (body, usage) = openai::parse_body(&bytes, "embeddings")?;
+            Ok(ChatResponse { body, usage, upstream_request_id })
+        };
+        tokio::time::timeout(self.timeouts.total, call).await.map_err(|_| UpstreamError::Timeout("total"))?
     }
+
+    /// POSTs and waits for the response headers (first-byte timeout). A non-2xx status is read
+    /// (bounded) and returned as [`UpstreamError::Status`].
+    async fn send(&self, url: &str, headers: HeaderMap, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {
+        let send = self.client.post(url).headers(headers).body(body).send();
+        let resp = tokio::time::timeout(self.timeouts.first_byte, send)
+            .await
+            .map_err(|_| UpstreamError::Timeout("first byte"))?
+            .map_err(send_error)?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let headers = resp.headers().clone();
+        let body = tokio::time::timeout(self.timeouts.idle, read_limited(resp, MAX_ERROR_BODY)).await.unwrap_or_default();
+        let err = UpstreamError::from_status(status.as_u16(), &headers, &body);
+        tracing::warn!(status = status.as_u16(), error = %err, provider_code = ?provider_code(&err), "upstream answered an error");
+        Err(err)
+    }
+}
+
+fn provider_code(e: &UpstreamError) -> Option<&str> {
+    match e {
+        UpstreamError::Status { provider_code, .. } | UpstreamError::MidStream { provider_code, .. } => provider_code.as_deref(),
+        _ => None,
+    }
+}
+
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = limit - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    out
+}
+
+fn send_error(e: reqwest::Error) -> UpstreamError {
+    let e = e.without_url();
+    if e.is_timeout() {
+        UpstreamError::Timeout("connect")
+    } else {
+        UpstreamError::Connect(e.to_string())
+    }
+}
+
+fn json_bytes(body: &serde_json::Map<String, serde_json::Value>) -> Result<Vec<u8>, UpstreamError> {
+    serde_json::to_vec(body).map_err(|e| UpstreamError::Protocol(format!("cannot serialise the request: {e}")))
+}
+
+/// `base` without trailing slash + `path`.
+fn endpoint(base: &str, path: &str) -> String {
+    let mut url = String::with_capacity(base.len() + path.len());
+    url.push_str(base.trim_end_matches('/'));
+    url.push_str(path);
+    url
+}
+
+/// `{base}/v1/messages`, tolerating a base that already ends in `/v1`.
+fn anthropic_endpoint(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if base.ends_with("/v1") { endpoint(base, "/messages") } else { endpoint(base, "/v1/messages") }
+}
+
+fn base_headers(stream: bool) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(4);
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(ACCEPT, HeaderValue::from_static(if stream { "text/event-stream" } else { "application/json" }));
+    h
+}
+
+fn secret_header(value: &str) -> Result<HeaderValue, UpstreamError> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| UpstreamError::Config("the provider key contains characters not allowed in an HTTP header"))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// `Authorization: Bearer <key>` (§1.1).
+fn openai_headers(target: &Target, stream: bool) -> Result<HeaderMap, UpstreamError> {
+    let mut h = base_headers(stream);
+    let mut value = String::with_capacity(7 + target.api_key.expose_secret().len());
+    value.push_str("Bearer ");
+    value.push_str(target.api_key.expose_secret());
+    h.insert(reqwest::header::AUTHORIZATION, secret_header(&value)?);
+    Ok(h)
+}
+
+/// `x-api-key` + `anthropic-version` (§2.1).
+fn anthropic_headers(target: &Target, stream: bool) -> Result<HeaderMap, UpstreamError> {
+    let mut h = base_headers(stream);
+    h.insert("x-api-key", secret_header(target.api_key.expose_secret())?);
+    h.insert("anthropic-version", HeaderValue::from_static(anthropic::ANTHROPIC_VERSION));
+    Ok(h)
+}
+
+/// The provider's request id: `x-request-id` (OpenAI) or `request-id` (Anthropic).
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .or_else(|| headers.get("request-id"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
