@@ -1,1 +1,213 @@
-//! gatehouse-gateway
+//! The Gatehouse data plane: an OpenAI-compatible API (`POST /v1/chat/completions`,
+//! `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{model}`) in front of the
+//! configured upstream providers, authenticated with Gatehouse API keys (DESIGN.md "Request
+//! path"; `token-security.md` §1.2, §2.4, §3.4).
+//!
+//! The server builds one [`Gateway`] from [`GatewayDeps`], serves [`Gateway::router`] and, after
+//! the listener has drained, calls [`Gateway::close`] to flush the call log.
+//!
+//! Modules: [`auth`] (key verification + caches), [`routing`] (model → provider snapshot),
+//! [`handlers`] (thin HTTP handlers), [`request`] (body validation), [`stream`] (SSE framing),
+//! [`calllog`] (batched call records), [`error`] (OpenAI error shape + RFC 6750 challenges).
+
+pub mod auth;
+pub mod calllog;
+pub mod error;
+pub mod handlers;
+pub mod request;
+pub mod routing;
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::Response;
+use axum::routing::{get, post};
+use gatehouse_auth::{Env, KeyProvider, Peppers};
+use gatehouse_providers::Upstream;
+use gatehouse_store::bus::BusHandler;
+use gatehouse_store::{Bus, Store, StoreError};
+use http::{HeaderValue, header};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceBuilder;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Authenticator;
+use crate::calllog::{CallLogSink, CallRecorder, RecordGuard};
+use crate::error::{ErrorCodeTag, error_response, method_not_allowed};
+use crate::routing::Routing;
+
+/// Name of the request-id header set on every response (errors included).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Tunables of the data plane.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Largest accepted request body in bytes (default 4 MiB); larger → 413 in OpenAI's shape.
+    pub body_limit_bytes: usize,
+    /// The environment of this deployment: only `gthk_<env>_…` keys authenticate.
+    pub env: Env,
+    /// After shutdown starts, how long in-flight streams may continue (default 30 s) before they
+    /// end with an error event and `[DONE]`.
+    pub stream_drain: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self { body_limit_bytes: 4 * 1024 * 1024, env: Env::Live, stream_drain: Duration::from_secs(30) }
+    }
+}
+
+/// Everything the data plane needs from the server (contracts.md).
+pub struct GatewayDeps {
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub peppers: Arc<Peppers>,
+    pub key_provider: Arc<dyn KeyProvider>,
+    pub upstream: Upstream,
+    pub settings: GatewaySettings,
+    /// Cancelled when the server starts shutting down (starts the stream drain deadline).
+    pub shutdown: CancellationToken,
+}
+
+/// Why [`Gateway::new`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The routing snapshot could not be loaded from the store.
+    #[error("loading routing from the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Shared state of every data-plane request.
+pub struct AppState {
+    pub(crate) auth: Authenticator,
+    pub(crate) routing: Routing,
+    pub(crate) upstream: Upstream,
+    pub(crate) sink: CallLogSink,
+    pub(crate) settings: GatewaySettings,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The data plane: state, background tasks (call-log writer, `last_used_at` batcher) and the
+/// router factory.
+pub struct Gateway {
+    state: Arc<AppState>,
+    tracker: TaskTracker,
+    closing: CancellationToken,
+}
+
+impl Gateway {
+    /// Loads the routing snapshot, subscribes to the bus (credential invalidation, routing
+    /// reload) and starts the background tasks.
+    ///
+    /// Errors: [`GatewayError::Store`] if providers/models cannot be read.
+    pub async fn new(deps: GatewayDeps) -> Result<Self, GatewayError> {
+        let routing = Routing::load(deps.store.clone(), deps.key_provider.clone()).await?;
+        let (auth, touch_rx) = Authenticator::new(deps.store.clone(), deps.peppers.clone(), deps.settings.env);
+        let (sink, log_rx) = CallLogSink::channel(calllog::CHANNEL_CAPACITY);
+        let state = Arc::new(AppState {
+            auth,
+            routing,
+            upstream: deps.upstream,
+            sink,
+            settings: deps.settings,
+            shutdown: deps.shutdown,
+        });
+        let weak = Arc::downgrade(&state);
+        let handler: BusHandler = Arc::new(move |event| {
+            if let Some(s) = weak.upgrade() {
+                s.auth.on_bus_event(event);
+                s.routing.on_bus_event(event);
+            }
+        });
+        deps.bus.subscribe(handler);
+        let tracker = TaskTracker::new();
+        let closing = CancellationToken::new();
+        tracker.spawn(calllog::run_writer(deps.store.clone(), log_rx, closing.clone()));
+        tracker.spawn(auth::run_toucher(deps.store, touch_rx, closing.clone()));
+        Ok(Self { state, tracker, closing })
+    }
+
+    /// The data-plane router (state applied). Unknown paths → 404, wrong methods → 405, both
+    /// OpenAI-shaped.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        // Middleware order, outermost first (each runs before the next on the way in):
+        // 1. request_context: generates the UUIDv7 request id, adds the `CallRecorder`
+        //    extension, sets `x-request-id` on every response (errors included) and sends the
+        //    call-log record unless a stream body took it over (`CallRecorder::defer`).
+        // 2. TraceLayer: one `request` span (method, path without query, request id read from
+        //    the `CallRecorder`); never records headers (so never `Authorization`) or the query.
+        // 3. body_limit: `Content-Length` over the limit → 413 (handlers also stop reading at
+        //    the limit for chunked bodies).
+        // 4. auth (route_layer: matched routes only, so unknown paths answer 404): verifies the
+        //    key, fills team/app/key into the `CallRecorder`, adds the `AuthContext` extension.
+        // 5. handler (reads `AuthContext`, `CallRecorder`).
+        let outer = ServiceBuilder::new()
+            .layer(from_fn_with_state(state.clone(), request_context))
+            .layer(TraceLayer::new_for_http().make_span_with(make_span))
+            .layer(from_fn_with_state(state.clone(), body_limit));
+        Router::new()
+            .route("/v1/chat/completions", post(handlers::chat_completions).fallback(|| async { method_not_allowed("POST") }))
+            .route("/v1/embeddings", post(handlers::embeddings).fallback(|| async { method_not_allowed("POST") }))
+            .route("/v1/models", get(handlers::list_models).fallback(|| async { method_not_allowed("GET") }))
+            .route("/v1/models/{model}", get(handlers::get_model).fallback(|| async { method_not_allowed("GET") }))
+            .route_layer(from_fn_with_state(state.clone(), auth::auth_middleware))
+            .fallback(error::not_found)
+            .layer(outer)
+            .with_state(state)
+    }
+
+    /// Stops the background tasks after flushing: waits until every queued call-log record and
+    /// `last_used_at` update is written. Call after the listener has drained.
+    pub async fn close(self) {
+        self.closing.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+fn make_span(req: &Request) -> tracing::Span {
+    let request_id = req.extensions().get::<CallRecorder>().map_or("", |r| r.request_id());
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
+}
+
+async fn request_context(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let endpoint = match req.extensions().get::<MatchedPath>() {
+        Some(p) => format!("{} {}", req.method(), p.as_str()),
+        // Unmatched paths are not logged verbatim: they are client-controlled.
+        None => format!("{} *", req.method()),
+    };
+    let rec = CallRecorder::new(state.sink.clone(), &request_id, &endpoint, Instant::now(), calllog::wall_now());
+    req.extensions_mut().insert(rec.clone());
+    // Sends the record as "client disconnected" if this future is dropped mid-request.
+    let guard = RecordGuard::for_request(rec.clone());
+    let mut resp = next.run(req).await;
+    if !rec.is_deferred() {
+        let code = resp.extensions().get::<ErrorCodeTag>().map(|t| t.0);
+        rec.finish(resp.status().as_u16(), code);
+    }
+    drop(guard);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    resp
+}
+
+async fn body_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let limit = state.settings.body_limit_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return error_response(&request::too_large(limit));
+    }
+    next.run(req).await
+}

@@ -1,0 +1,252 @@
+//! API-key authentication of the data plane (`token-security.md` §1.2 parsing algorithm, §2.4
+//! verification procedure; RFC 6750 §3.1 status and challenge table).
+//!
+//! Order, per request:
+//! 1. `Authorization` extraction ([`gatehouse_auth::extract_authorization`]): more than one
+//!    header or a malformed value → 400 `invalid_request`; none or an unsupported scheme → 401
+//!    with a bare challenge. Query strings are never read.
+//! 2. Format, environment and CRC32 checksum ([`gatehouse_auth::parse`]) → 401 `invalid_token`
+//!    without any store access.
+//! 3. `digest = HMAC(pepper, token)` → positive cache (30 s) → negative cache (5 s) → store
+//!    `find_credential` (older pepper versions only on a miss).
+//! 4. Revoked or expired (against `now()` on every request, cached or not) → 401 `invalid_token`.
+//! 5. `last_used_at` is queued for a batched `touch_credentials`, off the request path.
+//!
+//! Revocation: [`Authenticator::on_bus_event`] drops the cache entry synchronously on
+//! `CredentialChanged` (the memory bus runs it inside the admin API's `publish`), and flushes
+//! everything on `Resync`. A generation counter keeps a lookup that raced an invalidation from
+//! re-inserting a stale entry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use gatehouse_auth::{Env, ExtractError, Peppers, Scheme, TokenKind};
+use gatehouse_store::{BusEvent, Credential, Store};
+use gatehouse_types::{ApiError, ErrorCode, Id, Timestamp, now};
+use http::HeaderMap;
+use moka::sync::Cache;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+use crate::calllog::CallRecorder;
+use crate::error::error_response;
+
+/// Positive cache lifetime (≤ the revocation SLA without a bus; `token-security.md` §2.4).
+pub const POSITIVE_TTL: Duration = Duration::from_secs(30);
+/// Negative cache lifetime for digests the store does not know.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// Size bound of each cache (entries).
+pub const CACHE_CAPACITY: u64 = 100_000;
+/// How often batched `last_used_at` updates are written.
+pub const TOUCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The authenticated caller, added to the request extensions by [`auth_middleware`].
+#[derive(Debug, Clone)]
+pub struct AuthContext {
+    /// The stored API key record (digest inside, never the plaintext).
+    pub credential: Arc<Credential>,
+}
+
+impl AuthContext {
+    /// Whether this key may use public model `model` (empty allow-list = every model).
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.credential.models.is_empty() || self.credential.models.iter().any(|m| m == model)
+    }
+}
+
+/// The generic message of every `invalid_token` answer (never says why, never echoes the key).
+const INVALID_KEY_MESSAGE: &str = "invalid API key: the key is unknown, malformed, expired or revoked";
+
+fn invalid_token() -> ApiError {
+    ApiError::new(ErrorCode::InvalidToken, INVALID_KEY_MESSAGE)
+}
+
+/// Verifies API keys with caches in front of the store.
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    peppers: Arc<Peppers>,
+    env: Env,
+    positive: Cache<[u8; 32], Arc<Credential>>,
+    negative: Cache<[u8; 32], ()>,
+    generation: AtomicU64,
+    touch: mpsc::Sender<(Id, Timestamp)>,
+}
+
+impl Authenticator {
+    /// An authenticator and the receiver for [`run_toucher`].
+    pub fn new(store: Arc<dyn Store>, peppers: Arc<Peppers>, env: Env) -> (Self, mpsc::Receiver<(Id, Timestamp)>) {
+        let (touch, rx) = mpsc::channel(8192);
+        let auth = Self {
+            store,
+            peppers,
+            env,
+            positive: Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(POSITIVE_TTL).build(),
+            negative: Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(NEGATIVE_TTL).build(),
+            generation: AtomicU64::new(0),
+            touch,
+        };
+        (auth, rx)
+    }
+
+    /// Applies a bus event: `CredentialChanged` drops that digest from both caches (every digest
+    /// if the event's digest is not 32 bytes), `Resync` flushes both. Synchronous and quick.
+    pub fn on_bus_event(&self, event: &BusEvent) {
+        match event {
+            BusEvent::CredentialChanged { digest, .. } => {
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                match <[u8; 32]>::try_from(digest.as_slice()) {
+                    Ok(d) => {
+                        self.positive.invalidate(&d);
+                        self.negative.invalidate(&d);
+                    }
+                    Err(_) => self.flush(),
+                }
+            }
+            BusEvent::Resync => {
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                self.flush();
+            }
+            BusEvent::RoutingChanged => {}
+        }
+    }
+
+    fn flush(&self) {
+        self.positive.invalidate_all();
+        self.negative.invalidate_all();
+    }
+
+    /// Runs steps 1–5 of the module doc on `headers`.
+    ///
+    /// Errors: `InvalidCredentialRequest` (400), `MissingCredential` (401), `InvalidToken` (401),
+    /// `Internal` (500, store failure; logged here without the key).
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Credential>, ApiError> {
+        let token = match gatehouse_auth::extract_authorization(headers) {
+            Err(ExtractError::Multiple) => {
+                return Err(ApiError::new(ErrorCode::InvalidCredentialRequest, "more than one Authorization header was sent"));
+            }
+            Err(ExtractError::Malformed) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidCredentialRequest,
+                    "the Authorization header is malformed; expected `Authorization: Bearer <key>`",
+                ));
+            }
+            Ok(Some(c)) if c.scheme == Scheme::Bearer => c.token,
+            // DPoP-bound API keys do not exist yet: treated as an unsupported scheme (§1.2 step 4).
+            Ok(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::MissingCredential,
+                    "no API key: send `Authorization: Bearer <your Gatehouse key>`",
+                ));
+            }
+        };
+        match gatehouse_auth::parse(token) {
+            Ok(p) if p.kind == TokenKind::ApiKey && p.env == self.env => {}
+            _ => return Err(invalid_token()),
+        }
+        let credential = self.lookup(token).await?.ok_or_else(invalid_token)?;
+        let at = now();
+        if credential.revoked_at.is_some() || credential.expires_at.is_some_and(|e| e <= at) {
+            return Err(invalid_token());
+        }
+        // Dropped when the channel is full: last_used_at is advisory.
+        let _ = self.touch.try_send((credential.id, at));
+        Ok(credential)
+    }
+
+    async fn lookup(&self, token: &str) -> Result<Option<Arc<Credential>>, ApiError> {
+        let current = self.peppers.current_version();
+        if let Some(c) = self.lookup_digest(self.peppers.digest(token)).await? {
+            return Ok(Some(c));
+        }
+        for version in (1..current).rev() {
+            if let Some(d) = self.peppers.digest_with(version, token)
+                && let Some(c) = self.lookup_digest(d).await?
+            {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn lookup_digest(&self, digest: [u8; 32]) -> Result<Option<Arc<Credential>>, ApiError> {
+        if let Some(c) = self.positive.get(&digest) {
+            return Ok(Some(c));
+        }
+        if self.negative.contains_key(&digest) {
+            return Ok(None);
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let found = self.store.find_credential(&digest).await.map_err(|e| {
+            tracing::error!(error = %e, "credential lookup failed");
+            ApiError::new(ErrorCode::Unavailable, "the gateway cannot verify keys right now; retry later")
+        })?;
+        let found = found.map(Arc::new);
+        // An invalidation that ran during the query may concern this digest: do not cache.
+        if self.generation.load(Ordering::SeqCst) == generation {
+            match &found {
+                Some(c) => self.positive.insert(digest, c.clone()),
+                None => self.negative.insert(digest, ()),
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The auth layer: authenticates, fills team/app/key into the call log and adds [`AuthContext`];
+/// on failure answers the OpenAI-shaped error with its RFC 6750 challenge.
+pub async fn auth_middleware(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    match state.auth.authenticate(req.headers()).await {
+        Ok(credential) => {
+            if let Some(rec) = req.extensions().get::<CallRecorder>() {
+                rec.update(|d| {
+                    d.team_id = Some(credential.team_id);
+                    d.app_id = Some(credential.app_id);
+                    d.credential_id = Some(credential.id);
+                });
+            }
+            req.extensions_mut().insert(AuthContext { credential });
+            next.run(req).await
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Writes `last_used_at` in batches (latest use per key) every [`TOUCH_INTERVAL`], and once
+/// more when `closing` is cancelled.
+pub async fn run_toucher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(Id, Timestamp)>, closing: CancellationToken) {
+    let mut pending: HashMap<Id, Timestamp> = HashMap::new();
+    let mut tick = tokio::time::interval(TOUCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = closing.cancelled() => break,
+            r = rx.recv() => match r {
+                Some((id, at)) => { pending.insert(id, at); }
+                None => break,
+            },
+            _ = tick.tick() => touch(store.as_ref(), &mut pending).await,
+        }
+    }
+    rx.close();
+    while let Some((id, at)) = rx.recv().await {
+        pending.insert(id, at);
+    }
+    touch(store.as_ref(), &mut pending).await;
+}
+
+async fn touch(store: &dyn Store, pending: &mut HashMap<Id, Timestamp>) {
+    if pending.is_empty() {
+        return;
+    }
+    let uses: Vec<(Id, Timestamp)> = pending.drain().collect();
+    if let Err(e) = store.touch_credentials(&uses).await {
+        tracing::warn!(error = %e, keys = uses.len(), "last_used_at update failed");
+    }
+}

@@ -1,0 +1,151 @@
+//! Data-plane handlers (thin): read + validate the body, check the key's model allow-list,
+//! route, call the upstream, map the answer. OpenAI API shapes (`wire-formats.md` §1.3–§1.8).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use gatehouse_providers::{Target, UpstreamError};
+use gatehouse_types::{ApiError, ErrorCode};
+use http::HeaderValue;
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::AuthContext;
+use crate::calllog::{CallRecorder, RecordGuard};
+use crate::error::error_response;
+use crate::request::{parse_chat, parse_embeddings, read_body};
+use crate::routing::model_not_found;
+use crate::stream::sse_response;
+
+/// Header carrying the provider's own request id (`wire-formats.md` §7.9).
+pub const UPSTREAM_REQUEST_ID: &str = "x-upstream-request-id";
+
+fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+/// `POST /v1/chat/completions`, streamed (`stream: true`) or not.
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    Extension(auth): Extension<AuthContext>,
+    Extension(rec): Extension<CallRecorder>,
+    body: Body,
+) -> Response {
+    respond(chat(&state, &auth, &rec, body).await)
+}
+
+async fn chat(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(body, state.settings.body_limit_bytes).await?;
+    let req = parse_chat(&bytes)?;
+    rec.update(|d| {
+        d.model = Some(req.model.clone());
+        d.stream = req.stream;
+    });
+    let target = route(state, auth, rec, &req.model).await?;
+    let started = Instant::now();
+    if !req.stream {
+        let answer = state.upstream.chat(&target, req.body).await;
+        rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
+        let answer = answer.map_err(upstream_failed)?;
+        rec.update(|d| {
+            d.usage = answer.usage;
+            d.upstream_request_id.clone_from(&answer.upstream_request_id);
+        });
+        return Ok(with_upstream_id(Json(answer.body).into_response(), answer.upstream_request_id.as_deref()));
+    }
+    let answer = state.upstream.chat_stream(&target, req.body, req.include_usage).await;
+    rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
+    let answer = answer.map_err(upstream_failed)?;
+    rec.update(|d| d.upstream_request_id.clone_from(&answer.upstream_request_id));
+    // From here the body owns the call-log record (sent at end of stream or on disconnect).
+    rec.defer();
+    let guard = RecordGuard::for_stream(rec.clone());
+    let resp = sse_response(answer.stream, guard, state.shutdown.clone(), state.settings.stream_drain);
+    Ok(with_upstream_id(resp, answer.upstream_request_id.as_deref()))
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    Extension(auth): Extension<AuthContext>,
+    Extension(rec): Extension<CallRecorder>,
+    body: Body,
+) -> Response {
+    respond(embed(&state, &auth, &rec, body).await)
+}
+
+async fn embed(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(body, state.settings.body_limit_bytes).await?;
+    let req = parse_embeddings(&bytes)?;
+    rec.update(|d| d.model = Some(req.model.clone()));
+    let target = route(state, auth, rec, &req.model).await?;
+    let started = Instant::now();
+    let answer = state.upstream.embeddings(&target, req.body).await;
+    rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
+    let answer = answer.map_err(upstream_failed)?;
+    rec.update(|d| {
+        d.usage = answer.usage;
+        d.upstream_request_id.clone_from(&answer.upstream_request_id);
+    });
+    Ok(with_upstream_id(Json(answer.body).into_response(), answer.upstream_request_id.as_deref()))
+}
+
+/// `GET /v1/models`: `{"object":"list","data":[{"id","object":"model","created","owned_by"}]}`
+/// with exactly the models the caller's key may use.
+pub async fn list_models(State(state): State<Arc<AppState>>, Extension(auth): Extension<AuthContext>) -> Response {
+    let data = state.routing.list_models(&auth.credential.models).await;
+    Json(json!({ "object": "list", "data": data })).into_response()
+}
+
+/// `GET /v1/models/{model}`: one model object, or 404 `model_not_found` if the key may not use
+/// it or it does not exist.
+pub async fn get_model(
+    State(state): State<Arc<AppState>>,
+    Extension(auth): Extension<AuthContext>,
+    Path(model): Path<String>,
+) -> Response {
+    let list = state.routing.list_models(&auth.credential.models).await;
+    match list.into_iter().find(|m| m.id == model) {
+        Some(m) => Json(m).into_response(),
+        None => error_response(&model_not_found(&model)),
+    }
+}
+
+/// Allow-list check (403 before any routing, so a restricted key cannot probe what exists),
+/// then resolution and key decryption. Records provider and upstream model.
+async fn route(state: &AppState, auth: &AuthContext, rec: &CallRecorder, model: &str) -> Result<Target, ApiError> {
+    if !auth.allows_model(model) {
+        let shown: String = model.chars().take(200).collect();
+        return Err(ApiError::new(ErrorCode::InsufficientScope, format!("this API key may not use the model `{shown}`"))
+            .with_param("model"));
+    }
+    let route = state.routing.resolve(model).await?;
+    let candidate = route.primary().ok_or_else(|| model_not_found(model))?;
+    rec.update(|d| {
+        d.provider = Some(candidate.provider.name.clone());
+        d.upstream_model = Some(candidate.upstream_model.clone());
+    });
+    state.routing.target(candidate)
+}
+
+fn upstream_failed(e: UpstreamError) -> ApiError {
+    // The error's Display may carry upstream detail: operator log only, never the client body.
+    tracing::warn!(error = %e, code = e.log_code(), "upstream call failed");
+    e.to_api_error()
+}
+
+fn with_upstream_id(mut resp: Response, id: Option<&str>) -> Response {
+    if let Some(v) = id.and_then(|id| HeaderValue::from_str(id).ok()) {
+        resp.headers_mut().insert(UPSTREAM_REQUEST_ID, v);
+    }
+    resp
+}
+
+fn ms_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
