@@ -1,0 +1,305 @@
+//! The admin API in-process (SQLite in a temp dir, `tower::ServiceExt::oneshot`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use gatehouse_admin::{AdminDeps, AdminService, BootstrapOptions};
+use gatehouse_auth::token::Env;
+use gatehouse_auth::{LocalKeyProvider, MasterKey, Peppers};
+use gatehouse_store::{Bus, BusEvent, MemoryBus, Store};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const OPERATOR: &str = "test-operator-token-0123456789abcdefghijklmnop";
+
+struct Harness {
+    app: Router,
+    store: Arc<dyn Store>,
+    service: Arc<AdminService>,
+    events: Arc<Mutex<Vec<BusEvent>>>,
+}
+
+async fn harness() -> Harness {
+    let dir = std::env::temp_dir().join(format!("gh-admin-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = gatehouse_store::connect(&format!("sqlite://{}/gatehouse.db", dir.display())).await.unwrap();
+    store.migrate().await.unwrap();
+    let bus = Arc::new(MemoryBus::new());
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    bus.subscribe(Arc::new(move |e: &BusEvent| sink.lock().unwrap().push(e.clone())));
+    let master = MasterKey::generate().unwrap();
+    let service = Arc::new(AdminService::new(AdminDeps {
+        store: store.clone(),
+        bus,
+        peppers: Arc::new(Peppers::from_master_key(&master)),
+        key_provider: Arc::new(LocalKeyProvider::new(&master)),
+        env: Env::Live,
+    }));
+    let out = service
+        .bootstrap(BootstrapOptions { admin_password: None, operator_token: Some(SecretString::from(OPERATOR)) })
+        .await
+        .unwrap()
+        .expect("first bootstrap creates");
+    assert!(out.password_generated && !out.token_generated);
+    assert!(service.bootstrap(BootstrapOptions::default()).await.unwrap().is_none(), "second bootstrap creates nothing");
+    Harness { app: gatehouse_admin::router(service.clone()), store, service, events }
+}
+
+async fn call(app: &Router, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, http::HeaderMap, Value, String) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, headers, json, text)
+}
+
+async fn ok(app: &Router, method: &str, path: &str, body: Option<Value>) -> Value {
+    let (s, _, v, t) = call(app, method, path, Some(OPERATOR), body).await;
+    assert!(s.is_success(), "{method} {path}: {s} {t}");
+    v
+}
+
+const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/admin/v1/keys"),
+    ("GET", "/admin/v1/keys"),
+    ("GET", "/admin/v1/keys/0190a4b0-0000-7000-8000-000000000000"),
+    ("POST", "/admin/v1/keys/0190a4b0-0000-7000-8000-000000000000/revoke"),
+    ("POST", "/admin/v1/providers"),
+    ("GET", "/admin/v1/providers"),
+    ("DELETE", "/admin/v1/providers/openai"),
+    ("POST", "/admin/v1/models"),
+    ("GET", "/admin/v1/models"),
+    ("DELETE", "/admin/v1/models/demo"),
+    ("GET", "/admin/v1/logs"),
+    ("GET", "/admin/v1/teams"),
+    ("GET", "/admin/v1/apps"),
+    ("GET", "/admin/v1/no-such-route"),
+    ("PUT", "/admin/v1/keys"),
+];
+
+#[tokio::test]
+async fn every_admin_route_requires_an_operator_token() {
+    let h = harness().await;
+    let fake_ours = "gtho_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA000000";
+    for (method, path) in ROUTES {
+        let (s, headers, v, _) = call(&h.app, method, path, None, Some(json!({}))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path} without token");
+        assert_eq!(v["error"]["code"], "missing_credential");
+        assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+        for bad in ["wrong-token-but-long-enough-0123456789abcdef", fake_ours, "short"] {
+            let (s, headers, v, text) = call(&h.app, method, path, Some(bad), Some(json!({}))).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path} with {bad}");
+            assert_eq!(v["error"]["code"], "invalid_api_key");
+            assert!(headers["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+            assert!(!text.contains(bad), "the token is never echoed");
+        }
+    }
+    // the scheme is case-insensitive
+    let req = Request::builder().uri("/admin/v1/teams").header("authorization", format!("bEaReR {OPERATOR}")).body(Body::empty()).unwrap();
+    assert_eq!(h.app.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+    // two Authorization headers → 400
+    let req = Request::builder()
+        .uri("/admin/v1/teams")
+        .header("authorization", format!("Bearer {OPERATOR}"))
+        .header("authorization", format!("Bearer {OPERATOR}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.app.clone().oneshot(req).await.unwrap().status(), StatusCode::BAD_REQUEST);
+    // health probes are open
+    assert_eq!(call(&h.app, "GET", "/healthz", None, None).await.0, StatusCode::OK);
+    assert_eq!(call(&h.app, "GET", "/readyz", None, None).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn operator_token_of_our_format_works_and_malformed_ones_skip_the_store() {
+    let h = harness().await;
+    // a generated gtho_ token via a second bootstrap-like record is covered by e2e; here: a token
+    // with our prefix and a broken checksum is rejected by shape
+    assert!(!gatehouse_admin::service::operator_token_shape_ok("gtho_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA000000"));
+    assert!(!gatehouse_admin::service::operator_token_shape_ok("gthk_live_whatever"));
+    assert!(!gatehouse_admin::service::operator_token_shape_ok(&"a".repeat(31)));
+    assert!(!gatehouse_admin::service::operator_token_shape_ok(&"a".repeat(257)));
+    assert!(gatehouse_admin::service::operator_token_shape_ok(&"a".repeat(32)));
+    let g = gatehouse_auth::token::generate(gatehouse_auth::token::TokenKind::Operator, Env::Live).unwrap();
+    assert!(gatehouse_admin::service::operator_token_shape_ok(g.token.expose_secret()));
+    assert!(h.service.authenticate_operator(OPERATOR).await.is_ok());
+}
+
+#[tokio::test]
+async fn key_create_list_hint_only_revoke() {
+    let h = harness().await;
+    let (s, headers, created, text) =
+        call(&h.app, "POST", "/admin/v1/keys", Some(OPERATOR), Some(json!({"name": "ci", "models": ["demo"], "expires_in": "1h"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{text}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let key = created["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("gthk_live_"));
+    assert!(gatehouse_auth::token::parse(&key).is_ok());
+    assert!(created["hint"].as_str().unwrap().starts_with("gthk_live_…"));
+    assert_eq!(created["models"], json!(["demo"]));
+    assert!(created["expires_at"].is_string());
+    let id = created["id"].as_str().unwrap().to_string();
+
+    let (_, _, list, text) = call(&h.app, "GET", "/admin/v1/keys", Some(OPERATOR), None).await;
+    assert!(!text.contains(&key), "list never shows the key");
+    let row = list["data"].as_array().unwrap().iter().find(|k| k["id"] == id.as_str()).unwrap();
+    assert!(row.get("key").is_none());
+    assert_eq!(row["hint"], created["hint"]);
+
+    let (_, _, one, text) = call(&h.app, "GET", &format!("/admin/v1/keys/{id}"), Some(OPERATOR), None).await;
+    assert!(!text.contains(&key));
+    assert_eq!(one["name"], "ci");
+
+    let revoked = ok(&h.app, "POST", &format!("/admin/v1/keys/{id}/revoke"), None).await;
+    assert!(revoked["revoked_at"].is_string());
+    assert!(h.events.lock().unwrap().iter().any(|e| matches!(e, BusEvent::CredentialChanged { id: i, .. } if i.to_string() == id)));
+    let list = ok(&h.app, "GET", "/admin/v1/keys", None).await;
+    assert!(list["data"].as_array().unwrap().iter().all(|k| k["id"] != id.as_str()), "revoked keys are hidden by default");
+    let list = ok(&h.app, "GET", "/admin/v1/keys?include_revoked=true", None).await;
+    assert!(list["data"].as_array().unwrap().iter().any(|k| k["id"] == id.as_str()));
+    // revoking twice is fine
+    ok(&h.app, "POST", &format!("/admin/v1/keys/{id}/revoke"), None).await;
+
+    // the stored bytes never hold the key
+    assert!(!h.store.debug_dump().await.unwrap().contains(&key));
+}
+
+#[tokio::test]
+async fn provider_key_is_never_returned() {
+    let h = harness().await;
+    let secret = format!("sk-canary-{}", uuid::Uuid::now_v7().simple());
+    let (s, _, v, text) = call(
+        &h.app,
+        "POST",
+        "/admin/v1/providers",
+        Some(OPERATOR),
+        Some(json!({"name": "openai", "kind": "openai", "api_key": secret})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{text}");
+    assert!(!text.contains(&secret));
+    assert_eq!(v["base_url"], "https://api.openai.com/v1");
+    let hint = v["key_hint"].as_str().unwrap().to_string();
+    assert!(hint.ends_with(&secret[secret.len() - 4..]));
+    assert!(h.events.lock().unwrap().contains(&BusEvent::RoutingChanged));
+
+    // update: new key replaces the old one
+    let secret2 = format!("sk-canary-{}", uuid::Uuid::now_v7().simple());
+    let (s, _, v2, text) = call(
+        &h.app,
+        "POST",
+        "/admin/v1/providers",
+        Some(OPERATOR),
+        Some(json!({"name": "openai", "kind": "openai", "base_url": "http://127.0.0.1:9/v1/", "api_key": secret2})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert_eq!(v2["id"], v["id"]);
+    assert_eq!(v2["base_url"], "http://127.0.0.1:9/v1");
+    let (_, _, list, text) = call(&h.app, "GET", "/admin/v1/providers", Some(OPERATOR), None).await;
+    assert!(!text.contains(&secret) && !text.contains(&secret2));
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert!(list["data"][0]["key_hint"].as_str().unwrap().ends_with(&secret2[secret2.len() - 4..]));
+    let provider_id: uuid::Uuid = v["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(h.store.list_provider_credentials(provider_id).await.unwrap().len(), 1, "the old key is revoked");
+
+    let dump = h.store.debug_dump().await.unwrap();
+    assert!(!dump.contains(&secret) && !dump.contains(&secret2), "stored encrypted only");
+
+    // models over it, then delete
+    let (s, _, m, text) = call(
+        &h.app,
+        "POST",
+        "/admin/v1/models",
+        Some(OPERATOR),
+        Some(json!({"name": "fast", "deployments": [{"provider": "openai", "model": "gpt-4o-mini"}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{text}");
+    assert_eq!(m["deployments"][0], json!({"provider": "openai", "model": "gpt-4o-mini", "weight": 1, "priority": 0}));
+    let models = ok(&h.app, "GET", "/admin/v1/models", None).await;
+    assert_eq!(models["data"][0]["name"], "fast");
+    ok(&h.app, "DELETE", "/admin/v1/models/fast", None).await;
+    ok(&h.app, "DELETE", "/admin/v1/providers/openai", None).await;
+    assert_eq!(ok(&h.app, "GET", "/admin/v1/providers", None).await["data"], json!([]));
+}
+
+#[tokio::test]
+async fn bad_input_is_400_naming_the_field_and_unknown_ids_404() {
+    let h = harness().await;
+    let cases: Vec<(&str, &str, Option<Value>, u16, &str)> = vec![
+        ("POST", "/admin/v1/keys", Some(json!({})), 400, "name"),
+        ("POST", "/admin/v1/keys", Some(json!({"name": 5})), 400, "name"),
+        ("POST", "/admin/v1/keys", Some(json!({"name": "x", "colour": 1})), 400, "colour"),
+        ("POST", "/admin/v1/keys", Some(json!({"name": "x", "models": ["a", 1]})), 400, "models[1]"),
+        ("POST", "/admin/v1/keys", Some(json!({"name": "x", "expires_in": "1 fortnight"})), 400, "expires_in"),
+        ("POST", "/admin/v1/keys", Some(json!({"name": "x", "expires_at": "yesterday"})), 400, "expires_at"),
+        ("POST", "/admin/v1/keys", Some(json!({"name": "x", "expires_at": "2001-01-01T00:00:00Z"})), 400, "expires_at"),
+        ("POST", "/admin/v1/keys", Some(json!({"name": "x", "app_id": "nope"})), 400, "app_id"),
+        ("POST", "/admin/v1/keys", Some(json!({"name": "x", "app_id": "0190a4b0-0000-7000-8000-000000000000"})), 404, "app_id"),
+        ("POST", "/admin/v1/keys", Some(json!([1, 2])), 400, "body"),
+        ("GET", "/admin/v1/keys/not-a-uuid", None, 400, "id"),
+        ("GET", "/admin/v1/keys/0190a4b0-0000-7000-8000-000000000000", None, 404, "id"),
+        ("POST", "/admin/v1/keys/0190a4b0-0000-7000-8000-000000000000/revoke", None, 404, "id"),
+        ("GET", "/admin/v1/keys?include_revoked=maybe", None, 400, "include_revoked"),
+        ("POST", "/admin/v1/providers", Some(json!({"name": "p", "kind": "gemini", "api_key": "k"})), 400, "kind"),
+        ("POST", "/admin/v1/providers", Some(json!({"name": "a/b", "kind": "openai", "api_key": "k"})), 400, "name"),
+        ("POST", "/admin/v1/providers", Some(json!({"name": "p", "kind": "openai", "base_url": "ftp://x"})), 400, "base_url"),
+        ("POST", "/admin/v1/providers", Some(json!({"name": "p", "kind": "openai", "api_key": ""})), 400, "api_key"),
+        ("DELETE", "/admin/v1/providers/nope", None, 404, "name"),
+        ("POST", "/admin/v1/models", Some(json!({"name": "m"})), 400, "deployments"),
+        ("POST", "/admin/v1/models", Some(json!({"name": "m", "deployments": []})), 400, "deployments"),
+        ("POST", "/admin/v1/models", Some(json!({"name": "m", "deployments": [{"provider": "nope", "model": "x"}]})), 400, "deployments[0].provider"),
+        ("POST", "/admin/v1/models", Some(json!({"name": "m", "deployments": [{"provider": "nope", "model": "x", "weight": -1}]})), 400, "deployments[0].weight"),
+        ("DELETE", "/admin/v1/models/nope", None, 404, "name"),
+        ("GET", "/admin/v1/logs?limit=0", None, 400, "limit"),
+        ("GET", "/admin/v1/logs?since=today", None, 400, "since"),
+        ("GET", "/admin/v1/logs?frobnicate=1", None, 400, "frobnicate"),
+        ("GET", "/admin/v1/nothing-here", None, 404, ""),
+    ];
+    for (method, path, body, status, param) in cases {
+        let (s, _, v, text) = call(&h.app, method, path, Some(OPERATOR), body.clone()).await;
+        assert_eq!(s.as_u16(), status, "{method} {path} {body:?}: {text}");
+        assert!(v["error"]["message"].is_string() && v["error"]["type"].is_string() && v["error"]["code"].is_string(), "{text}");
+        if !param.is_empty() {
+            assert_eq!(v["error"]["param"], param, "{method} {path} {body:?}: {text}");
+        }
+    }
+    // malformed JSON
+    let req = Request::builder()
+        .method("POST")
+        .uri("/admin/v1/keys")
+        .header("authorization", format!("Bearer {OPERATOR}"))
+        .body(Body::from("{\"name\": "))
+        .unwrap();
+    let resp = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn teams_apps_and_empty_logs() {
+    let h = harness().await;
+    let teams = ok(&h.app, "GET", "/admin/v1/teams", None).await;
+    assert_eq!(teams["data"][0]["name"], "default");
+    let apps = ok(&h.app, "GET", "/admin/v1/apps", None).await;
+    assert_eq!(apps["data"][0]["name"], "default");
+    let logs = ok(&h.app, "GET", "/admin/v1/logs?limit=5&errors_only=true", None).await;
+    assert_eq!(logs["data"], json!([]));
+    assert!(logs["next_before"].is_null());
+}
