@@ -585,7 +585,6 @@ struct Message {
     id: String,
     #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
     content: Vec<Block>,
     #[serde(default)]
     stop_reason: Option<String>,
@@ -619,7 +618,16 @@ pub(crate) fn unix_now() -> i64 {
 
 /// A Messages response → `chat.completion` (§7.3). `thinking` blocks are dropped.
 pub(crate) fn parse_response(bytes: &[u8], upstream_model: &str) -> Result<(Value, Usage), UpstreamError> {
-    let msg: Message = serde_json::from_slice(bytes).map_err(|e| UpstreamError::Protocol(format!("messages body is not a Message: {e}")))?;
+    let msg: Message = match serde_json::from_slice(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            // A 200 carrying an error envelope is an in-band error.
+            if serde_json::from_slice::<TypePeek<'_>>(bytes).is_ok_and(|p| p.kind == "error") {
+                return Err(UpstreamError::mid_stream(bytes));
+            }
+            return Err(UpstreamError::Protocol(format!("messages body is not a Message: {e}")));
+        }
+    };
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     for b in &msg.content {
@@ -724,7 +732,18 @@ struct TypePeek<'a> {
 
 #[derive(Deserialize)]
 struct MessageStart {
-    message: Message,
+    message: MessageHead,
+}
+
+/// The parts of `message_start.message` the stream needs.
+#[derive(Deserialize)]
+struct MessageHead {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
 }
 
 #[derive(Deserialize)]
