@@ -1,0 +1,185 @@
+//! A `Store` wrapper that counts calls, to prove which paths touch the store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use gatehouse_store::*;
+use gatehouse_types::{Id, Timestamp};
+
+/// Wraps a store and counts calls: `credential_lookups` (find_credential) and `queries` (every
+/// other call except the background call-log / last_used_at writes).
+pub struct CountingStore {
+    pub inner: Arc<dyn Store>,
+    pub credential_lookups: AtomicUsize,
+    pub queries: AtomicUsize,
+}
+
+impl CountingStore {
+    fn count(&self, lookup: bool) {
+        if lookup {
+            self.credential_lookups.fetch_add(1, Ordering::SeqCst);
+        }
+        self.queries.fetch_add(1, Ordering::SeqCst);
+    }
+    pub fn total(&self) -> usize {
+        self.queries.load(Ordering::SeqCst)
+    }
+    pub fn lookups(&self) -> usize {
+        self.credential_lookups.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        self.count(false);
+        self.inner.migrate().await
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.count(false);
+        self.inner.ping().await
+    }
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
+        self.count(false);
+        self.inner.get_setting(key).await
+    }
+    async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        self.count(false);
+        self.inner.set_setting(key, value).await
+    }
+    async fn create_team(&self, team: &Team) -> StoreResult<()> {
+        self.count(false);
+        self.inner.create_team(team).await
+    }
+    async fn get_team(&self, id: Id) -> StoreResult<Option<Team>> {
+        self.count(false);
+        self.inner.get_team(id).await
+    }
+    async fn get_team_by_name(&self, name: &str) -> StoreResult<Option<Team>> {
+        self.count(false);
+        self.inner.get_team_by_name(name).await
+    }
+    async fn list_teams(&self) -> StoreResult<Vec<Team>> {
+        self.count(false);
+        self.inner.list_teams().await
+    }
+    async fn create_app(&self, app: &App) -> StoreResult<()> {
+        self.count(false);
+        self.inner.create_app(app).await
+    }
+    async fn get_app(&self, id: Id) -> StoreResult<Option<App>> {
+        self.count(false);
+        self.inner.get_app(id).await
+    }
+    async fn list_apps(&self, team_id: Option<Id>) -> StoreResult<Vec<App>> {
+        self.count(false);
+        self.inner.list_apps(team_id).await
+    }
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        self.count(false);
+        self.inner.create_user(user).await
+    }
+    async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        self.count(false);
+        self.inner.get_user_by_username(username).await
+    }
+    async fn create_operator_token(&self, token: &OperatorToken) -> StoreResult<()> {
+        self.count(false);
+        self.inner.create_operator_token(token).await
+    }
+    async fn find_operator_token(&self, digest: &[u8]) -> StoreResult<Option<OperatorToken>> {
+        self.count(false);
+        self.inner.find_operator_token(digest).await
+    }
+    async fn list_operator_tokens(&self) -> StoreResult<Vec<OperatorToken>> {
+        self.count(false);
+        self.inner.list_operator_tokens().await
+    }
+    async fn revoke_operator_token(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.revoke_operator_token(id, at).await
+    }
+    async fn create_credential(&self, credential: &Credential) -> StoreResult<()> {
+        self.count(false);
+        self.inner.create_credential(credential).await
+    }
+    async fn get_credential(&self, id: Id) -> StoreResult<Option<Credential>> {
+        self.count(false);
+        self.inner.get_credential(id).await
+    }
+    async fn find_credential(&self, digest: &[u8]) -> StoreResult<Option<Credential>> {
+        self.count(true);
+        self.inner.find_credential(digest).await
+    }
+    async fn list_credentials(&self, filter: &CredentialFilter) -> StoreResult<Vec<Credential>> {
+        self.count(false);
+        self.inner.list_credentials(filter).await
+    }
+    async fn revoke_credential(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.revoke_credential(id, at).await
+    }
+    async fn touch_credentials(&self, uses: &[(Id, Timestamp)]) -> StoreResult<()> {
+        self.inner.touch_credentials(uses).await
+    }
+    async fn upsert_provider(&self, provider: &Provider) -> StoreResult<Provider> {
+        self.count(false);
+        self.inner.upsert_provider(provider).await
+    }
+    async fn get_provider(&self, id: Id) -> StoreResult<Option<Provider>> {
+        self.count(false);
+        self.inner.get_provider(id).await
+    }
+    async fn get_provider_by_name(&self, name: &str) -> StoreResult<Option<Provider>> {
+        self.count(false);
+        self.inner.get_provider_by_name(name).await
+    }
+    async fn list_providers(&self) -> StoreResult<Vec<Provider>> {
+        self.count(false);
+        self.inner.list_providers().await
+    }
+    async fn delete_provider(&self, id: Id) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.delete_provider(id).await
+    }
+    async fn create_provider_credential(&self, credential: &ProviderCredential) -> StoreResult<()> {
+        self.count(false);
+        self.inner.create_provider_credential(credential).await
+    }
+    async fn list_provider_credentials(&self, provider_id: Id) -> StoreResult<Vec<ProviderCredential>> {
+        self.count(false);
+        self.inner.list_provider_credentials(provider_id).await
+    }
+    async fn revoke_provider_credential(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.revoke_provider_credential(id, at).await
+    }
+    async fn upsert_model(&self, model: &Model) -> StoreResult<Model> {
+        self.count(false);
+        self.inner.upsert_model(model).await
+    }
+    async fn get_model(&self, name: &str) -> StoreResult<Option<Model>> {
+        self.count(false);
+        self.inner.get_model(name).await
+    }
+    async fn list_models(&self) -> StoreResult<Vec<Model>> {
+        self.count(false);
+        self.inner.list_models().await
+    }
+    async fn delete_model(&self, name: &str) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.delete_model(name).await
+    }
+    async fn insert_call_logs(&self, logs: &[CallLog]) -> StoreResult<()> {
+        self.inner.insert_call_logs(logs).await
+    }
+    async fn query_call_logs(&self, query: &CallLogQuery) -> StoreResult<Vec<CallLog>> {
+        self.inner.query_call_logs(query).await
+    }
+    async fn debug_dump(&self) -> StoreResult<String> {
+        self.count(false);
+        self.inner.debug_dump().await
+    }
+
+}

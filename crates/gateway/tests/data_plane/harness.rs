@@ -1,0 +1,259 @@
+//! Test harness: the real gateway router served in-process on 127.0.0.1:0 over a SQLite store in
+//! a temp dir, with the testkit mock as the upstream of providers `mock` (OpenAI kind) and
+//! `mock-anthropic` (Anthropic kind); public models `demo` → mock/`mock-gpt`, `demo-claude` →
+//! mock-anthropic/`mock-claude`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use gatehouse_auth::{Aad, Env, KeyProvider, LocalKeyProvider, MasterKey, Peppers, TokenKind};
+use gatehouse_gateway::{Gateway, GatewayDeps, GatewaySettings};
+use gatehouse_providers::{Timeouts, Upstream};
+use gatehouse_store::*;
+use gatehouse_testkit::MockProvider;
+use gatehouse_types::{Id, Timestamp, new_id, now};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::counting::CountingStore;
+
+/// The provider key the mock expects (the gateway holds it sealed).
+pub const PROVIDER_KEY: &str = "sk-mock-provider-key-0123456789";
+
+/// Knobs of one harness.
+pub struct Options {
+    pub timeouts: Timeouts,
+    pub settings: GatewaySettings,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { timeouts: Timeouts::default(), settings: GatewaySettings::default() }
+    }
+}
+
+pub struct Harness {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Arc<CountingStore>,
+    pub bus: Arc<MemoryBus>,
+    pub peppers: Arc<Peppers>,
+    pub mock: MockProvider,
+    pub team_id: Id,
+    pub app_id: Id,
+    /// An unrestricted live key.
+    pub key: String,
+    pub shutdown: CancellationToken,
+    gateway: Option<Gateway>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    dir: PathBuf,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Self {
+        let dir = std::env::temp_dir().join(format!("gatehouse-gateway-test-{}", new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let raw = connect(&format!("sqlite://{}", dir.join("gatehouse.db").display())).await.unwrap();
+        raw.migrate().await.unwrap();
+        let store = Arc::new(CountingStore { inner: raw, credential_lookups: AtomicUsize::new(0), queries: AtomicUsize::new(0) });
+        let master = MasterKey::generate().unwrap();
+        let peppers = Arc::new(Peppers::from_master_key(&master));
+        let key_provider: Arc<dyn KeyProvider> = Arc::new(LocalKeyProvider::new(&master));
+        let bus = Arc::new(MemoryBus::new());
+
+        let team = Team { id: new_id(), name: "default".into(), created_at: now() };
+        store.create_team(&team).await.unwrap();
+        let app = App { id: new_id(), team_id: team.id, name: "default".into(), created_at: now() };
+        store.create_app(&app).await.unwrap();
+
+        let mock = MockProvider::builder().expected_key(PROVIDER_KEY).start().await.unwrap();
+        let openai = add_provider(&*store, &*key_provider, team.id, "mock", "openai", &mock.openai_base_url()).await;
+        let anthropic =
+            add_provider(&*store, &*key_provider, team.id, "mock-anthropic", "anthropic", &mock.anthropic_base_url()).await;
+        add_model(&*store, "demo", openai, "mock-gpt").await;
+        add_model(&*store, "demo-claude", anthropic, "mock-claude").await;
+
+        let shutdown = CancellationToken::new();
+        let deps = GatewayDeps {
+            store: store.clone(),
+            bus: bus.clone(),
+            peppers: peppers.clone(),
+            key_provider,
+            upstream: Upstream::new(opts.timeouts).unwrap(),
+            settings: opts.settings,
+            shutdown: shutdown.clone(),
+        };
+        let gateway = Gateway::new(deps).await.unwrap();
+        let router = gateway.router();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let token = shutdown.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).with_graceful_shutdown(token.cancelled_owned()).await.unwrap();
+        });
+        let mut h = Self {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            store,
+            bus,
+            peppers,
+            mock,
+            team_id: team.id,
+            app_id: app.id,
+            key: String::new(),
+            shutdown,
+            gateway: Some(gateway),
+            server: Some(server),
+            dir,
+        };
+        h.key = h.create_key(&[], None).await.1;
+        h
+    }
+
+    /// Creates a live API key; returns its id and plaintext.
+    pub async fn create_key(&self, models: &[&str], expires_at: Option<Timestamp>) -> (Id, String) {
+        let generated = gatehouse_auth::generate(TokenKind::ApiKey, Env::Live).unwrap();
+        let token = generated.token.expose_secret().to_string();
+        let credential = Credential {
+            id: new_id(),
+            team_id: self.team_id,
+            app_id: self.app_id,
+            name: "test".into(),
+            digest: self.peppers.digest(&token).to_vec(),
+            pepper_version: self.peppers.current_version(),
+            hint: generated.hint,
+            models: models.iter().map(|m| (*m).to_string()).collect(),
+            scopes: vec![],
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+            created_at: now(),
+        };
+        self.store.create_credential(&credential).await.unwrap();
+        (credential.id, token)
+    }
+
+    /// Revokes like the admin API does: store, then a bus event.
+    pub async fn revoke(&self, id: Id, token: &str) {
+        assert!(self.store.revoke_credential(id, now()).await.unwrap());
+        self.bus.publish(BusEvent::CredentialChanged { id, digest: self.peppers.digest(token).to_vec() });
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn chat(&self, model: &str, stream: Option<bool>) -> reqwest::Response {
+        let mut body = json!({"model": model, "messages": [{"role": "user", "content": "hello there"}]});
+        if let Some(s) = stream {
+            body["stream"] = json!(s);
+        }
+        self.post("/v1/chat/completions", Some(&self.key), &body).await
+    }
+
+    /// Stops the server (graceful), closes the gateway (flushes the call log) and returns
+    /// every call-log record, oldest first.
+    pub async fn finish(&mut self) -> Vec<CallLog> {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(30), server).await.unwrap().unwrap();
+        }
+        if let Some(g) = self.gateway.take() {
+            g.close().await;
+        }
+        let mut logs = self
+            .store
+            .query_call_logs(&CallLogQuery { limit: Some(1000), ..CallLogQuery::default() })
+            .await
+            .unwrap();
+        logs.reverse();
+        logs
+    }
+}
+
+async fn add_provider(store: &dyn Store, kp: &dyn KeyProvider, team_id: Id, name: &str, kind: &str, base: &str) -> Id {
+    let provider = Provider {
+        id: new_id(),
+        name: name.into(),
+        kind: kind.into(),
+        base_url: base.into(),
+        settings: json!({}),
+        created_at: now(),
+    };
+    let stored = store.upsert_provider(&provider).await.unwrap();
+    let credential_id = new_id();
+    let aad = Aad { tenant_id: team_id, credential_id, provider: name.into() };
+    let sealed = gatehouse_auth::seal(kp, &aad, PROVIDER_KEY.as_bytes()).unwrap();
+    let record = ProviderCredential {
+        id: credential_id,
+        provider_id: stored.id,
+        team_id,
+        hint: gatehouse_auth::secret_hint(PROVIDER_KEY),
+        format_version: sealed.format_version,
+        kek_id: sealed.kek_id,
+        wrapped_dek: sealed.wrapped_dek,
+        nonce: sealed.nonce,
+        ciphertext: sealed.ciphertext,
+        priority: 0,
+        revoked_at: None,
+        created_at: now(),
+    };
+    store.create_provider_credential(&record).await.unwrap();
+    stored.id
+}
+
+async fn add_model(store: &dyn Store, name: &str, provider_id: Id, upstream: &str) {
+    let model = Model {
+        id: new_id(),
+        name: name.into(),
+        deployments: vec![Deployment { id: new_id(), provider_id, upstream_model: upstream.into(), weight: 1, priority: 0 }],
+        created_at: now(),
+    };
+    store.upsert_model(&model).await.unwrap();
+}
+
+/// The `data:` payloads of an SSE body, in order (comments and blank lines skipped).
+pub fn sse_data(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|event| {
+            let lines: Vec<&str> = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+            (!lines.is_empty()).then(|| lines.join("\n"))
+        })
+        .collect()
+}
+
+/// The concatenated `choices[0].delta.content` of OpenAI chunks.
+pub fn stream_content(events: &[String]) -> String {
+    events
+        .iter()
+        .filter(|e| e.as_str() != "[DONE]")
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The response's `x-request-id`.
+pub fn request_id(resp: &reqwest::Response) -> String {
+    resp.headers().get("x-request-id").expect("x-request-id on every answer").to_str().unwrap().to_string()
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the data plane: the real router in-process on port 0, SQLite store,
+//! the testkit mock as upstream (issue 2 "Tests").
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod counting;
+mod harness;
+
+mod auth;
+mod calllog;
+mod chat;
+mod failures;
