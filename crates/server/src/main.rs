@@ -1,1 +1,72 @@
-fn main() {}
+//! `gatehouse`: the Gatehouse binary.
+//!
+//! * `gatehouse serve` — data plane + admin API (see [`serve`]).
+//! * `gatehouse check-config FILE` — validates a config file, reporting every error at once.
+//! * `gatehouse migrate` — applies database migrations and exits.
+//! * `gatehouse keys|providers|models|logs …` — a client of the admin API (see [`cli`]), reading
+//!   `GATEHOUSE_ADMIN_URL` (default `http://127.0.0.1:8081`) and `GATEHOUSE_ADMIN_TOKEN`.
+//!
+//! Exit codes: 0 success, 1 failure (bad config, unreachable store, admin API error), 2 usage
+//! errors (clap).
+
+mod cli;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Gatehouse: an AI gateway that keeps provider keys safe.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (data plane) and the admin API.
+    Serve(serve::ServeArgs),
+    /// Validate a configuration file; prints "ok" or every error with its key path.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+    /// Apply database migrations and exit.
+    Migrate(serve::StoreArgs),
+    /// API keys: create, list, revoke.
+    Keys(cli::ClientArgs<cli::KeysCmd>),
+    /// Upstream providers: add (or update), list, remove.
+    Providers(cli::ClientArgs<cli::ProvidersCmd>),
+    /// Public models: add (or replace), list, remove.
+    Models(cli::ClientArgs<cli::ModelsCmd>),
+    /// Call log, newest first.
+    Logs(cli::LogsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::serve(args).await,
+            Command::CheckConfig { file } => serve::check_config(&file),
+            Command::Migrate(args) => serve::migrate(args).await,
+            Command::Keys(args) => cli::keys(args).await,
+            Command::Providers(args) => cli::providers(args).await,
+            Command::Models(args) => cli::models(args).await,
+            Command::Logs(args) => cli::logs(args).await,
+        }
+    })
+}
