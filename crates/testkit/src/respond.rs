@@ -1,0 +1,402 @@
+//! Request preparation (recording, auth, JSON, scenario) and vendor-shaped error answers,
+//! shared by both dialects.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::common::new_id;
+use crate::scenario::{Failure, SCENARIO_HEADER, Scenario};
+use crate::state::MockState;
+use crate::stream::{ScriptedBody, Step};
+
+/// Which vendor's wire format an endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    OpenAi,
+    Anthropic,
+}
+
+impl Dialect {
+    /// Anthropic when the request carries Anthropic's headers, else OpenAI (for shared paths
+    /// such as `GET /v1/models` and unknown routes).
+    pub(crate) fn sniff(headers: &HeaderMap) -> Dialect {
+        if headers.contains_key("anthropic-version") || headers.contains_key("x-api-key") {
+            Dialect::Anthropic
+        } else {
+            Dialect::OpenAi
+        }
+    }
+}
+
+/// A request that passed recording, auth, JSON parsing and scenario parsing.
+pub(crate) struct Prepared {
+    pub(crate) body: Value,
+    /// The model string as sent (options included).
+    pub(crate) model: String,
+    pub(crate) scenario: Scenario,
+    /// The failure to act on for this very call (`fail_first` already applied).
+    pub(crate) failure: Option<Failure>,
+}
+
+/// Records the request, then checks auth, parses the JSON body, reads `model` and builds
+/// the scenario. Any failure is returned as the finished vendor-shaped answer.
+#[allow(clippy::result_large_err)] // the error is the finished answer
+pub(crate) fn prepare(
+    st: &Arc<MockState>,
+    dialect: Dialect,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Prepared, Response> {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    st.record(method, path, headers, parsed.clone());
+    check_auth(st, dialect, headers)?;
+    let Some(body) = parsed else {
+        return Err(error(
+            dialect,
+            400,
+            Some(
+                "We could not parse the JSON body of your request. (gatehouse-mock expects a JSON object.)",
+            ),
+            None,
+            &Scenario::default(),
+        ));
+    };
+    if !body.is_object() {
+        return Err(error(
+            dialect,
+            400,
+            Some("The request body must be a JSON object."),
+            None,
+            &Scenario::default(),
+        ));
+    }
+    let Some(model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
+        let msg = match dialect {
+            Dialect::OpenAi => "you must provide a model parameter",
+            Dialect::Anthropic => "model: Field required",
+        };
+        return Err(error(
+            dialect,
+            400,
+            Some(msg),
+            Some("model"),
+            &Scenario::default(),
+        ));
+    };
+    let mut scenario = st.defaults.clone();
+    let header_opts = headers
+        .get(SCENARIO_HEADER)
+        .map(|v| v.to_str().map(str::to_owned));
+    let parsed = scenario
+        .parse_model(&model)
+        .map(|_| ())
+        .and_then(|()| match &header_opts {
+            Some(Ok(opts)) => scenario.apply_options(opts),
+            Some(Err(_)) => Err(crate::scenario::ScenarioError {
+                option: SCENARIO_HEADER.to_owned(),
+                reason: "header value is not visible ASCII".to_owned(),
+            }),
+            None => Ok(()),
+        });
+    if let Err(e) = parsed {
+        return Err(error(
+            dialect,
+            400,
+            Some(&e.to_string()),
+            Some("model"),
+            &Scenario::default(),
+        ));
+    }
+    let failure = match scenario.failure {
+        Some(f) => {
+            let key = format!(
+                "{path} {model} {}",
+                header_opts.and_then(Result::ok).unwrap_or_default()
+            );
+            st.should_fail(&key, scenario.fail_first).then_some(f)
+        }
+        None => None,
+    };
+    Ok(Prepared {
+        body,
+        model,
+        scenario,
+        failure,
+    })
+}
+
+/// Vendor auth: OpenAI wants `Authorization: Bearer <key>`; Anthropic wants `x-api-key` (or a
+/// Bearer token) plus `anthropic-version`. Without a configured key any key (or none) passes.
+#[allow(clippy::result_large_err)] // the error is the finished answer
+pub(crate) fn check_auth(
+    st: &MockState,
+    dialect: Dialect,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    let presented = match dialect {
+        Dialect::OpenAi => bearer,
+        Dialect::Anthropic => headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .or(bearer),
+    };
+    if let Some(expected) = &st.expected_key {
+        let ok = presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.as_bytes()));
+        if !ok {
+            let msg = match (dialect, presented) {
+                (Dialect::OpenAi, None) => {
+                    "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+                }
+                (Dialect::OpenAi, Some(_)) => "Incorrect API key provided.",
+                (Dialect::Anthropic, None) => "x-api-key header is required",
+                (Dialect::Anthropic, Some(_)) => "invalid x-api-key",
+            };
+            return Err(error(dialect, 401, Some(msg), None, &Scenario::default()));
+        }
+    }
+    if dialect == Dialect::Anthropic && !headers.contains_key("anthropic-version") {
+        return Err(error(
+            dialect,
+            400,
+            Some("anthropic-version: header is required"),
+            None,
+            &Scenario::default(),
+        ));
+    }
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The vendor error envelope for `status`, with `retry-after`/`retry-after-ms`/
+/// `x-should-retry` per the scenario (429, 503 and 529 default to `retry-after: 1`).
+///
+/// OpenAI: `{"error":{"message","type","param","code"}}` (`wire-formats.md` §1.6).
+/// Anthropic: `{"type":"error","error":{"type","message"},"request_id"}` (§2.7).
+pub(crate) fn error(
+    dialect: Dialect,
+    status: u16,
+    message: Option<&str>,
+    param: Option<&str>,
+    s: &Scenario,
+) -> Response {
+    let request_id = new_id("req_", 24);
+    let body = match dialect {
+        Dialect::OpenAi => {
+            let (ty, code, default_msg) = openai_error_kind(status);
+            json!({"error": {
+                "message": message.unwrap_or(default_msg),
+                "type": ty,
+                "param": param,
+                "code": code,
+            }})
+        }
+        Dialect::Anthropic => {
+            let (ty, default_msg) = anthropic_error_kind(status);
+            json!({
+                "type": "error",
+                "error": {"type": ty, "message": message.unwrap_or(default_msg)},
+                "request_id": request_id,
+            })
+        }
+    };
+    let status_code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = status_code;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    set_request_id(h, dialect, &request_id);
+    let retry_after = s
+        .retry_after
+        .or(matches!(status, 429 | 503 | 529).then_some(1));
+    if let Some(secs) = retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let Some(ms) = s.retry_after_ms {
+        h.insert("retry-after-ms", HeaderValue::from(ms));
+    }
+    if let Some(should) = s.should_retry {
+        h.insert(
+            "x-should-retry",
+            HeaderValue::from_static(if should { "true" } else { "false" }),
+        );
+    }
+    if status == 429 && dialect == Dialect::OpenAi {
+        h.insert("x-ratelimit-limit-requests", HeaderValue::from_static("60"));
+        h.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from_static("0"),
+        );
+        h.insert("x-ratelimit-reset-requests", HeaderValue::from_static("1s"));
+    }
+    resp
+}
+
+fn openai_error_kind(status: u16) -> (&'static str, Option<&'static str>, &'static str) {
+    match status {
+        400 => (
+            "invalid_request_error",
+            None,
+            "Invalid request (scripted by gatehouse-mock).",
+        ),
+        401 => (
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            "Incorrect API key provided.",
+        ),
+        403 => (
+            "invalid_request_error",
+            Some("unsupported_country_region_territory"),
+            "Country, region, or territory not supported",
+        ),
+        404 => (
+            "invalid_request_error",
+            Some("model_not_found"),
+            "The model does not exist or you do not have access to it.",
+        ),
+        429 => (
+            "requests",
+            Some("rate_limit_exceeded"),
+            "Rate limit reached for requests (scripted by gatehouse-mock). Please try again in 1s.",
+        ),
+        503 | 529 => (
+            "server_error",
+            None,
+            "The engine is currently overloaded, please try again later.",
+        ),
+        500..=599 => (
+            "server_error",
+            None,
+            "The server had an error while processing your request. Sorry about that!",
+        ),
+        _ => (
+            "invalid_request_error",
+            None,
+            "Request rejected (scripted by gatehouse-mock).",
+        ),
+    }
+}
+
+fn anthropic_error_kind(status: u16) -> (&'static str, &'static str) {
+    match status {
+        400 => (
+            "invalid_request_error",
+            "Invalid request (scripted by gatehouse-mock).",
+        ),
+        401 => ("authentication_error", "invalid x-api-key"),
+        402 => ("billing_error", "Your credit balance is too low."),
+        403 => (
+            "permission_error",
+            "Your API key does not have permission to use the specified resource.",
+        ),
+        404 => ("not_found_error", "Not found."),
+        413 => (
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+        ),
+        429 => (
+            "rate_limit_error",
+            "Number of requests has exceeded your rate limit (scripted by gatehouse-mock).",
+        ),
+        504 => ("timeout_error", "Request timed out."),
+        529 => ("overloaded_error", "Overloaded"),
+        500..=599 => ("api_error", "Internal server error"),
+        _ => (
+            "invalid_request_error",
+            "Request rejected (scripted by gatehouse-mock).",
+        ),
+    }
+}
+
+/// Sets the vendor's request-id header.
+pub(crate) fn set_request_id(h: &mut HeaderMap, dialect: Dialect, id: &str) {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        match dialect {
+            Dialect::OpenAi => {
+                h.insert("x-request-id", v);
+                h.insert("openai-version", HeaderValue::from_static("2020-10-01"));
+                h.insert("openai-processing-ms", HeaderValue::from_static("1"));
+            }
+            Dialect::Anthropic => {
+                h.insert("request-id", v);
+            }
+        }
+    }
+}
+
+/// A JSON answer (`200`), with leading blank lines under `keepalive` (DeepSeek-style).
+pub(crate) fn json_ok(dialect: Dialect, value: &Value, s: &Scenario) -> Response {
+    let mut text = String::new();
+    if s.keepalive {
+        text.push_str("\n\n");
+    }
+    text.push_str(&value.to_string());
+    let mut resp = Response::new(Body::from(text));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    set_request_id(h, dialect, &new_id("req_", 24));
+    resp
+}
+
+/// A JSON answer cut short: half the body, then either a clean end (`early-end`) or an
+/// aborted connection (`early-close`).
+pub(crate) fn json_truncated(
+    st: &Arc<MockState>,
+    dialect: Dialect,
+    value: &Value,
+    abort: bool,
+) -> Response {
+    let text = value.to_string().into_bytes();
+    let half = Bytes::from(text[..text.len() / 2].to_vec());
+    let mut steps = vec![Step::Write(half)];
+    if abort {
+        steps.push(Step::Sleep(std::time::Duration::from_millis(10)));
+        steps.push(Step::Abort);
+    }
+    let mut resp = Response::new(Body::from_stream(ScriptedBody::new(steps, st.clone())));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    set_request_id(h, dialect, &new_id("req_", 24));
+    resp
+}
+
+/// A streaming `text/event-stream` answer playing `steps`.
+pub(crate) fn sse_ok(st: &Arc<MockState>, dialect: Dialect, steps: Vec<Step>) -> Response {
+    let mut resp = Response::new(Body::from_stream(ScriptedBody::new(steps, st.clone())));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    set_request_id(h, dialect, &new_id("req_", 24));
+    resp
+}
