@@ -221,6 +221,7 @@ fn parse_http_date(s: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use http::HeaderValue;
 

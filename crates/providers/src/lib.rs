@@ -72,6 +72,7 @@ impl ProviderKind {
 /// Where and how one call goes: built by the gateway from a deployment.
 #[derive(Clone)]
 pub struct Target {
+    /// Which dialect the upstream speaks.
     pub kind: ProviderKind,
     /// Base URL without trailing slash. OpenAI kind: ends before `/chat/completions`
     /// (e.g. `https://api.openai.com/v1`); Anthropic: before `/v1/messages`.
@@ -85,6 +86,7 @@ pub struct Target {
 /// Timeouts of the upstream client.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
+    /// TCP + TLS connect.
     pub connect: Duration,
     /// From sending the request to the response headers (first byte for streams).
     pub first_byte: Duration,
@@ -110,6 +112,7 @@ impl Default for Timeouts {
 pub struct ChatResponse {
     /// The OpenAI-shaped body to send to the client.
     pub body: serde_json::Value,
+    /// Token usage reported by the provider (zeros when it reported none).
     pub usage: Usage,
     /// The provider's own request id (`x-request-id` / `request-id`), for logs.
     pub upstream_request_id: Option<String>,
@@ -131,7 +134,9 @@ pub type ChatStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, UpstreamErro
 
 /// A streamed answer with the provider's request id.
 pub struct StreamingResponse {
+    /// The chunks; see [`Upstream::chat_stream`].
     pub stream: ChatStream,
+    /// The provider's own request id, for logs.
     pub upstream_request_id: Option<String>,
 }
 
@@ -221,6 +226,7 @@ impl Upstream {
                 let body = openai::chat_body(request, &target.upstream_model, true)?;
                 let url = endpoint(&target.base_url, "/chat/completions");
                 let resp = self.send(&url, openai_headers(target, true)?, body).await?;
+                let resp = self.expect_event_stream(resp).await?;
                 let upstream_request_id = request_id(resp.headers());
                 let stream = stream::drive(resp, openai::OpenAiStream::new(include_usage), self.timeouts.idle);
                 Ok(StreamingResponse { stream, upstream_request_id })
@@ -229,6 +235,7 @@ impl Upstream {
                 let body = json_bytes(&anthropic::build_request(&request, &target.upstream_model, true)?)?;
                 let url = anthropic_endpoint(&target.base_url);
                 let resp = self.send(&url, anthropic_headers(target, true)?, body).await?;
+                let resp = self.expect_event_stream(resp).await?;
                 let upstream_request_id = request_id(resp.headers());
                 let mapper = anthropic::AnthropicStream::new(&target.upstream_model, include_usage);
                 let stream = stream::drive(resp, mapper, self.timeouts.idle);
@@ -259,6 +266,25 @@ impl Upstream {
             Ok(ChatResponse { body, usage, upstream_request_id })
         };
         tokio::time::timeout(self.timeouts.total, call).await.map_err(|_| UpstreamError::Timeout("total"))?
+    }
+
+    /// A 200 answer to a stream request that is JSON instead of `text/event-stream` (some
+    /// proxies and servers answer errors, or ignore `stream`): read it and report its error
+    /// before anything was streamed.
+    async fn expect_event_stream(&self, resp: reqwest::Response) -> Result<reqwest::Response, UpstreamError> {
+        let is_json = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("application/json"));
+        if !is_json {
+            return Ok(resp);
+        }
+        let body = tokio::time::timeout(self.timeouts.idle, read_limited(resp, MAX_ERROR_BODY)).await.unwrap_or_default();
+        match error::parse_error_envelope(&body) {
+            (_, Some(_)) => Err(UpstreamError::mid_stream(&body)),
+            _ => Err(UpstreamError::Protocol("the upstream answered JSON to a stream request".into())),
+        }
     }
 
     /// POSTs and waits for the response headers (first-byte timeout). A non-2xx status is read

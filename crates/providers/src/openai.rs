@@ -137,6 +137,7 @@ impl StreamMapper for OpenAiStream {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn obj(v: Value) -> Map<String, Value> {

@@ -269,6 +269,7 @@ fn push_utf8(out: &mut String, bytes: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn decode_chunks(chunks: &[&[u8]]) -> Vec<SseEvent> {
@@ -442,7 +443,7 @@ mod tests {
             let len = (rng.next() % 300) as usize;
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
-                    if rng.next() % 4 == 0 {
+                    if rng.next().is_multiple_of(4) {
                         rng.next() as u8
                     } else {
                         alphabet[(rng.next() % alphabet.len() as u64) as usize]
