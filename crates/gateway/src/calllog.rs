@@ -275,6 +275,7 @@ pub fn wall_now() -> Timestamp {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

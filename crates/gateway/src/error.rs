@@ -79,6 +79,7 @@ pub fn method_not_allowed(allow: &'static str) -> Response {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

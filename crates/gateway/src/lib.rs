@@ -155,7 +155,7 @@ impl Gateway {
             .route("/v1/chat/completions", post(handlers::chat_completions).fallback(|| async { method_not_allowed("POST") }))
             .route("/v1/embeddings", post(handlers::embeddings).fallback(|| async { method_not_allowed("POST") }))
             .route("/v1/models", get(handlers::list_models).fallback(|| async { method_not_allowed("GET") }))
-            .route("/v1/models/{model}", get(handlers::get_model).fallback(|| async { method_not_allowed("GET") }))
+            .route("/v1/models/{*model}", get(handlers::get_model).fallback(|| async { method_not_allowed("GET") }))
             .route_layer(from_fn_with_state(state.clone(), auth::auth_middleware))
             .fallback(error::not_found)
             .layer(outer)

@@ -133,6 +133,7 @@ pub fn sse_response(upstream: ChatStream, guard: RecordGuard, shutdown: Cancella
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use std::time::Instant;
 

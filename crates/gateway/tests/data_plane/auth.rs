@@ -119,8 +119,11 @@ async fn expired_key_is_401() {
 async fn revocation_applies_to_the_very_next_request() {
     let h = Harness::start().await;
     let (id, key) = h.create_key(&[], None).await;
-    let ok = h.client.get(h.url("/v1/models")).bearer_auth(&key).send().await.unwrap();
-    assert_eq!(ok.status(), 200, "key works (and is now cached)");
+    for _ in 0..2 {
+        let ok = h.client.get(h.url("/v1/models")).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(ok.status(), 200, "key works");
+    }
+    assert_eq!(h.store.lookups(), 1, "the second request was served from the cache");
     h.revoke(id, &key).await;
     let (status, challenge, _) = error_of(h.client.get(h.url("/v1/models")).bearer_auth(&key).send().await.unwrap()).await;
     assert_eq!(status, 401);
@@ -148,4 +151,14 @@ async fn model_outside_the_allow_list_is_403() {
     assert_eq!(ids, vec!["demo"]);
     let one = h.client.get(h.url("/v1/models/demo-claude")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(one.status(), 404);
+}
+
+#[tokio::test]
+async fn last_used_at_is_written_off_the_request_path() {
+    let mut h = Harness::start().await;
+    let (id, key) = h.create_key(&[], None).await;
+    assert_eq!(h.client.get(h.url("/v1/models")).bearer_auth(&key).send().await.unwrap().status(), 200);
+    h.finish().await;
+    let stored = h.store.inner.get_credential(id).await.unwrap().unwrap();
+    assert!(stored.last_used_at.is_some());
 }

@@ -184,3 +184,26 @@ async fn unknown_route_404_wrong_method_405_body_limit_413() {
     assert_eq!(resp.status(), 413);
     assert_eq!(h.mock.calls(), 0);
 }
+
+#[tokio::test]
+async fn routing_reloads_after_routing_changed() {
+    use gatehouse_store::{BusEvent, Bus, Deployment, Model, Store};
+    let h = Harness::start().await;
+    assert_eq!(h.chat("fresh", None).await.status(), 404);
+    let provider = h.store.get_provider_by_name("mock").await.unwrap().unwrap();
+    let model = Model {
+        id: gatehouse_types::new_id(),
+        name: "fresh".into(),
+        deployments: vec![Deployment { id: gatehouse_types::new_id(), provider_id: provider.id, upstream_model: "mock-gpt:fixed".into(), weight: 1, priority: 0 }],
+        created_at: gatehouse_types::now(),
+    };
+    h.store.upsert_model(&model).await.unwrap();
+    h.bus.publish(BusEvent::RoutingChanged);
+    let resp = h.chat("fresh", None).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], gatehouse_testkit::FIXED_REPLY);
+    let one: Value = h.client.get(h.url("/v1/models/fresh")).bearer_auth(&h.key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(one["id"], "fresh");
+    assert_eq!(one["object"], "model");
+}

@@ -24,15 +24,10 @@ use crate::counting::CountingStore;
 pub const PROVIDER_KEY: &str = "sk-mock-provider-key-0123456789";
 
 /// Knobs of one harness.
+#[derive(Default)]
 pub struct Options {
     pub timeouts: Timeouts,
     pub settings: GatewaySettings,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { timeouts: Timeouts::default(), settings: GatewaySettings::default() }
-    }
 }
 
 pub struct Harness {
