@@ -24,11 +24,17 @@ impl StoreError {
     pub(crate) fn from_sqlx(what: &str, err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
-                let which = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
+                let which = db
+                    .constraint()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| db.message().to_owned());
                 StoreError::Conflict(format!("{what} already exists ({which})"))
             }
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                let which = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
+                let which = db
+                    .constraint()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| db.message().to_owned());
                 StoreError::NotFound(format!("{what} references a missing row ({which})"))
             }
             _ => StoreError::Database(format!("{what}: {err}")),

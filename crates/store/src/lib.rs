@@ -15,8 +15,8 @@ use gatehouse_types::{Id, Timestamp};
 
 pub use bus::{Bus, BusEvent, MemoryBus};
 pub use error::StoreError;
-pub use records::*;
 pub use postgres::PostgresStore;
+pub use records::*;
 pub use sqlite::SqliteStore;
 
 /// Result of store operations.
@@ -82,7 +82,10 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_provider(&self, id: Id) -> StoreResult<bool>;
     async fn create_provider_credential(&self, credential: &ProviderCredential) -> StoreResult<()>;
     /// Active (not revoked) credentials of a provider, by priority ascending then newest.
-    async fn list_provider_credentials(&self, provider_id: Id) -> StoreResult<Vec<ProviderCredential>>;
+    async fn list_provider_credentials(
+        &self,
+        provider_id: Id,
+    ) -> StoreResult<Vec<ProviderCredential>>;
     async fn revoke_provider_credential(&self, id: Id, at: Timestamp) -> StoreResult<bool>;
 
     // --- models (public name → deployments) ---
@@ -112,7 +115,8 @@ pub trait Store: Send + Sync + 'static {
 /// * `sqlite://PATH` or `sqlite:PATH` (relative or absolute path; `sqlite:///abs/path` works
 ///   too): the file and its parent directory are created if missing; WAL journal,
 ///   `synchronous=NORMAL`, foreign keys on, busy timeout 5 s, a pool of 4 connections.
-///   `sqlite::memory:` opens a private in-memory database (one connection; for tests).
+///   `sqlite::memory:` opens a private in-memory database (one connection; for tests). A query
+///   string (`?mode=…`) is ignored.
 /// * `postgres://…` or `postgresql://…`: a pool of 10 connections. Connection options go in the
 ///   URL as sqlx understands them, e.g. `?options[search_path]=myschema`.
 ///

@@ -65,7 +65,10 @@ impl PostgresStore {
     }
 
     async fn tx(&self, what: &str) -> StoreResult<Transaction<'static, Postgres>> {
-        self.pool.begin().await.map_err(|e| StoreError::from_sqlx(what, e))
+        self.pool
+            .begin()
+            .await
+            .map_err(|e| StoreError::from_sqlx(what, e))
     }
 }
 
@@ -80,7 +83,11 @@ where
 }
 
 fn team_row(row: &PgRow) -> StoreResult<Team> {
-    Ok(Team { id: col(row, "id")?, name: col(row, "name")?, created_at: col(row, "created_at")? })
+    Ok(Team {
+        id: col(row, "id")?,
+        name: col(row, "name")?,
+        created_at: col(row, "created_at")?,
+    })
 }
 
 fn app_row(row: &PgRow) -> StoreResult<App> {
@@ -218,7 +225,10 @@ async fn load_deployments(
     rows.iter().map(deployment_row).collect()
 }
 
-async fn model_from_row(tx: &mut Transaction<'static, Postgres>, row: &PgRow) -> StoreResult<Model> {
+async fn model_from_row(
+    tx: &mut Transaction<'static, Postgres>,
+    row: &PgRow,
+) -> StoreResult<Model> {
     let id: Id = col(row, "id")?;
     Ok(Model {
         id,
@@ -293,7 +303,9 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("setting", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("setting", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("setting", e))
     }
 
     // --- teams, apps, users ---
@@ -307,7 +319,9 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::from_sqlx("team", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("team", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("team", e))
     }
 
     async fn get_team(&self, id: Id) -> StoreResult<Option<Team>> {
@@ -329,10 +343,11 @@ impl Store for PostgresStore {
     }
 
     async fn list_teams(&self) -> StoreResult<Vec<Team>> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM teams ORDER BY created_at DESC, id DESC")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| StoreError::from_sqlx("teams", e))?;
+        let rows =
+            sqlx::query("SELECT id, name, created_at FROM teams ORDER BY created_at DESC, id DESC")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| StoreError::from_sqlx("teams", e))?;
         rows.iter().map(team_row).collect()
     }
 
@@ -346,7 +361,9 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::from_sqlx("app", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("app", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("app", e))
     }
 
     async fn get_app(&self, id: Id) -> StoreResult<Option<App>> {
@@ -359,7 +376,8 @@ impl Store for PostgresStore {
     }
 
     async fn list_apps(&self, team_id: Option<Id>) -> StoreResult<Vec<App>> {
-        let mut qb = QueryBuilder::<Postgres>::new("SELECT id, team_id, name, created_at FROM apps");
+        let mut qb =
+            QueryBuilder::<Postgres>::new("SELECT id, team_id, name, created_at FROM apps");
         if let Some(team_id) = team_id {
             qb.push(" WHERE team_id = ").push_bind(team_id);
         }
@@ -386,7 +404,9 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("user", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("user", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("user", e))
     }
 
     async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
@@ -421,7 +441,9 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("operator token", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("operator token", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("operator token", e))
     }
 
     async fn find_operator_token(&self, digest: &[u8]) -> StoreResult<Option<OperatorToken>> {
@@ -459,7 +481,9 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("operator token", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("operator token", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("operator token", e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -488,15 +512,21 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("credential", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("credential", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("credential", e))
     }
 
     async fn get_credential(&self, id: Id) -> StoreResult<Option<Credential>> {
-        let row = sqlx::query(concat!("SELECT ", credential_cols!(), " FROM credentials WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| StoreError::from_sqlx("credential", e))?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            credential_cols!(),
+            " FROM credentials WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("credential", e))?;
         row.as_ref().map(credential_row).transpose()
     }
 
@@ -539,14 +569,17 @@ impl Store for PostgresStore {
 
     async fn revoke_credential(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
         let mut tx = self.tx("credential").await?;
-        let done =
-            sqlx::query("UPDATE credentials SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
-                .bind(at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| StoreError::from_sqlx("credential", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("credential", e))?;
+        let done = sqlx::query(
+            "UPDATE credentials SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("credential", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("credential", e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -557,14 +590,18 @@ impl Store for PostgresStore {
         let mut tx = self.tx("credential").await?;
         for (id, at) in uses {
             // GREATEST ignores NULL: last_used_at only moves forward.
-            sqlx::query("UPDATE credentials SET last_used_at = GREATEST(last_used_at, $1) WHERE id = $2")
-                .bind(*at)
-                .bind(*id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| StoreError::from_sqlx("credential", e))?;
+            sqlx::query(
+                "UPDATE credentials SET last_used_at = GREATEST(last_used_at, $1) WHERE id = $2",
+            )
+            .bind(*at)
+            .bind(*id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("credential", e))?;
         }
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("credential", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("credential", e))
     }
 
     // --- providers ---
@@ -588,7 +625,9 @@ impl Store for PostgresStore {
         .await
         .map_err(|e| StoreError::from_sqlx("provider", e))?;
         let stored = provider_row(&row)?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("provider", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("provider", e))?;
         Ok(stored)
     }
 
@@ -633,7 +672,9 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::from_sqlx("provider", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("provider", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("provider", e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -659,10 +700,15 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("provider credential", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("provider credential", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("provider credential", e))
     }
 
-    async fn list_provider_credentials(&self, provider_id: Id) -> StoreResult<Vec<ProviderCredential>> {
+    async fn list_provider_credentials(
+        &self,
+        provider_id: Id,
+    ) -> StoreResult<Vec<ProviderCredential>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             provider_credential_cols!(),
@@ -686,7 +732,9 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("provider credential", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("provider credential", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("provider credential", e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -732,12 +780,19 @@ impl Store for PostgresStore {
             .map_err(|e| StoreError::from_sqlx("deployment", e))?;
         }
         let stored = model_from_row(&mut tx, &row).await?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("model", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("model", e))?;
         Ok(stored)
     }
 
     async fn get_model(&self, name: &str) -> StoreResult<Option<Model>> {
         let mut tx = self.tx("model").await?;
+        // One snapshot for the model and its deployments.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("model", e))?;
         let row = sqlx::query("SELECT id, name, created_at FROM models WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -747,7 +802,9 @@ impl Store for PostgresStore {
             Some(row) => Some(model_from_row(&mut tx, &row).await?),
             None => None,
         };
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("model", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("model", e))?;
         Ok(model)
     }
 
@@ -766,7 +823,9 @@ impl Store for PostgresStore {
         for row in &rows {
             models.push(model_from_row(&mut tx, row).await?);
         }
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("models", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("models", e))?;
         Ok(models)
     }
 
@@ -777,7 +836,9 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::from_sqlx("model", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("model", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("model", e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -789,8 +850,11 @@ impl Store for PostgresStore {
         }
         let mut tx = self.tx("call log").await?;
         for chunk in logs.chunks(INSERT_CHUNK) {
-            let mut qb =
-                QueryBuilder::<Postgres>::new(concat!("INSERT INTO call_logs (", call_log_cols!(), ") "));
+            let mut qb = QueryBuilder::<Postgres>::new(concat!(
+                "INSERT INTO call_logs (",
+                call_log_cols!(),
+                ") "
+            ));
             qb.push_values(chunk, |mut b, l| {
                 b.push_bind(l.id)
                     .push_bind(l.created_at)
@@ -818,7 +882,9 @@ impl Store for PostgresStore {
                 .await
                 .map_err(|e| StoreError::from_sqlx("call log", e))?;
         }
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("call log", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("call log", e))
     }
 
     async fn query_call_logs(&self, q: &CallLogQuery) -> StoreResult<Vec<CallLog>> {
@@ -837,8 +903,11 @@ impl Store for PostgresStore {
             }
             None => None,
         };
-        let mut qb =
-            QueryBuilder::<Postgres>::new(concat!("SELECT ", call_log_cols!(), " FROM call_logs WHERE TRUE"));
+        let mut qb = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            call_log_cols!(),
+            " FROM call_logs WHERE TRUE"
+        ));
         if let Some(v) = q.team_id {
             qb.push(" AND team_id = ").push_bind(v);
         }
@@ -876,13 +945,16 @@ impl Store for PostgresStore {
             }
             None => {}
         }
-        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(page_size(q));
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(page_size(q));
         let rows = qb
             .build()
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| StoreError::from_sqlx("call logs", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("call logs", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("call logs", e))?;
         rows.iter().map(call_log_row).collect()
     }
 
@@ -922,7 +994,11 @@ impl Store for PostgresStore {
             }
             // Identifiers come from the catalog, quoted; no value is interpolated.
             let sql = if is_text {
-                format!("SELECT {}::text FROM {}", quote_ident(&name), quote_ident(&table))
+                format!(
+                    "SELECT {}::text FROM {}",
+                    quote_ident(&name),
+                    quote_ident(&table)
+                )
             } else {
                 format!("SELECT {} FROM {}", quote_ident(&name), quote_ident(&table))
             };
@@ -932,10 +1008,12 @@ impl Store for PostgresStore {
                 .map_err(|e| StoreError::from_sqlx("dump", e))?;
             for r in &rows {
                 let value = if is_text {
-                    let v: Option<String> = r.try_get(0).map_err(|e| StoreError::decode(&name, e))?;
+                    let v: Option<String> =
+                        r.try_get(0).map_err(|e| StoreError::decode(&name, e))?;
                     v
                 } else {
-                    let v: Option<Vec<u8>> = r.try_get(0).map_err(|e| StoreError::decode(&name, e))?;
+                    let v: Option<Vec<u8>> =
+                        r.try_get(0).map_err(|e| StoreError::decode(&name, e))?;
                     v.map(|b| String::from_utf8_lossy(&b).into_owned())
                 };
                 if let Some(value) = value {
@@ -948,7 +1026,9 @@ impl Store for PostgresStore {
                 }
             }
         }
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("dump", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("dump", e))?;
         Ok(out)
     }
 }

@@ -19,8 +19,8 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::{
-    CallLog, CallLogQuery, Credential, CredentialFilter, Deployment, INSERT_CHUNK, Model,
-    OperatorToken, Provider, ProviderCredential, Store, StoreError, StoreResult, Team, User, App,
+    App, CallLog, CallLogQuery, Credential, CredentialFilter, Deployment, INSERT_CHUNK, Model,
+    OperatorToken, Provider, ProviderCredential, Store, StoreError, StoreResult, Team, User,
     i64_to_u64, page_size, quote_ident, u64_to_i64,
 };
 
@@ -109,7 +109,10 @@ impl SqliteStore {
     }
 
     async fn read_tx(&self, what: &str) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.pool.begin().await.map_err(|e| StoreError::from_sqlx(what, e))
+        self.pool
+            .begin()
+            .await
+            .map_err(|e| StoreError::from_sqlx(what, e))
     }
 }
 
@@ -191,7 +194,11 @@ fn json_list(list: &[String]) -> StoreResult<String> {
 }
 
 fn team_row(row: &SqliteRow) -> StoreResult<Team> {
-    Ok(Team { id: col_id(row, "id")?, name: col(row, "name")?, created_at: col_ts(row, "created_at")? })
+    Ok(Team {
+        id: col_id(row, "id")?,
+        name: col(row, "name")?,
+        created_at: col_ts(row, "created_at")?,
+    })
 }
 
 fn app_row(row: &SqliteRow) -> StoreResult<App> {
@@ -408,7 +415,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("setting", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("setting", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("setting", e))
     }
 
     // --- teams, apps, users ---
@@ -422,7 +431,9 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::from_sqlx("team", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("team", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("team", e))
     }
 
     async fn get_team(&self, id: Id) -> StoreResult<Option<Team>> {
@@ -444,10 +455,11 @@ impl Store for SqliteStore {
     }
 
     async fn list_teams(&self) -> StoreResult<Vec<Team>> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM teams ORDER BY created_at DESC, id DESC")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| StoreError::from_sqlx("teams", e))?;
+        let rows =
+            sqlx::query("SELECT id, name, created_at FROM teams ORDER BY created_at DESC, id DESC")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| StoreError::from_sqlx("teams", e))?;
         rows.iter().map(team_row).collect()
     }
 
@@ -461,7 +473,9 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::from_sqlx("app", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("app", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("app", e))
     }
 
     async fn get_app(&self, id: Id) -> StoreResult<Option<App>> {
@@ -501,7 +515,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("user", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("user", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("user", e))
     }
 
     async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
@@ -536,7 +552,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("operator token", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("operator token", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("operator token", e))
     }
 
     async fn find_operator_token(&self, digest: &[u8]) -> StoreResult<Option<OperatorToken>> {
@@ -574,7 +592,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("operator token", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("operator token", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("operator token", e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -603,15 +623,21 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("credential", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("credential", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("credential", e))
     }
 
     async fn get_credential(&self, id: Id) -> StoreResult<Option<Credential>> {
-        let row = sqlx::query(concat!("SELECT ", credential_cols!(), " FROM credentials WHERE id = ?"))
-            .bind(id_text(id))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| StoreError::from_sqlx("credential", e))?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            credential_cols!(),
+            " FROM credentials WHERE id = ?"
+        ))
+        .bind(id_text(id))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("credential", e))?;
         row.as_ref().map(credential_row).transpose()
     }
 
@@ -661,7 +687,9 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::from_sqlx("credential", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("credential", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("credential", e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -682,7 +710,9 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| StoreError::from_sqlx("credential", e))?;
         }
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("credential", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("credential", e))
     }
 
     // --- providers ---
@@ -708,7 +738,9 @@ impl Store for SqliteStore {
         .await
         .map_err(|e| StoreError::from_sqlx("provider", e))?;
         let stored = provider_row(&row)?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("provider", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("provider", e))?;
         Ok(stored)
     }
 
@@ -753,7 +785,9 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::from_sqlx("provider", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("provider", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("provider", e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -779,10 +813,15 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("provider credential", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("provider credential", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("provider credential", e))
     }
 
-    async fn list_provider_credentials(&self, provider_id: Id) -> StoreResult<Vec<ProviderCredential>> {
+    async fn list_provider_credentials(
+        &self,
+        provider_id: Id,
+    ) -> StoreResult<Vec<ProviderCredential>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             provider_credential_cols!(),
@@ -806,7 +845,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("provider credential", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("provider credential", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("provider credential", e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -852,7 +893,9 @@ impl Store for SqliteStore {
             .map_err(|e| StoreError::from_sqlx("deployment", e))?;
         }
         let stored = model_from_row(&mut tx, &row).await?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("model", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("model", e))?;
         Ok(stored)
     }
 
@@ -867,7 +910,9 @@ impl Store for SqliteStore {
             Some(row) => Some(model_from_row(&mut tx, &row).await?),
             None => None,
         };
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("model", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("model", e))?;
         Ok(model)
     }
 
@@ -881,7 +926,9 @@ impl Store for SqliteStore {
         for row in &rows {
             models.push(model_from_row(&mut tx, row).await?);
         }
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("models", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("models", e))?;
         Ok(models)
     }
 
@@ -892,7 +939,9 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::from_sqlx("model", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("model", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("model", e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -909,7 +958,11 @@ impl Store for SqliteStore {
         }
         let mut tx = self.write_tx("call log").await?;
         for chunk in rows.chunks(INSERT_CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new(concat!("INSERT INTO call_logs (", call_log_cols!(), ") "));
+            let mut qb = QueryBuilder::<Sqlite>::new(concat!(
+                "INSERT INTO call_logs (",
+                call_log_cols!(),
+                ") "
+            ));
             qb.push_values(chunk, |mut b, (l, created_at)| {
                 b.push_bind(id_text(l.id))
                     .push_bind(*created_at)
@@ -937,7 +990,9 @@ impl Store for SqliteStore {
                 .await
                 .map_err(|e| StoreError::from_sqlx("call log", e))?;
         }
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("call log", e))
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("call log", e))
     }
 
     async fn query_call_logs(&self, q: &CallLogQuery) -> StoreResult<Vec<CallLog>> {
@@ -956,8 +1011,11 @@ impl Store for SqliteStore {
             }
             None => None,
         };
-        let mut qb =
-            QueryBuilder::<Sqlite>::new(concat!("SELECT ", call_log_cols!(), " FROM call_logs WHERE 1 = 1"));
+        let mut qb = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            call_log_cols!(),
+            " FROM call_logs WHERE 1 = 1"
+        ));
         if let Some(v) = q.team_id {
             qb.push(" AND team_id = ").push_bind(id_text(v));
         }
@@ -997,13 +1055,16 @@ impl Store for SqliteStore {
             }
             None => {}
         }
-        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(page_size(q));
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(page_size(q));
         let rows = qb
             .build()
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| StoreError::from_sqlx("call logs", e))?;
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("call logs", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("call logs", e))?;
         rows.iter().map(call_log_row).collect()
     }
 
@@ -1029,7 +1090,10 @@ impl Store for SqliteStore {
                 let name: String = col(c, "name")?;
                 let ty: String = col(c, "type")?;
                 let ty = ty.to_ascii_uppercase();
-                let is_text = ty.contains("TEXT") || ty.contains("CHAR") || ty.contains("CLOB") || ty.contains("JSON");
+                let is_text = ty.contains("TEXT")
+                    || ty.contains("CHAR")
+                    || ty.contains("CLOB")
+                    || ty.contains("JSON");
                 let is_blob = ty.contains("BLOB");
                 if !is_text && !is_blob {
                     continue;
@@ -1042,10 +1106,12 @@ impl Store for SqliteStore {
                     .map_err(|e| StoreError::from_sqlx("dump", e))?;
                 for r in &rows {
                     let value = if is_text {
-                        let v: Option<String> = r.try_get(0).map_err(|e| StoreError::decode(&name, e))?;
+                        let v: Option<String> =
+                            r.try_get(0).map_err(|e| StoreError::decode(&name, e))?;
                         v
                     } else {
-                        let v: Option<Vec<u8>> = r.try_get(0).map_err(|e| StoreError::decode(&name, e))?;
+                        let v: Option<Vec<u8>> =
+                            r.try_get(0).map_err(|e| StoreError::decode(&name, e))?;
                         v.map(|b| String::from_utf8_lossy(&b).into_owned())
                     };
                     if let Some(value) = value {
@@ -1059,21 +1125,36 @@ impl Store for SqliteStore {
                 }
             }
         }
-        tx.commit().await.map_err(|e| StoreError::from_sqlx("dump", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("dump", e))?;
         Ok(out)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn sqlite_urls() {
-        assert_eq!(sqlite_path("sqlite://data/g.db").unwrap(), Some(PathBuf::from("data/g.db")));
-        assert_eq!(sqlite_path("sqlite:data/g.db").unwrap(), Some(PathBuf::from("data/g.db")));
-        assert_eq!(sqlite_path("sqlite:///tmp/g.db").unwrap(), Some(PathBuf::from("/tmp/g.db")));
-        assert_eq!(sqlite_path("sqlite://g.db?mode=rwc").unwrap(), Some(PathBuf::from("g.db")));
+        assert_eq!(
+            sqlite_path("sqlite://data/g.db").unwrap(),
+            Some(PathBuf::from("data/g.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:data/g.db").unwrap(),
+            Some(PathBuf::from("data/g.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/g.db").unwrap(),
+            Some(PathBuf::from("/tmp/g.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite://g.db?mode=rwc").unwrap(),
+            Some(PathBuf::from("g.db"))
+        );
         assert_eq!(sqlite_path("sqlite::memory:").unwrap(), None);
         assert!(sqlite_path("sqlite://").is_err());
         assert!(sqlite_path("postgres://x").is_err());

@@ -22,8 +22,14 @@ const PG_ENV: &str = "GATEHOUSE_TEST_DATABASE_URL";
 // harness
 
 enum Backend {
-    Sqlite { dir: PathBuf },
-    Postgres { url: String, schema: String, store: PostgresStore },
+    Sqlite {
+        dir: PathBuf,
+    },
+    Postgres {
+        url: String,
+        schema: String,
+        store: PostgresStore,
+    },
 }
 
 /// One test's private database; removed by `finish` (or on drop, if the test panicked).
@@ -38,7 +44,10 @@ impl TestDb {
         let url = format!("sqlite://{}", dir.join("nested/gatehouse.db").display());
         let store = gatehouse_store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
-        TestDb { store, backend: Some(Backend::Sqlite { dir }) }
+        TestDb {
+            store,
+            backend: Some(Backend::Sqlite { dir }),
+        }
     }
 
     /// `None` (after printing the skip line) when the env var is unset.
@@ -49,7 +58,9 @@ impl TestDb {
         };
         let schema = format!("gh_{}", new_id().simple());
         admin_exec(&url, &format!("CREATE SCHEMA {schema}")).await;
-        let options = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+        let options = PgConnectOptions::from_str(&url)
+            .unwrap()
+            .options([("search_path", schema.as_str())]);
         let store = PostgresStore::connect_with(options).await.unwrap();
         store.migrate().await.unwrap();
         Some(TestDb {
@@ -74,7 +85,10 @@ impl Drop for TestDb {
         // Reached with a backend only when the test panicked: clean up on a fresh runtime.
         if let Some(backend) = self.backend.take() {
             let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     rt.block_on(cleanup(backend));
                 }
             })
@@ -99,7 +113,10 @@ async fn cleanup(backend: Backend) {
 async fn admin_exec(url: &str, sql: &str) {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     conn.close().await.unwrap();
 }
 
@@ -116,7 +133,8 @@ macro_rules! store_test {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some(db) = super::TestDb::postgres(concat!(stringify!($name), "::postgres")).await
+                let Some(db) =
+                    super::TestDb::postgres(concat!(stringify!($name), "::postgres")).await
                 else {
                     return;
                 };
@@ -137,15 +155,26 @@ fn now_us() -> Timestamp {
 }
 
 fn team(name: &str) -> Team {
-    Team { id: new_id(), name: name.into(), created_at: now_us() }
+    Team {
+        id: new_id(),
+        name: name.into(),
+        created_at: now_us(),
+    }
 }
 
 fn app(team_id: Id, name: &str) -> App {
-    App { id: new_id(), team_id, name: name.into(), created_at: now_us() }
+    App {
+        id: new_id(),
+        team_id,
+        name: name.into(),
+        created_at: now_us(),
+    }
 }
 
 fn digest(seed: u8) -> Vec<u8> {
-    (0..32u8).map(|i| i.wrapping_mul(7).wrapping_add(seed)).collect()
+    (0..32u8)
+        .map(|i| i.wrapping_mul(7).wrapping_add(seed))
+        .collect()
 }
 
 fn credential(app: &App, seed: u8) -> Credential {
@@ -195,11 +224,22 @@ fn provider_credential(provider_id: Id, team_id: Id, priority: i32) -> ProviderC
 }
 
 fn deployment(provider_id: Id, upstream: &str, priority: i32) -> Deployment {
-    Deployment { id: new_id(), provider_id, upstream_model: upstream.into(), weight: 1, priority }
+    Deployment {
+        id: new_id(),
+        provider_id,
+        upstream_model: upstream.into(),
+        weight: 1,
+        priority,
+    }
 }
 
 fn model(name: &str, deployments: Vec<Deployment>) -> Model {
-    Model { id: new_id(), name: name.into(), deployments, created_at: now_us() }
+    Model {
+        id: new_id(),
+        name: name.into(),
+        deployments,
+        created_at: now_us(),
+    }
 }
 
 async fn seed_app(s: &Arc<dyn Store>) -> (Team, App) {
@@ -219,15 +259,23 @@ fn call_log(i: u64, at: Timestamp) -> CallLog {
         app_id: None,
         credential_id: None,
         endpoint: "POST /v1/chat/completions".into(),
-        model: Some(if i % 2 == 0 { "demo".into() } else { "other".into() }),
+        model: Some(if i.is_multiple_of(2) {
+            "demo".into()
+        } else {
+            "other".into()
+        }),
         provider: Some("mock".into()),
         upstream_model: Some("mock-gpt".into()),
-        stream: i % 3 == 0,
-        status: if i % 5 == 0 { 502 } else { 200 },
-        error_code: if i % 5 == 0 { Some("upstream_error".into()) } else { None },
+        stream: i.is_multiple_of(3),
+        status: if i.is_multiple_of(5) { 502 } else { 200 },
+        error_code: if i.is_multiple_of(5) {
+            Some("upstream_error".into())
+        } else {
+            None
+        },
         latency_ms: 10 + i,
         upstream_latency_ms: Some(5 + i),
-        ttft_ms: if i % 3 == 0 { Some(3) } else { None },
+        ttft_ms: if i.is_multiple_of(3) { Some(3) } else { None },
         prompt_tokens: i,
         completion_tokens: 2 * i,
         cached_tokens: 0,
@@ -266,12 +314,24 @@ store_test!(migrate_twice_is_idempotent);
 async fn settings(s: Arc<dyn Store>) {
     assert_eq!(s.get_setting("bootstrapped").await.unwrap(), None);
     s.set_setting("bootstrapped", "1").await.unwrap();
-    assert_eq!(s.get_setting("bootstrapped").await.unwrap().as_deref(), Some("1"));
+    assert_eq!(
+        s.get_setting("bootstrapped").await.unwrap().as_deref(),
+        Some("1")
+    );
     s.set_setting("bootstrapped", "2").await.unwrap();
-    assert_eq!(s.get_setting("bootstrapped").await.unwrap().as_deref(), Some("2"));
+    assert_eq!(
+        s.get_setting("bootstrapped").await.unwrap().as_deref(),
+        Some("2")
+    );
     s.set_setting("other", "x ' \" ; --").await.unwrap();
-    assert_eq!(s.get_setting("other").await.unwrap().as_deref(), Some("x ' \" ; --"));
-    assert_eq!(s.get_setting("bootstrapped").await.unwrap().as_deref(), Some("2"));
+    assert_eq!(
+        s.get_setting("other").await.unwrap().as_deref(),
+        Some("x ' \" ; --")
+    );
+    assert_eq!(
+        s.get_setting("bootstrapped").await.unwrap().as_deref(),
+        Some("2")
+    );
 }
 store_test!(settings);
 
@@ -286,7 +346,11 @@ async fn teams(s: Arc<dyn Store>) {
     assert_eq!(s.get_team(new_id()).await.unwrap(), None);
     assert_eq!(s.get_team_by_name("beta").await.unwrap(), Some(b.clone()));
     assert_eq!(s.get_team_by_name("gamma").await.unwrap(), None);
-    assert_eq!(s.list_teams().await.unwrap(), vec![b.clone(), a.clone()], "newest first");
+    assert_eq!(
+        s.list_teams().await.unwrap(),
+        vec![b.clone(), a.clone()],
+        "newest first"
+    );
 
     assert_conflict(s.create_team(&team("alpha")).await);
     let mut same_id = team("delta");
@@ -310,7 +374,10 @@ async fn apps(s: Arc<dyn Store>) {
     }
     assert_eq!(s.get_app(a1.id).await.unwrap(), Some(a1.clone()));
     assert_eq!(s.get_app(new_id()).await.unwrap(), None);
-    assert_eq!(s.list_apps(Some(t1.id)).await.unwrap(), vec![a2.clone(), a1.clone()]);
+    assert_eq!(
+        s.list_apps(Some(t1.id)).await.unwrap(),
+        vec![a2.clone(), a1.clone()]
+    );
     assert_eq!(s.list_apps(Some(t2.id)).await.unwrap(), vec![a3.clone()]);
     assert_eq!(s.list_apps(None).await.unwrap().len(), 3);
     assert_eq!(s.list_apps(Some(new_id())).await.unwrap(), vec![]);
@@ -329,7 +396,10 @@ async fn users(s: Arc<dyn Store>) {
         created_at: now_us(),
     };
     s.create_user(&u).await.unwrap();
-    assert_eq!(s.get_user_by_username("admin").await.unwrap(), Some(u.clone()));
+    assert_eq!(
+        s.get_user_by_username("admin").await.unwrap(),
+        Some(u.clone())
+    );
     assert_eq!(s.get_user_by_username("Admin").await.unwrap(), None);
     let mut dup = u.clone();
     dup.id = new_id();
@@ -366,9 +436,15 @@ async fn operator_tokens(s: Arc<dyn Store>) {
     tok2.created_at = tok.created_at + Duration::seconds(1);
     s.create_operator_token(&tok2).await.unwrap();
 
-    assert_eq!(s.find_operator_token(&digest(9)).await.unwrap(), Some(tok.clone()));
+    assert_eq!(
+        s.find_operator_token(&digest(9)).await.unwrap(),
+        Some(tok.clone())
+    );
     assert_eq!(s.find_operator_token(&digest(11)).await.unwrap(), None);
-    assert_eq!(s.list_operator_tokens().await.unwrap(), vec![tok2.clone(), tok.clone()]);
+    assert_eq!(
+        s.list_operator_tokens().await.unwrap(),
+        vec![tok2.clone(), tok.clone()]
+    );
 
     // duplicate digest, unknown user
     let mut dup = tok.clone();
@@ -383,11 +459,22 @@ async fn operator_tokens(s: Arc<dyn Store>) {
     // revoke: first time wins, again keeps the first time, unknown id is false
     let at = now_us();
     assert!(s.revoke_operator_token(tok.id, at).await.unwrap());
-    assert!(s.revoke_operator_token(tok.id, at + Duration::hours(1)).await.unwrap());
+    assert!(
+        s.revoke_operator_token(tok.id, at + Duration::hours(1))
+            .await
+            .unwrap()
+    );
     assert!(!s.revoke_operator_token(new_id(), at).await.unwrap());
     let found = s.find_operator_token(&digest(9)).await.unwrap().unwrap();
     assert_eq!(found.revoked_at, Some(at));
-    assert_eq!(s.find_operator_token(&digest(10)).await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(
+        s.find_operator_token(&digest(10))
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
 }
 store_test!(operator_tokens);
 
@@ -397,9 +484,16 @@ async fn credentials_create_get_find(s: Arc<dyn Store>) {
     s.create_credential(&c).await.unwrap();
     assert_eq!(s.get_credential(c.id).await.unwrap(), Some(c.clone()));
     assert_eq!(s.get_credential(new_id()).await.unwrap(), None);
-    assert_eq!(s.find_credential(&digest(1)).await.unwrap(), Some(c.clone()));
+    assert_eq!(
+        s.find_credential(&digest(1)).await.unwrap(),
+        Some(c.clone())
+    );
     assert_eq!(s.find_credential(&digest(2)).await.unwrap(), None);
-    assert_eq!(s.find_credential(&digest(1)[..31]).await.unwrap(), None, "prefix must not match");
+    assert_eq!(
+        s.find_credential(&digest(1)[..31]).await.unwrap(),
+        None,
+        "prefix must not match"
+    );
     assert_eq!(s.find_credential(&[]).await.unwrap(), None);
 
     // empty lists and no expiry round-trip too
@@ -412,7 +506,12 @@ async fn credentials_create_get_find(s: Arc<dyn Store>) {
 
     // list values with quotes, commas and unicode survive
     let mut odd = credential(&a, 3);
-    odd.models = vec!["a,b".into(), "q\"uote".into(), "{brace}".into(), "ünï".into()];
+    odd.models = vec![
+        "a,b".into(),
+        "q\"uote".into(),
+        "{brace}".into(),
+        "ünï".into(),
+    ];
     s.create_credential(&odd).await.unwrap();
     assert_eq!(s.get_credential(odd.id).await.unwrap(), Some(odd));
 }
@@ -437,7 +536,13 @@ async fn credentials_conflicts_and_references(s: Arc<dyn Store>) {
     orphan_team.team_id = new_id();
     assert_not_found(s.create_credential(&orphan_team).await);
 
-    let all = s.list_credentials(&CredentialFilter { team_id: Some(t.id), ..Default::default() }).await.unwrap();
+    let all = s
+        .list_credentials(&CredentialFilter {
+            team_id: Some(t.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(all, vec![c]);
 }
 store_test!(credentials_conflicts_and_references);
@@ -463,19 +568,46 @@ async fn credentials_list_filters(s: Arc<dyn Store>) {
     made[1].revoked_at = Some(base);
 
     let ids = |v: Vec<Credential>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
-    let all = s.list_credentials(&CredentialFilter { include_revoked: true, ..Default::default() }).await.unwrap();
-    assert_eq!(ids(all), vec![made[3].id, made[2].id, made[1].id, made[0].id], "newest first");
-    let active = s.list_credentials(&CredentialFilter::default()).await.unwrap();
+    let all = s
+        .list_credentials(&CredentialFilter {
+            include_revoked: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(all),
+        vec![made[3].id, made[2].id, made[1].id, made[0].id],
+        "newest first"
+    );
+    let active = s
+        .list_credentials(&CredentialFilter::default())
+        .await
+        .unwrap();
     assert_eq!(ids(active), vec![made[3].id, made[2].id, made[0].id]);
-    let team1 = s.list_credentials(&CredentialFilter { team_id: Some(t1.id), ..Default::default() }).await.unwrap();
+    let team1 = s
+        .list_credentials(&CredentialFilter {
+            team_id: Some(t1.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(ids(team1), vec![made[2].id, made[0].id]);
     let app1 = s
-        .list_credentials(&CredentialFilter { app_id: Some(a1.id), include_revoked: true, ..Default::default() })
+        .list_credentials(&CredentialFilter {
+            app_id: Some(a1.id),
+            include_revoked: true,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(app1, vec![made[1].clone(), made[0].clone()]);
     let mismatch = s
-        .list_credentials(&CredentialFilter { team_id: Some(t2.id), app_id: Some(a1.id), include_revoked: true })
+        .list_credentials(&CredentialFilter {
+            team_id: Some(t2.id),
+            app_id: Some(a1.id),
+            include_revoked: true,
+        })
         .await
         .unwrap();
     assert!(mismatch.is_empty());
@@ -491,10 +623,24 @@ async fn credential_revoke_semantics(s: Arc<dyn Store>) {
     let got = s.get_credential(c.id).await.unwrap().unwrap();
     assert_eq!(got.revoked_at, Some(at));
     // still found by digest (the data plane decides what revoked means)
-    assert_eq!(s.find_credential(&c.digest).await.unwrap().unwrap().revoked_at, Some(at));
+    assert_eq!(
+        s.find_credential(&c.digest)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(at)
+    );
     // revoking again keeps the first time and still reports the credential exists
-    assert!(s.revoke_credential(c.id, at + Duration::days(1)).await.unwrap());
-    assert_eq!(s.get_credential(c.id).await.unwrap().unwrap().revoked_at, Some(at));
+    assert!(
+        s.revoke_credential(c.id, at + Duration::days(1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.get_credential(c.id).await.unwrap().unwrap().revoked_at,
+        Some(at)
+    );
     assert!(!s.revoke_credential(new_id(), at).await.unwrap());
     // nothing else changed
     let mut expected = c.clone();
@@ -513,13 +659,24 @@ async fn touch_credentials(s: Arc<dyn Store>) {
 
     let t0 = now_us();
     let t1 = t0 + Duration::seconds(5);
-    s.touch_credentials(&[(c1.id, t0), (c2.id, t1), (new_id(), t1), (c1.id, t1)]).await.unwrap();
-    assert_eq!(s.get_credential(c1.id).await.unwrap().unwrap().last_used_at, Some(t1));
-    assert_eq!(s.get_credential(c2.id).await.unwrap().unwrap().last_used_at, Some(t1));
+    s.touch_credentials(&[(c1.id, t0), (c2.id, t1), (new_id(), t1), (c1.id, t1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_credential(c1.id).await.unwrap().unwrap().last_used_at,
+        Some(t1)
+    );
+    assert_eq!(
+        s.get_credential(c2.id).await.unwrap().unwrap().last_used_at,
+        Some(t1)
+    );
 
     // an older use reported late never moves last_used_at back
     s.touch_credentials(&[(c1.id, t0)]).await.unwrap();
-    assert_eq!(s.get_credential(c1.id).await.unwrap().unwrap().last_used_at, Some(t1));
+    assert_eq!(
+        s.get_credential(c1.id).await.unwrap().unwrap().last_used_at,
+        Some(t1)
+    );
     let t2 = t1 + Duration::minutes(1);
     s.touch_credentials(&[(c1.id, t2)]).await.unwrap();
     let got = s.get_credential(c1.id).await.unwrap().unwrap();
@@ -533,7 +690,10 @@ async fn providers_upsert(s: Arc<dyn Store>) {
     let stored = s.upsert_provider(&p).await.unwrap();
     assert_eq!(stored, p);
     assert_eq!(s.get_provider(p.id).await.unwrap(), Some(p.clone()));
-    assert_eq!(s.get_provider_by_name("openai").await.unwrap(), Some(p.clone()));
+    assert_eq!(
+        s.get_provider_by_name("openai").await.unwrap(),
+        Some(p.clone())
+    );
     assert_eq!(s.get_provider_by_name("nope").await.unwrap(), None);
     assert_eq!(s.get_provider(new_id()).await.unwrap(), None);
 
@@ -555,7 +715,13 @@ async fn providers_upsert(s: Arc<dyn Store>) {
     let mut q = provider("mock");
     q.created_at = p.created_at + Duration::seconds(1);
     s.upsert_provider(&q).await.unwrap();
-    let names: Vec<_> = s.list_providers().await.unwrap().into_iter().map(|p| p.name).collect();
+    let names: Vec<_> = s
+        .list_providers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
     assert_eq!(names, vec!["mock", "openai"]);
 
     // a new name with an existing id is a conflict
@@ -585,13 +751,27 @@ async fn provider_credentials(s: Arc<dyn Store>) {
         vec![low_new.clone(), low_old.clone(), high.clone()],
         "priority ascending, then newest"
     );
-    assert!(s.revoke_provider_credential(low_new.id, base).await.unwrap());
-    assert!(s.revoke_provider_credential(low_new.id, base + Duration::hours(1)).await.unwrap());
+    assert!(
+        s.revoke_provider_credential(low_new.id, base)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.revoke_provider_credential(low_new.id, base + Duration::hours(1))
+            .await
+            .unwrap()
+    );
     assert!(!s.revoke_provider_credential(new_id(), base).await.unwrap());
-    assert_eq!(s.list_provider_credentials(p.id).await.unwrap(), vec![low_old, high]);
+    assert_eq!(
+        s.list_provider_credentials(p.id).await.unwrap(),
+        vec![low_old, high]
+    );
     assert_eq!(s.list_provider_credentials(new_id()).await.unwrap(), vec![]);
 
-    assert_not_found(s.create_provider_credential(&provider_credential(new_id(), t.id, 0)).await);
+    assert_not_found(
+        s.create_provider_credential(&provider_credential(new_id(), t.id, 0))
+            .await,
+    );
     let mut dup = provider_credential(p.id, t.id, 0);
     dup.id = elsewhere.id;
     assert_conflict(s.create_provider_credential(&dup).await);
@@ -601,7 +781,10 @@ store_test!(provider_credentials);
 async fn models_upsert_and_replace(s: Arc<dyn Store>) {
     let p1 = s.upsert_provider(&provider("p1")).await.unwrap();
     let p2 = s.upsert_provider(&provider("p2")).await.unwrap();
-    let m = model("demo", vec![deployment(p1.id, "gpt-a", 0), deployment(p2.id, "gpt-b", 1)]);
+    let m = model(
+        "demo",
+        vec![deployment(p1.id, "gpt-a", 0), deployment(p2.id, "gpt-b", 1)],
+    );
     let stored = s.upsert_model(&m).await.unwrap();
     assert_eq!(stored, m);
     assert_eq!(s.get_model("demo").await.unwrap(), Some(m.clone()));
@@ -617,32 +800,56 @@ async fn models_upsert_and_replace(s: Arc<dyn Store>) {
     assert_eq!(s.get_model("demo").await.unwrap(), Some(stored.clone()));
 
     // a failing replacement (unknown provider) leaves the previous deployments in place
-    let bad = model("demo", vec![deployment(p1.id, "fine", 0), deployment(new_id(), "broken", 1)]);
+    let bad = model(
+        "demo",
+        vec![
+            deployment(p1.id, "fine", 0),
+            deployment(new_id(), "broken", 1),
+        ],
+    );
     assert_not_found(s.upsert_model(&bad).await);
     assert_eq!(s.get_model("demo").await.unwrap(), Some(stored.clone()));
     // a failing new model leaves nothing behind
-    assert_not_found(s.upsert_model(&model("ghost", vec![deployment(new_id(), "x", 0)])).await);
+    assert_not_found(
+        s.upsert_model(&model("ghost", vec![deployment(new_id(), "x", 0)]))
+            .await,
+    );
     assert_eq!(s.get_model("ghost").await.unwrap(), None);
 
     // a model with no deployments is allowed; list is ordered by name
     let empty = model("alpha", vec![]);
     s.upsert_model(&empty).await.unwrap();
-    let names: Vec<_> = s.list_models().await.unwrap().into_iter().map(|m| m.name).collect();
+    let names: Vec<_> = s
+        .list_models()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
     assert_eq!(names, vec!["alpha", "demo"]);
     assert_eq!(s.list_models().await.unwrap()[1], stored);
 
     // deployment order is kept as given
     let ordered = model(
         "ordered",
-        vec![deployment(p2.id, "z", 9), deployment(p1.id, "a", 0), deployment(p2.id, "m", 3)],
+        vec![
+            deployment(p2.id, "z", 9),
+            deployment(p1.id, "a", 0),
+            deployment(p2.id, "m", 3),
+        ],
     );
-    assert_eq!(s.upsert_model(&ordered).await.unwrap().deployments, ordered.deployments);
+    assert_eq!(
+        s.upsert_model(&ordered).await.unwrap().deployments,
+        ordered.deployments
+    );
 
     assert!(s.delete_model("demo").await.unwrap());
     assert!(!s.delete_model("demo").await.unwrap());
     assert_eq!(s.get_model("demo").await.unwrap(), None);
     // the name can be used again
-    s.upsert_model(&model("demo", vec![deployment(p1.id, "again", 0)])).await.unwrap();
+    s.upsert_model(&model("demo", vec![deployment(p1.id, "again", 0)]))
+        .await
+        .unwrap();
 }
 store_test!(models_upsert_and_replace);
 
@@ -655,18 +862,34 @@ async fn provider_delete_cascades(s: Arc<dyn Store>) {
     let kept_cred = provider_credential(kept.id, t.id, 0);
     s.create_provider_credential(&kept_cred).await.unwrap();
     let keep_dep = deployment(kept.id, "k", 1);
-    s.upsert_model(&model("mixed", vec![deployment(gone.id, "g", 0), keep_dep.clone()])).await.unwrap();
-    s.upsert_model(&model("only-gone", vec![deployment(gone.id, "g", 0)])).await.unwrap();
+    s.upsert_model(&model(
+        "mixed",
+        vec![deployment(gone.id, "g", 0), keep_dep.clone()],
+    ))
+    .await
+    .unwrap();
+    s.upsert_model(&model("only-gone", vec![deployment(gone.id, "g", 0)]))
+        .await
+        .unwrap();
 
     assert!(s.delete_provider(gone.id).await.unwrap());
     assert!(!s.delete_provider(gone.id).await.unwrap());
     assert_eq!(s.get_provider(gone.id).await.unwrap(), None);
     assert_eq!(s.get_provider_by_name("gone").await.unwrap(), None);
     assert_eq!(s.list_provider_credentials(gone.id).await.unwrap(), vec![]);
-    assert_eq!(s.list_provider_credentials(kept.id).await.unwrap(), vec![kept_cred]);
-    assert_eq!(s.get_model("mixed").await.unwrap().unwrap().deployments, vec![keep_dep]);
+    assert_eq!(
+        s.list_provider_credentials(kept.id).await.unwrap(),
+        vec![kept_cred]
+    );
+    assert_eq!(
+        s.get_model("mixed").await.unwrap().unwrap().deployments,
+        vec![keep_dep]
+    );
     // the model itself stays, without deployments
-    assert_eq!(s.get_model("only-gone").await.unwrap().unwrap().deployments, vec![]);
+    assert_eq!(
+        s.get_model("only-gone").await.unwrap().unwrap().deployments,
+        vec![]
+    );
     // the name is free again; the credential id too (row really gone)
     s.upsert_provider(&provider("gone")).await.unwrap();
     let mut again = cred.clone();
@@ -708,21 +931,56 @@ async fn call_logs_batch_and_filters(s: Arc<dyn Store>) {
         q
     };
     let ids = |v: &[CallLog]| v.iter().map(|l| l.request_id.clone()).collect::<Vec<_>>();
-    let by_cred = s.query_call_logs(&CallLogQuery { credential_id: Some(cred), ..Default::default() }).await.unwrap();
+    let by_cred = s
+        .query_call_logs(&CallLogQuery {
+            credential_id: Some(cred),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(by_cred.len(), 10);
     assert!(by_cred.iter().all(|l| l.credential_id == Some(cred)));
-    let by_app = s.query_call_logs(&CallLogQuery { app_id: Some(app_id), ..Default::default() }).await.unwrap();
+    let by_app = s
+        .query_call_logs(&CallLogQuery {
+            app_id: Some(app_id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(by_app, by_cred);
-    let by_team = s.query_call_logs(&CallLogQuery { team_id: Some(team_id), ..Default::default() }).await.unwrap();
+    let by_team = s
+        .query_call_logs(&CallLogQuery {
+            team_id: Some(team_id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(by_team, by_cred);
-    let demo = s.query_call_logs(&q(|q| q.model = Some("demo".into()))).await.unwrap();
+    let demo = s
+        .query_call_logs(&q(|q| q.model = Some("demo".into())))
+        .await
+        .unwrap();
     assert_eq!(demo.len(), 20);
     assert!(demo.iter().all(|l| l.model.as_deref() == Some("demo")));
-    let errors = s.query_call_logs(&q(|q| q.errors_only = true)).await.unwrap();
-    assert_eq!(ids(&errors), vec!["req-35", "req-30", "req-25", "req-20", "req-15", "req-10", "req-5", "req-0"]);
-    let ok = s.query_call_logs(&q(|q| q.status = Some(200))).await.unwrap();
+    let errors = s
+        .query_call_logs(&q(|q| q.errors_only = true))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&errors),
+        vec![
+            "req-35", "req-30", "req-25", "req-20", "req-15", "req-10", "req-5", "req-0"
+        ]
+    );
+    let ok = s
+        .query_call_logs(&q(|q| q.status = Some(200)))
+        .await
+        .unwrap();
     assert_eq!(ok.len(), 32);
-    let none = s.query_call_logs(&q(|q| q.status = Some(404))).await.unwrap();
+    let none = s
+        .query_call_logs(&q(|q| q.status = Some(404)))
+        .await
+        .unwrap();
     assert!(none.is_empty());
     let window = s
         .query_call_logs(&CallLogQuery {
@@ -732,7 +990,11 @@ async fn call_logs_batch_and_filters(s: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    assert_eq!(ids(&window), vec!["req-14", "req-13", "req-12", "req-11", "req-10"], "since inclusive, until exclusive");
+    assert_eq!(
+        ids(&window),
+        vec!["req-14", "req-13", "req-12", "req-11", "req-10"],
+        "since inclusive, until exclusive"
+    );
     let combined = s
         .query_call_logs(&CallLogQuery {
             model: Some("demo".into()),
@@ -743,24 +1005,53 @@ async fn call_logs_batch_and_filters(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(ids(&combined), vec!["req-0"]);
-    let injection = s.query_call_logs(&q(|q| q.model = Some("demo' OR '1'='1".into()))).await.unwrap();
+    let injection = s
+        .query_call_logs(&q(|q| q.model = Some("demo' OR '1'='1".into())))
+        .await
+        .unwrap();
     assert!(injection.is_empty());
 
     // limits: clamped to 1..=1000, default 100
-    assert_eq!(s.query_call_logs(&q(|q| q.limit = Some(0))).await.unwrap().len(), 1);
-    assert_eq!(s.query_call_logs(&q(|q| q.limit = Some(3))).await.unwrap().len(), 3);
+    assert_eq!(
+        s.query_call_logs(&q(|q| q.limit = Some(0)))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.query_call_logs(&q(|q| q.limit = Some(3)))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 }
 store_test!(call_logs_batch_and_filters);
 
 async fn call_logs_keyset_paging(s: Arc<dyn Store>) {
     let base = now_us() - Duration::hours(1);
     // 1,234 rows (more than one insert chunk), with ties on created_at to exercise the id order
-    let logs: Vec<CallLog> = (0..1234).map(|i| call_log(i, base + Duration::seconds((i / 3) as i64))).collect();
+    let logs: Vec<CallLog> = (0..1234)
+        .map(|i| call_log(i, base + Duration::seconds((i / 3) as i64)))
+        .collect();
     s.insert_call_logs(&logs).await.unwrap();
 
-    assert_eq!(s.query_call_logs(&CallLogQuery::default()).await.unwrap().len(), 100);
     assert_eq!(
-        s.query_call_logs(&CallLogQuery { limit: Some(5000), ..Default::default() }).await.unwrap().len(),
+        s.query_call_logs(&CallLogQuery::default())
+            .await
+            .unwrap()
+            .len(),
+        100
+    );
+    assert_eq!(
+        s.query_call_logs(&CallLogQuery {
+            limit: Some(5000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
         1000
     );
 
@@ -768,7 +1059,12 @@ async fn call_logs_keyset_paging(s: Arc<dyn Store>) {
     let mut before = None;
     loop {
         let page = s
-            .query_call_logs(&CallLogQuery { before, limit: Some(97), model: None, ..Default::default() })
+            .query_call_logs(&CallLogQuery {
+                before,
+                limit: Some(97),
+                model: None,
+                ..Default::default()
+            })
             .await
             .unwrap();
         if page.is_empty() {
@@ -779,7 +1075,10 @@ async fn call_logs_keyset_paging(s: Arc<dyn Store>) {
     }
     assert_eq!(seen.len(), logs.len());
     for w in seen.windows(2) {
-        assert!((w[0].created_at, w[0].id) > (w[1].created_at, w[1].id), "strictly newest first");
+        assert!(
+            (w[0].created_at, w[0].id) > (w[1].created_at, w[1].id),
+            "strictly newest first"
+        );
     }
     let mut expected_ids: Vec<Id> = logs.iter().map(|l| l.id).collect();
     expected_ids.sort();
@@ -792,7 +1091,12 @@ async fn call_logs_keyset_paging(s: Arc<dyn Store>) {
     let mut before = None;
     loop {
         let page = s
-            .query_call_logs(&CallLogQuery { before, limit: Some(50), errors_only: true, ..Default::default() })
+            .query_call_logs(&CallLogQuery {
+                before,
+                limit: Some(50),
+                errors_only: true,
+                ..Default::default()
+            })
             .await
             .unwrap();
         if page.is_empty() {
@@ -801,15 +1105,29 @@ async fn call_logs_keyset_paging(s: Arc<dyn Store>) {
         before = page.last().map(|l| l.id);
         filtered.extend(page);
     }
-    assert_eq!(filtered.len(), logs.iter().filter(|l| l.status >= 400).count());
+    assert_eq!(
+        filtered.len(),
+        logs.iter().filter(|l| l.status >= 400).count()
+    );
 
     // an unknown cursor id pages by id order (UUIDv7) instead of failing
     let oldest_first_id = seen.last().unwrap().id;
-    let after_oldest =
-        s.query_call_logs(&CallLogQuery { before: Some(oldest_first_id), ..Default::default() }).await.unwrap();
+    let after_oldest = s
+        .query_call_logs(&CallLogQuery {
+            before: Some(oldest_first_id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(after_oldest.is_empty());
     let future = new_id();
-    let from_future = s.query_call_logs(&CallLogQuery { before: Some(future), ..Default::default() }).await.unwrap();
+    let from_future = s
+        .query_call_logs(&CallLogQuery {
+            before: Some(future),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(from_future.len(), 100);
 }
 store_test!(call_logs_keyset_paging);
@@ -817,7 +1135,9 @@ store_test!(call_logs_keyset_paging);
 async fn call_logs_batch_is_atomic(s: Arc<dyn Store>) {
     let base = now_us();
     let first = call_log(1, base);
-    s.insert_call_logs(std::slice::from_ref(&first)).await.unwrap();
+    s.insert_call_logs(std::slice::from_ref(&first))
+        .await
+        .unwrap();
     // a batch with a duplicate id fails whole: none of its rows are stored
     let batch = vec![call_log(2, base), call_log(3, base), first.clone()];
     assert_conflict(s.insert_call_logs(&batch).await);
@@ -833,7 +1153,10 @@ async fn bytes_round_trip_exactly(s: Arc<dyn Store>) {
     let mut c = credential(&a, 0);
     c.digest = all_bytes.clone();
     s.create_credential(&c).await.unwrap();
-    assert_eq!(s.find_credential(&all_bytes).await.unwrap().unwrap().digest, all_bytes);
+    assert_eq!(
+        s.find_credential(&all_bytes).await.unwrap().unwrap().digest,
+        all_bytes
+    );
     let mut reversed = all_bytes.clone();
     reversed.reverse();
     assert_eq!(s.find_credential(&reversed).await.unwrap(), None);
@@ -841,13 +1164,18 @@ async fn bytes_round_trip_exactly(s: Arc<dyn Store>) {
     let mut nul = credential(&a, 1);
     nul.digest = vec![0u8; 32];
     s.create_credential(&nul).await.unwrap();
-    assert_eq!(s.find_credential(&[0u8; 32]).await.unwrap().unwrap().id, nul.id);
+    assert_eq!(
+        s.find_credential(&[0u8; 32]).await.unwrap().unwrap().id,
+        nul.id
+    );
     assert_eq!(s.find_credential(&[0u8; 31]).await.unwrap(), None);
 
     let p = s.upsert_provider(&provider("openai")).await.unwrap();
     let mut pc = provider_credential(p.id, t.id, 0);
     pc.wrapped_dek = reversed.clone();
-    pc.nonce = vec![0xff, 0x00, 0xfe, 0x80, 0x00, 0x00, 0x01, 0xc0, 0xc1, 0xf5, 0x00, 0x7f];
+    pc.nonce = vec![
+        0xff, 0x00, 0xfe, 0x80, 0x00, 0x00, 0x01, 0xc0, 0xc1, 0xf5, 0x00, 0x7f,
+    ];
     pc.ciphertext = all_bytes.iter().copied().cycle().take(1000).collect();
     s.create_provider_credential(&pc).await.unwrap();
     let got = s.list_provider_credentials(p.id).await.unwrap();
@@ -876,11 +1204,26 @@ async fn debug_dump_shows_text_and_no_plaintext(s: Arc<dyn Store>) {
     assert!(dump.contains("credentials.hint: gthk_live_…3456"), "{dump}");
     assert!(dump.contains("credentials.name: key-1"), "{dump}");
     assert!(dump.contains("demo"), "list columns are included: {dump}");
-    assert!(dump.contains("providers.base_url: http://127.0.0.1:9/openai/v1"), "{dump}");
-    assert!(dump.contains("x-extra"), "JSON settings are included: {dump}");
-    assert!(dump.contains("provider_credentials.hint: sk-…abcd"), "{dump}");
-    assert!(dump.contains("provider_credentials.kek_id: local:v1"), "{dump}");
-    assert!(dump.contains("provider_credentials.ciphertext: "), "blobs are included: {dump}");
+    assert!(
+        dump.contains("providers.base_url: http://127.0.0.1:9/openai/v1"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("x-extra"),
+        "JSON settings are included: {dump}"
+    );
+    assert!(
+        dump.contains("provider_credentials.hint: sk-…abcd"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("provider_credentials.kek_id: local:v1"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("provider_credentials.ciphertext: "),
+        "blobs are included: {dump}"
+    );
     assert!(dump.contains("settings.value: yes"), "{dump}");
     assert!(dump.contains("call_logs.request_id: req-1"), "{dump}");
     assert!(!dump.contains("_sqlx_migrations"));
@@ -914,8 +1257,20 @@ async fn concurrent_writes_all_succeed(s: Arc<dyn Store>) {
         t.await.unwrap();
     }
     assert_eq!(s.list_teams().await.unwrap().len(), 24);
-    assert_eq!(s.list_credentials(&CredentialFilter::default()).await.unwrap().len(), 24);
-    assert_eq!(s.query_call_logs(&CallLogQuery::default()).await.unwrap().len(), 24);
+    assert_eq!(
+        s.list_credentials(&CredentialFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        24
+    );
+    assert_eq!(
+        s.query_call_logs(&CallLogQuery::default())
+            .await
+            .unwrap()
+            .len(),
+        24
+    );
 }
 store_test!(concurrent_writes_all_succeed);
 
@@ -926,7 +1281,10 @@ store_test!(concurrent_writes_all_succeed);
 async fn connect_sqlite_creates_file_and_parent_dirs() {
     let dir = std::env::temp_dir().join(format!("gatehouse-store-{}", new_id().simple()));
     let file = dir.join("a/b/gatehouse.db");
-    for url in [format!("sqlite://{}", file.display()), format!("sqlite:{}", file.display())] {
+    for url in [
+        format!("sqlite://{}", file.display()),
+        format!("sqlite:{}", file.display()),
+    ] {
         let s = gatehouse_store::connect(&url).await.unwrap();
         s.migrate().await.unwrap();
         s.set_setting("k", "v").await.unwrap();
@@ -936,11 +1294,20 @@ async fn connect_sqlite_creates_file_and_parent_dirs() {
     }
     // WAL journal and foreign keys are on
     let store = SqliteStore::open(&file).await.unwrap();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert_eq!(mode.to_ascii_lowercase(), "wal");
-    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool()).await.unwrap();
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert_eq!(fk, 1);
-    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(store.pool()).await.unwrap();
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert_eq!(sync, 1, "NORMAL");
     store.pool().close().await;
     let _ = std::fs::remove_dir_all(dir);
@@ -976,7 +1343,9 @@ async fn connect_postgres_url_with_search_path() {
     let schema = format!("gh_{}", new_id().simple());
     admin_exec(&url, &format!("CREATE SCHEMA {schema}")).await;
     let sep = if url.contains('?') { '&' } else { '?' };
-    let s = gatehouse_store::connect(&format!("{url}{sep}options[search_path]={schema}")).await.unwrap();
+    let s = gatehouse_store::connect(&format!("{url}{sep}options[search_path]={schema}"))
+        .await
+        .unwrap();
     s.migrate().await.unwrap();
     s.set_setting("k", "v").await.unwrap();
     assert_eq!(s.get_setting("k").await.unwrap().as_deref(), Some("v"));
@@ -1018,9 +1387,14 @@ fn memory_bus_runs_handlers_inside_publish_in_order() {
     let seen = Arc::new(Mutex::new(vec![]));
     for tag in ["a", "b"] {
         let seen = seen.clone();
-        bus.subscribe(Arc::new(move |e: &BusEvent| seen.lock().unwrap().push((tag, e.clone()))));
+        bus.subscribe(Arc::new(move |e: &BusEvent| {
+            seen.lock().unwrap().push((tag, e.clone()))
+        }));
     }
-    let ev = BusEvent::CredentialChanged { id: new_id(), digest: vec![1, 2, 3] };
+    let ev = BusEvent::CredentialChanged {
+        id: new_id(),
+        digest: vec![1, 2, 3],
+    };
     bus.publish(ev.clone());
     assert_eq!(*seen.lock().unwrap(), vec![("a", ev.clone()), ("b", ev)]);
     bus.publish(BusEvent::Resync);
