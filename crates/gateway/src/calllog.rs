@@ -9,6 +9,11 @@
 //! Streams defer the record to the end of the body ([`CallRecorder::defer`]); when the client
 //! disconnects, the body (and so its guard) is dropped and the record is sent with the usage
 //! seen so far, status 499 and `error_code = "client_disconnected"`.
+//!
+//! `status` is the HTTP status answered, except for streams that failed after their 200 went
+//! out: a mid-stream upstream error logs the status that error would have had (e.g. 502) and
+//! its code; a stream cut by the shutdown drain deadline logs 503 `unavailable`; a client
+//! disconnect logs 499. So `errors_only` queries find every call that did not complete.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
