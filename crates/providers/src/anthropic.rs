@@ -570,7 +570,7 @@ impl UsageAcc {
     /// §7.6: `prompt_tokens = input + cache_read + cache_creation`.
     fn usage(&self) -> Usage {
         Usage {
-            prompt_tokens: self.input + self.cache_read + self.cache_write,
+            prompt_tokens: self.input.saturating_add(self.cache_read).saturating_add(self.cache_write),
             completion_tokens: self.output,
             cached_tokens: self.cache_read,
             cache_write_tokens: self.cache_write,
@@ -912,7 +912,7 @@ impl StreamMapper for AnthropicStream {
                 self.ensure_started(out);
                 if start.content_block.kind == "tool_use" {
                     let tc = self.tools_seen;
-                    self.tools_seen += 1;
+                    self.tools_seen = self.tools_seen.saturating_add(1);
                     self.tool_index.push((start.index, tc));
                     let head = &start.content_block;
                     let delta = Delta {

@@ -125,6 +125,15 @@ impl StreamMapper for OpenAiStream {
         let usage_only = usage.is_some() && peek.choices.as_ref().is_none_or(Vec::is_empty);
         let data = if usage_only && !self.include_usage {
             None
+        } else if data.contains(['\n', '\r']) {
+            // Several `data:` lines joined: re-serialise compactly so the chunk is one line.
+            match serde_json::from_str::<Value>(data).and_then(|v| serde_json::to_vec(&v)) {
+                Ok(v) => Some(Bytes::from(v)),
+                Err(e) => {
+                    out.push_back(Err(UpstreamError::Protocol(format!("stream chunk is not JSON: {e}"))));
+                    return true;
+                }
+            }
         } else if data.len() == event.data.len() {
             Some(Bytes::from(event.data))
         } else {
@@ -219,6 +228,18 @@ mod tests {
         assert!(!m.on_event(ev(r#"{"choices":[{"index":0,"delta":{}}],"error":null}"#), &mut out));
         assert!(!m.on_event(ev(""), &mut out));
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn multi_line_data_becomes_one_line() {
+        let mut m = OpenAiStream::new(false);
+        let mut out = Out::new();
+        m.on_event(ev("{\"choices\":[{\"index\":0,\n\"delta\":{\"content\":\"a\"}}]}"), &mut out);
+        let e = out.pop_front().unwrap().unwrap();
+        let d = e.data.unwrap();
+        assert!(!d.contains(&b'\n'));
+        let v: Value = serde_json::from_slice(&d).unwrap();
+        assert_eq!(v["choices"][0]["delta"]["content"], "a");
     }
 
     #[test]

@@ -131,10 +131,9 @@ impl SseDecoder {
         Ok(())
     }
 
-    /// Ends the input. A final line without terminator is processed only if it was followed by
-    /// nothing (a stream cut in the middle of a line drops that partial line); a pending event
-    /// whose last line was complete is dispatched, tolerating servers that close without the
-    /// final blank line.
+    /// Ends the input. A final line without terminator is dropped (the stream was most likely
+    /// cut in the middle of it); a pending event whose lines were all complete is dispatched,
+    /// tolerating servers that close without the final blank line.
     pub fn finish(&mut self) {
         // A partial (unterminated) line is most likely cut off: drop it.
         self.buf.clear();
@@ -258,6 +257,48 @@ impl SseDecoder {
             self.line_start = 0;
         }
     }
+}
+
+/// The frame that ends an OpenAI-style stream: `data: [DONE]\n\n` (`wire-formats.md` §1.5).
+pub const DONE_FRAME: &[u8] = b"data: [DONE]\n\n";
+
+/// Frames `payload` as one SSE event: `event: <name>\n` when `event` is given, then one
+/// `data: ` line per line of `payload` (split on `\n`, `\r\n` and `\r`, so the frame stays
+/// well-formed whatever the payload holds), then a blank line. The usual case (single-line
+/// JSON, no event name) costs one allocation.
+pub fn encode_event(event: Option<&str>, payload: &[u8]) -> bytes::Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 16 + event.map_or(0, |e| e.len() + 8));
+    if let Some(name) = event {
+        out.extend_from_slice(b"event: ");
+        // A name cannot hold a line break: keep only its first line.
+        let first = name.split(['\n', '\r']).next().unwrap_or_default();
+        out.extend_from_slice(first.as_bytes());
+        out.push(b'\n');
+    }
+    let mut rest = payload;
+    loop {
+        out.extend_from_slice(b"data: ");
+        match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            None => {
+                out.extend_from_slice(rest);
+                out.push(b'\n');
+                break;
+            }
+            Some(i) => {
+                out.extend_from_slice(&rest[..i]);
+                out.push(b'\n');
+                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                rest = &rest[i + skip..];
+            }
+        }
+    }
+    out.push(b'\n');
+    bytes::Bytes::from(out)
+}
+
+/// [`encode_event`] without an event name: `data: <payload>\n\n`.
+pub fn encode_data(payload: &[u8]) -> bytes::Bytes {
+    encode_event(None, payload)
 }
 
 fn push_utf8(out: &mut String, bytes: &[u8]) {
@@ -422,6 +463,19 @@ mod tests {
             d.push(c).unwrap();
         }
         assert_eq!(d.next_event().unwrap().data.len(), 100_000);
+    }
+
+    #[test]
+    fn encoder_round_trips_through_the_decoder() {
+        assert_eq!(&encode_data(b"{\"a\":1}")[..], b"data: {\"a\":1}\n\n");
+        assert_eq!(&encode_event(Some("error"), b"{}")[..], b"event: error\ndata: {}\n\n");
+        for payload in ["one", "two\nlines", "cr\rlf\r\nmix", "", "trailing\n", "é€𝄞"] {
+            let mut d = SseDecoder::new();
+            d.push(&encode_event(Some("x"), payload.as_bytes())).unwrap();
+            let e = d.next_event().unwrap();
+            assert_eq!(e.data, payload.replace("\r\n", "\n").replace('\r', "\n"), "{payload:?}");
+            assert_eq!(e.event, "x");
+        }
     }
 
     /// xorshift64*: a deterministic generator so the property test is reproducible.

@@ -84,7 +84,7 @@ impl WireUsage {
         Self {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
-            total_tokens: u.total_tokens(),
+            total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
             prompt_tokens_details: Some(PromptTokensDetails {
                 cached_tokens: u.cached_tokens,
                 cache_write_tokens: u.cache_write_tokens,

@@ -546,3 +546,47 @@ fn stream_untyped_events_dispatch_on_data_type() {
     assert_eq!(cs.len(), 3);
     assert_eq!(cs[2]["choices"][0]["finish_reason"], "stop");
 }
+
+/// Random event names and JSON-ish payloads through both mappers: never a panic.
+#[test]
+fn mappers_never_panic_on_random_events() {
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[(self.next() % items.len() as u64) as usize]
+        }
+    }
+    let names = ["", "message_start", "content_block_start", "content_block_delta", "message_delta", "message_stop", "error", "ping", "zzz"];
+    let pieces = [
+        "{", "}", "[", "]", ",", ":", "\"type\"", "\"index\"", "\"delta\"", "\"message\"", "\"usage\"", "\"text_delta\"",
+        "\"input_json_delta\"", "\"tool_use\"", "\"content_block\"", "\"partial_json\"", "\"text\"", "\"error\"", "\"choices\"",
+        "0", "1", "-1", "18446744073709551616", "null", "true", "\"x\"", "\"é\"", "[DONE]", " ",
+    ];
+    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    for _ in 0..3000 {
+        let n = (rng.next() % 24) as usize;
+        let data: String = (0..n).map(|_| rng.pick(&pieces)).collect();
+        let ev = SseEvent { event: rng.pick(&names).to_string(), data, id: None };
+        let mut out = Out::new();
+        let _ = AnthropicStream::new("m", rng.next().is_multiple_of(2)).on_event(ev.clone(), &mut out);
+        let _ = crate::openai::OpenAiStream::new(true).on_event(ev, &mut out);
+    }
+    // Structured but wrong-typed events.
+    for data in [
+        r#"{"type":"content_block_delta","index":5,"delta":{"type":"input_json_delta","partial_json":"x"}}"#,
+        r#"{"type":"content_block_start","index":-1,"content_block":{"type":"tool_use"}}"#,
+        r#"{"type":"message_delta","delta":null,"usage":{"output_tokens":"many"}}"#,
+        r#"{"type":"message_start","message":{"usage":{"input_tokens":18446744073709551615,"cache_read_input_tokens":18446744073709551615}}}"#,
+    ] {
+        let mut m = AnthropicStream::new("m", true);
+        let mut out = Out::new();
+        let _ = m.on_event(SseEvent { event: String::new(), data: data.to_string(), id: None }, &mut out);
+        let _ = m.on_event(SseEvent { event: "message_stop".into(), data: "{}".into(), id: None }, &mut out);
+    }
+}
