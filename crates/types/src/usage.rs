@@ -22,8 +22,8 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// `prompt_tokens + completion_tokens`.
+    /// `prompt_tokens + completion_tokens`, saturating (upstream counts are untrusted).
     pub fn total_tokens(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 }
