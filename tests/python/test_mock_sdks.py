@@ -90,6 +90,19 @@ def test_openai_stream_variants_parse(oai: openai.OpenAI) -> None:
     assert text == "echo: héllo — naïve café ✓ 🦀"
 
 
+def test_openai_stream_noise(oai: openai.OpenAI) -> None:
+    # Azure-style empty-choices chunk and unknown fields are tolerated by the SDK.
+    chunks = list(
+        oai.chat.completions.create(
+            model="mock-gpt:noise", messages=[{"role": "user", "content": "noisy"}], stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[0].choices == [] and chunks[0].usage is None
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: noisy"
+    assert sum(1 for c in chunks if c.usage is not None) == 1
+
+
 def test_openai_tool_call(oai: openai.OpenAI) -> None:
     r = oai.chat.completions.create(
         model="mock-gpt:tools", messages=[{"role": "user", "content": "where is 7731?"}], tools=TOOLS_OPENAI
@@ -245,6 +258,16 @@ def test_anthropic_stream_text(claude: anthropic.Anthropic) -> None:
     assert final.content[0].text == text
     assert final.stop_reason == "end_turn"
     assert final.usage.output_tokens == 3
+
+
+def test_anthropic_stream_noise(claude: anthropic.Anthropic) -> None:
+    with claude.messages.stream(
+        model="mock-claude:noise", max_tokens=64, messages=[{"role": "user", "content": "noisy"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "echo: noisy"
+    assert final.stop_reason == "end_turn"
 
 
 def test_anthropic_stream_events(claude: anthropic.Anthropic) -> None:

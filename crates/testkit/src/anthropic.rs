@@ -245,6 +245,7 @@ async fn messages_inner(
         "stop_sequence": null,
         "usage": a.usage_json(a.output_tokens),
     });
+    let value = crate::openai::with_noise(value, &p.scenario);
     match p.failure {
         Some(Failure::EarlyClose) => respond::json_truncated(st, d, &value, true),
         Some(Failure::EarlyEnd) => respond::json_truncated(st, d, &value, false),
@@ -269,6 +270,13 @@ fn stream_script(p: &Prepared, a: &Answer, id: &str) -> Vec<Step> {
     // Events between message_start and message_delta, so failures can cut them in half.
     let mut body: Vec<(&'static str, Value)> = Vec::new();
     let mut index = 0usize;
+    if s.noise {
+        body.push(("ping", json!({"type": "ping"})));
+        body.push((
+            "mock_future_event",
+            json!({"type": "mock_future_event", "detail": "unknown event types must be ignored"}),
+        ));
+    }
     if let Some(text) = &a.text {
         body.push((
             "content_block_start",

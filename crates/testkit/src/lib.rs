@@ -69,6 +69,7 @@
 //! | `wait_ms=N` | wait N ms before sending the response headers (timeouts) |
 //! | `utf8-split` | append [`UTF8_SUFFIX`] to the reply and send every event holding a multibyte character as two TCP writes split inside that character |
 //! | `crlf` | SSE lines end with `\r\n` |
+//! | `noise` | parser noise: OpenAI streams start with an Azure-style chunk with empty `choices` and `prompt_filter_results`; Anthropic streams carry an extra `ping` and an unknown event type (`mock_future_event`); JSON answers get an unknown top-level field |
 //! | `keepalive` | `: keep-alive` comment before every SSE event; two blank lines before a non-streaming JSON body |
 //! | `429`, `500`, `529`, `401`, any `4xx`/`5xx`, `status=NNN` | answer that status with the vendor's error envelope; 429/503/529 carry `retry-after: 1` (OpenAI 429 also `x-ratelimit-*`). Aliases: `rate-limit` = 429, `overloaded` = 529 |
 //! | `retry_after=N`, `retry_after_ms=N`, `should_retry=true\|false` | headers on error answers |

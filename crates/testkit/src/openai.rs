@@ -219,6 +219,7 @@ async fn chat_inner(
         "service_tier": "default",
         "system_fingerprint": "fp_gatehouse_mock",
     });
+    let value = with_noise(value, &p.scenario);
     match p.failure {
         Some(Failure::EarlyClose) => respond::json_truncated(st, d, &value, true),
         Some(Failure::EarlyEnd) => respond::json_truncated(st, d, &value, false),
@@ -251,6 +252,15 @@ fn stream_script(
     };
     let delta = |d: Value, finish: Option<&str>| json!([{"index": 0, "delta": d, "logprobs": null, "finish_reason": finish}]);
     let mut body_events: Vec<Value> = Vec::new();
+    if s.noise {
+        // Azure OpenAI's content-filter preamble: empty choices, no usage, unknown fields.
+        let mut c = json!({"id": "", "object": "", "created": 0, "model": "", "choices": [],
+            "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]});
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        body_events.push(c);
+    }
     if let Some(text) = &a.text {
         body_events.push(chunk(
             delta(
@@ -431,6 +441,7 @@ async fn embeddings_inner(
         "model": p.model,
         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
     });
+    let value = with_noise(value, &p.scenario);
     match p.failure {
         Some(Failure::EarlyClose) => respond::json_truncated(st, d, &value, true),
         Some(Failure::EarlyEnd) => respond::json_truncated(st, d, &value, false),
@@ -483,4 +494,12 @@ pub(crate) async fn get_model(
 
 fn openai_model(id: &str) -> Value {
     json!({"id": id, "object": "model", "created": 1_767_225_600u64, "owned_by": "gatehouse-mock"})
+}
+
+/// Adds an unknown top-level field under `noise`.
+pub(crate) fn with_noise(mut value: Value, s: &Scenario) -> Value {
+    if s.noise {
+        value["x_mock_unknown_field"] = json!({"ignore": "me"});
+    }
+    value
 }

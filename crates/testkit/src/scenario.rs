@@ -97,6 +97,10 @@ pub struct Scenario {
     pub keepalive: bool,
     /// Use [`SLOW_DELAY`] between events unless `delay` is set (`slow`).
     pub slow: bool,
+    /// Parser noise (`noise`): OpenAI streams start with an Azure-style chunk with empty
+    /// `choices` and `prompt_filter_results`; Anthropic streams carry an unknown event type
+    /// and an extra `ping`; every JSON answer has an unknown top-level field.
+    pub noise: bool,
     /// Split the reply text into exactly N content deltas (`chunks=N`); the text is padded
     /// with ` lorem` words when it has fewer than N characters.
     pub chunks: Option<usize>,
@@ -213,6 +217,7 @@ impl Scenario {
             "crlf" => self.crlf = true,
             "keepalive" | "keep-alive" => self.keepalive = true,
             "slow" => self.slow = true,
+            "noise" => self.noise = true,
             "error-mid-stream" => self.failure = Some(Failure::ErrorMidStream),
             "early-close" => self.failure = Some(Failure::EarlyClose),
             "early-end" => self.failure = Some(Failure::EarlyEnd),
@@ -343,6 +348,8 @@ mod tests {
         assert_eq!(s.chunks, Some(50));
         assert_eq!(s.delay, Some(Duration::from_millis(20)));
         assert!(s.crlf && s.keepalive);
+        assert!(!s.noise);
+        assert!(Scenario::from_options("noise").unwrap().noise);
         assert!(!s.utf8_split);
     }
 

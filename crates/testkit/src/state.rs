@@ -43,6 +43,9 @@ impl std::fmt::Debug for RecordedRequest {
     }
 }
 
+/// Most distinct paths / `fail_first` scenarios remembered.
+const MAX_DISTINCT_KEYS: usize = 1024;
+
 #[derive(Default)]
 struct Log {
     per_path: HashMap<String, usize>,
@@ -88,7 +91,10 @@ impl MockState {
     ) {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut log = self.log();
-        *log.per_path.entry(path.to_owned()).or_insert(0) += 1;
+        // Bounded: a scan of random paths must not grow a long-running mock forever.
+        if log.per_path.len() < MAX_DISTINCT_KEYS || log.per_path.contains_key(path) {
+            *log.per_path.entry(path.to_owned()).or_insert(0) += 1;
+        }
         if body.is_some() {
             log.last_body = body.clone();
         }
@@ -114,6 +120,10 @@ impl MockState {
             None => true,
             Some(n) => {
                 let mut log = self.log();
+                if log.fail_counts.len() >= MAX_DISTINCT_KEYS && !log.fail_counts.contains_key(key)
+                {
+                    log.fail_counts.clear();
+                }
                 let seen = log.fail_counts.entry(key.to_owned()).or_insert(0);
                 let fail = *seen < n;
                 *seen = seen.saturating_add(1);

@@ -491,6 +491,43 @@ async fn framing_variants_and_utf8_split() {
         })
         .collect();
     assert_eq!(content, format!("echo: hi{UTF8_SUFFIX}"));
+
+    // noise: unknown Anthropic event, Azure-style empty-choices chunk, unknown JSON field.
+    let text = post_anthropic(
+        &mock,
+        json!({"model": "mock-claude:noise", "max_tokens": 5, "stream": true,
+        "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        sse_events(&text)
+            .iter()
+            .any(|e| e.0.as_deref() == Some("mock_future_event"))
+    );
+    let text = post_openai(
+        &mock,
+        "/chat/completions",
+        chat("mock-gpt:noise", "x", true),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let first: Value = serde_json::from_str(&sse_events(&text)[0].1).unwrap();
+    assert_eq!(first["choices"], json!([]));
+    let v: Value = post_openai(
+        &mock,
+        "/chat/completions",
+        chat("mock-gpt:noise", "x", false),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert!(v.get("x_mock_unknown_field").is_some());
 }
 
 #[tokio::test]
