@@ -25,7 +25,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use gatehouse_auth::{Env, ExtractError, Peppers, Scheme, TokenKind};
+use gatehouse_auth::{Env, Peppers, TokenKind};
 use gatehouse_store::{BusEvent, Credential, Store};
 use gatehouse_types::{ApiError, ErrorCode, Id, Timestamp, now};
 use http::HeaderMap;
@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
 use crate::calllog::CallRecorder;
-use crate::error::error_response;
+use crate::dialect::{Dialect, render_error};
 
 /// Positive cache lifetime (≤ the revocation SLA without a bus; `token-security.md` §2.4).
 pub const POSITIVE_TTL: Duration = Duration::from_secs(30);
@@ -121,30 +121,21 @@ impl Authenticator {
         self.negative.invalidate_all();
     }
 
-    /// Runs steps 1–5 of the module doc on `headers`.
+    /// Runs steps 1–5 of the module doc on `headers` of an OpenAI-dialect request.
     ///
     /// Errors: `InvalidCredentialRequest` (400), `MissingCredential` (401), `InvalidToken` (401),
     /// `Internal` (500, store failure; logged here without the key).
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Credential>, ApiError> {
-        let token = match gatehouse_auth::extract_authorization(headers) {
-            Err(ExtractError::Multiple) => {
-                return Err(ApiError::new(ErrorCode::InvalidCredentialRequest, "more than one Authorization header was sent"));
-            }
-            Err(ExtractError::Malformed) => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidCredentialRequest,
-                    "the Authorization header is malformed; expected `Authorization: Bearer <key>`",
-                ));
-            }
-            Ok(Some(c)) if c.scheme == Scheme::Bearer => c.token,
-            // DPoP-bound API keys do not exist yet: treated as an unsupported scheme (§1.2 step 4).
-            Ok(_) => {
-                return Err(ApiError::new(
-                    ErrorCode::MissingCredential,
-                    "no API key: send `Authorization: Bearer <your Gatehouse key>`",
-                ));
-            }
-        };
+        let uri = http::Uri::from_static("/");
+        let token = crate::dialect::extract_credential(headers, &uri, Dialect::OpenAi)?;
+        self.verify(token).await
+    }
+
+    /// Steps 2–5 of the module doc for a credential already extracted
+    /// ([`crate::dialect::extract_credential`]).
+    ///
+    /// Errors: `InvalidToken` (401), `Unavailable` (503, store failure; logged without the key).
+    pub async fn verify(&self, token: &str) -> Result<Arc<Credential>, ApiError> {
         match gatehouse_auth::parse(token) {
             Ok(p) if p.kind == TokenKind::ApiKey && p.env == self.env => {}
             _ => return Err(invalid_token()),
@@ -201,7 +192,12 @@ impl Authenticator {
 /// The auth layer: authenticates, fills team/app/key into the call log and adds [`AuthContext`];
 /// on failure answers the OpenAI-shaped error with its RFC 6750 challenge.
 pub async fn auth_middleware(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    match state.auth.authenticate(req.headers()).await {
+    let dialect = Dialect::of(req.method(), req.uri().path());
+    let verified = match crate::dialect::extract_credential(req.headers(), req.uri(), dialect) {
+        Ok(token) => state.auth.verify(token).await,
+        Err(e) => Err(e),
+    };
+    match verified {
         Ok(credential) => {
             if let Some(rec) = req.extensions().get::<CallRecorder>() {
                 rec.update(|d| {
@@ -213,7 +209,7 @@ pub async fn auth_middleware(State(state): State<Arc<AppState>>, mut req: Reques
             req.extensions_mut().insert(AuthContext { credential });
             next.run(req).await
         }
-        Err(e) => error_response(&e),
+        Err(e) => render_error(dialect, &e),
     }
 }
 

@@ -118,7 +118,7 @@ pub async fn get_model(
 
 /// Allow-list check (403 before any routing, so a restricted key cannot probe what exists),
 /// then resolution and key decryption. Records provider and upstream model.
-async fn route(state: &AppState, auth: &AuthContext, rec: &CallRecorder, model: &str) -> Result<Target, ApiError> {
+pub(crate) async fn route(state: &AppState, auth: &AuthContext, rec: &CallRecorder, model: &str) -> Result<Target, ApiError> {
     if !auth.allows_model(model) {
         let shown: String = model.chars().take(200).collect();
         return Err(ApiError::new(ErrorCode::InsufficientScope, format!("this API key may not use the model `{shown}`"))
@@ -133,19 +133,19 @@ async fn route(state: &AppState, auth: &AuthContext, rec: &CallRecorder, model: 
     state.routing.target(candidate)
 }
 
-fn upstream_failed(e: UpstreamError) -> ApiError {
+pub(crate) fn upstream_failed(e: UpstreamError) -> ApiError {
     // The error's Display may carry upstream detail: operator log only, never the client body.
     tracing::warn!(error = %e, code = e.log_code(), "upstream call failed");
     e.to_api_error()
 }
 
-fn with_upstream_id(mut resp: Response, id: Option<&str>) -> Response {
+pub(crate) fn with_upstream_id(mut resp: Response, id: Option<&str>) -> Response {
     if let Some(v) = id.and_then(|id| HeaderValue::from_str(id).ok()) {
         resp.headers_mut().insert(UPSTREAM_REQUEST_ID, v);
     }
     resp
 }
 
-fn ms_since(t: Instant) -> u64 {
+pub(crate) fn ms_since(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

@@ -10,10 +10,13 @@
 //! [`handlers`] (thin HTTP handlers), [`request`] (body validation), [`stream`] (SSE framing),
 //! [`calllog`] (batched call records), [`error`] (OpenAI error shape + RFC 6750 challenges).
 
+pub mod anthropic_api;
 pub mod auth;
 pub mod calllog;
+pub mod dialect;
 pub mod error;
 pub mod handlers;
+pub(crate) mod inbound;
 pub mod request;
 pub mod routing;
 pub mod stream;
@@ -38,7 +41,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
 use crate::calllog::{CallLogSink, CallRecorder, RecordGuard};
-use crate::error::{ErrorCodeTag, error_response, method_not_allowed};
+use crate::dialect::{Dialect, render_error};
+use crate::error::{ErrorCodeTag, method_not_allowed};
 use crate::routing::Routing;
 
 /// Name of the request-id header set on every response (errors included).
@@ -156,6 +160,11 @@ impl Gateway {
             .route("/v1/embeddings", post(handlers::embeddings).fallback(|| async { method_not_allowed("POST") }))
             .route("/v1/models", get(handlers::list_models).fallback(|| async { method_not_allowed("GET") }))
             .route("/v1/models/{*model}", get(handlers::get_model).fallback(|| async { method_not_allowed("GET") }))
+            // Inbound dialects (anthropic_api, gemini_api): errors in the client's own shape.
+            .route(
+                "/v1/messages",
+                post(anthropic_api::messages).fallback(|| async { dialect_method_not_allowed(Dialect::Anthropic, "POST") }),
+            )
             .route_layer(from_fn_with_state(state.clone(), auth::auth_middleware))
             .fallback(error::not_found)
             .layer(outer)
@@ -168,6 +177,24 @@ impl Gateway {
         self.closing.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+    }
+}
+
+/// 405 in a dialect's error shape, with `Allow`.
+fn dialect_method_not_allowed(dialect: Dialect, allow: &'static str) -> Response {
+    let mut resp = render_error(
+        dialect,
+        &gatehouse_types::ApiError::new(gatehouse_types::ErrorCode::MethodNotAllowed, format!("method not allowed on this route; use {allow}")),
+    );
+    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+impl AppState {
+    /// Whether the catalog knows `target`'s upstream model as a reasoning model (`None`: not in
+    /// the catalog).
+    pub(crate) fn reasoning_model(&self, _target: &gatehouse_providers::Target) -> Option<bool> {
+        None
     }
 }
 
@@ -207,7 +234,7 @@ async fn body_limit(State(state): State<Arc<AppState>>, req: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return error_response(&request::too_large(limit));
+        return render_error(Dialect::of(req.method(), req.uri().path()), &request::too_large(limit));
     }
     next.run(req).await
 }

@@ -17,6 +17,7 @@
 
 pub mod anthropic;
 pub mod error;
+pub mod inbound;
 pub mod openai;
 pub mod sse;
 mod stream;

@@ -9,3 +9,4 @@ mod auth;
 mod calllog;
 mod chat;
 mod failures;
+mod messages;
