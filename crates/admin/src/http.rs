@@ -82,8 +82,12 @@ pub fn router(service: Arc<AdminService>) -> Router {
         .route("/logs", get(query_logs))
         .route("/teams", get(list_teams))
         .route("/apps", get(list_apps))
+        .route("/audit", get(crate::audit::query_audit))
+        .route("/audit/verify", get(crate::audit::verify_audit))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside operator_auth: sees the authenticated operator; records mutating requests.
+        .layer(middleware::from_fn_with_state(service.clone(), crate::audit::record_admin_action))
         .layer(middleware::from_fn_with_state(service.clone(), operator_auth))
         .with_state(service.clone());
     Router::new()
@@ -104,10 +108,14 @@ async fn operator_auth(State(svc): Svc, request: Request, next: Next) -> Respons
         Ok(Some(c)) if c.scheme != Scheme::Bearer => {
             Err(ApiError::new(ErrorCode::InvalidToken, "the admin API accepts only Bearer operator tokens"))
         }
-        Ok(Some(c)) => svc.authenticate_operator(c.token).await.map(|_| ()),
+        Ok(Some(c)) => svc.authenticate_operator(c.token).await.map(|t| t.id),
     };
+    let mut request = request;
     let mut resp = match verdict {
-        Ok(()) => next.run(request).await,
+        Ok(operator) => {
+            request.extensions_mut().insert(crate::audit::OperatorId(operator));
+            next.run(request).await
+        }
         Err(e) => AdminError(e).into_response(),
     };
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

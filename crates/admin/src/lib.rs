@@ -12,6 +12,7 @@
 //! Provider keys and API keys never appear in a response (except the one creation response of an
 //! API key), an error message or a log line.
 
+pub mod audit;
 pub mod http;
 pub mod input;
 pub mod service;

@@ -40,6 +40,8 @@ pub struct AdminDeps {
     pub key_provider: Arc<dyn KeyProvider>,
     /// Environment marker of generated keys and operator tokens.
     pub env: Env,
+    /// The audit log (issue 5): key lifecycle and admin actions are recorded here.
+    pub audit: gatehouse_store::AuditSink,
 }
 
 /// The control-plane services.
@@ -337,6 +339,11 @@ impl AdminService {
         &self.deps.store
     }
 
+    /// The audit sink shared with the data plane.
+    pub fn audit(&self) -> &gatehouse_store::AuditSink {
+        &self.deps.audit
+    }
+
     // ---------------------------------------------------------------- bootstrap
 
     /// First start: creates team `default`, app `default`, user `admin` (argon2id password) and
@@ -516,6 +523,11 @@ impl AdminService {
         };
         self.deps.store.create_credential(&credential).await.map_err(|e| internal("creating a key", &e))?;
         tracing::info!(key_id = %credential.id, app_id = %credential.app_id, "api key created");
+        self.deps.audit.record(
+            gatehouse_store::NewAuditEvent::new(gatehouse_store::audit::kinds::KEY_CREATED, "admin")
+                .credential(credential.id)
+                .details(serde_json::json!({"app_id": credential.app_id, "hint": credential.hint})),
+        );
         Ok(CreatedKey { key: generated.token, view: KeyView::from(&credential) })
     }
 
@@ -546,6 +558,9 @@ impl AdminService {
         let key = self.load_key(id).await?;
         if key.revoked_at.is_none() {
             self.deps.store.revoke_credential(id, now()).await.map_err(|e| internal("revoking a key", &e))?;
+            self.deps.audit.record(
+                gatehouse_store::NewAuditEvent::new(gatehouse_store::audit::kinds::KEY_REVOKED, "admin").credential(id),
+            );
         }
         self.deps.bus.publish(BusEvent::CredentialChanged { id, digest: key.digest.clone() });
         tracing::info!(key_id = %id, "api key revoked");

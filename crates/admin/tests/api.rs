@@ -40,6 +40,7 @@ async fn harness() -> Harness {
         peppers: Arc::new(Peppers::from_master_key(&master)),
         key_provider: Arc::new(LocalKeyProvider::new(&master)),
         env: Env::Live,
+        audit: gatehouse_store::AuditSink::spawn(store.clone()).0,
     }));
     let out = service
         .bootstrap(BootstrapOptions { admin_password: None, operator_token: Some(SecretString::from(OPERATOR)) })
@@ -302,4 +303,49 @@ async fn teams_apps_and_empty_logs() {
     let logs = ok(&h.app, "GET", "/admin/v1/logs?limit=5&errors_only=true", None).await;
     assert_eq!(logs["data"], json!([]));
     assert!(logs["next_before"].is_null());
+}
+
+// ---------------------------------------------------------------------------------------------
+// issue 5 (token security, part b): audit log over the admin API
+
+#[tokio::test]
+async fn audit_records_key_lifecycle_and_admin_actions_and_verifies() {
+    let h = harness().await;
+    let created = ok(&h.app, "POST", "/admin/v1/keys", Some(json!({"name": "audited"}))).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let plaintext = created["key"].as_str().unwrap().to_string();
+    ok(&h.app, "POST", &format!("/admin/v1/keys/{id}/revoke"), None).await;
+
+    let page = ok(&h.app, "GET", &format!("/admin/v1/audit?key_id={id}"), None).await;
+    let types: Vec<&str> = page["data"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(types, vec!["key.revoked", "key.created"]);
+    let actions = ok(&h.app, "GET", "/admin/v1/audit?event_type=admin.action", None).await;
+    let actions = actions["data"].as_array().unwrap();
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert!(actions[0]["actor"].as_str().unwrap().starts_with("operator:"));
+    assert_eq!(actions[0]["details"]["route"], "/admin/v1/keys/{id}/revoke");
+    assert_eq!(actions[1]["details"]["method"], "POST");
+
+    // paging: limit 1 gives a cursor that leads to the next (older) event
+    let p1 = ok(&h.app, "GET", "/admin/v1/audit?limit=1", None).await;
+    let cursor = p1["next_before_seq"].as_i64().unwrap();
+    let p2 = ok(&h.app, "GET", &format!("/admin/v1/audit?limit=1&before_seq={cursor}"), None).await;
+    assert_eq!(p2["data"][0]["seq"].as_i64().unwrap(), cursor - 1);
+
+    let v = ok(&h.app, "GET", "/admin/v1/audit/verify", None).await;
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["checked"], 4);
+    assert!(v["first_broken"].is_null());
+
+    // bad filters are 400s naming the parameter
+    for (q, param) in [("limit=0", "limit"), ("key_id=nope", "key_id"), ("since=yesterday", "since"), ("x=1", "x")] {
+        let (s, _, body, _) = call(&h.app, "GET", &format!("/admin/v1/audit?{q}"), Some(OPERATOR), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q}");
+        assert_eq!(body["error"]["param"], param);
+    }
+    // the key itself never reaches the audit log
+    let dump = h.store.debug_dump().await.unwrap();
+    assert!(!dump.contains(&plaintext));
+    let all = ok(&h.app, "GET", "/admin/v1/audit", None).await;
+    assert!(!all.to_string().contains(&plaintext));
 }

@@ -76,6 +76,8 @@ pub struct GatewayDeps {
     pub settings: GatewaySettings,
     /// Cancelled when the server starts shutting down (starts the stream drain deadline).
     pub shutdown: CancellationToken,
+    /// The audit log (issue 5): security events of the data plane are recorded here.
+    pub audit: gatehouse_store::AuditSink,
 }
 
 /// Why [`Gateway::new`] failed.
@@ -94,6 +96,8 @@ pub struct AppState {
     pub(crate) sink: CallLogSink,
     pub(crate) settings: GatewaySettings,
     pub(crate) shutdown: CancellationToken,
+    #[allow(dead_code)] // read by the credential checks of the next increment
+    pub(crate) audit: gatehouse_store::AuditSink,
 }
 
 /// The data plane: state, background tasks (call-log writer, `last_used_at` batcher) and the
@@ -120,6 +124,7 @@ impl Gateway {
             sink,
             settings: deps.settings,
             shutdown: deps.shutdown,
+            audit: deps.audit,
         });
         let weak = Arc::downgrade(&state);
         let handler: BusHandler = Arc::new(move |event| {

@@ -4,6 +4,8 @@
 //! operator token only from `GATEHOUSE_ADMIN_TOKEN` (never a flag: flags show in `ps` and shell
 //! history). Output: plain-text tables, or the raw JSON with `--json`.
 
+pub mod audit;
+
 use std::io::Read;
 use std::process::ExitCode;
 

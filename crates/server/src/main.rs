@@ -47,6 +47,8 @@ enum Command {
     Models(cli::ClientArgs<cli::ModelsCmd>),
     /// Call log, newest first.
     Logs(cli::LogsArgs),
+    /// Audit log of credential events (newest first); `audit verify` checks the hash chain.
+    Audit(cli::audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
             Command::Providers(args) => cli::providers(args).await,
             Command::Models(args) => cli::models(args).await,
             Command::Logs(args) => cli::logs(args).await,
+            Command::Audit(args) => cli::audit::audit(args).await,
         }
     })
 }

@@ -254,12 +254,15 @@ async fn run(config: Config, demo: bool) -> Result<(), String> {
     let peppers = Arc::new(Peppers::from_master_key(&master));
     let key_provider: Arc<LocalKeyProvider> = Arc::new(LocalKeyProvider::new(&master));
     drop(master);
+    // The audit writer runs until after both listeners have drained (flushed in `close`).
+    let (audit, audit_writer) = gatehouse_store::AuditSink::spawn(store.clone());
     let admin = Arc::new(AdminService::new(AdminDeps {
         store: store.clone(),
         bus: bus.clone(),
         peppers: peppers.clone(),
         key_provider: key_provider.clone(),
         env,
+        audit: audit.clone(),
     }));
 
     // First start.
@@ -349,6 +352,7 @@ async fn run(config: Config, demo: bool) -> Result<(), String> {
         upstream,
         settings: GatewaySettings { body_limit_bytes: config.body_limit_bytes, env, stream_drain: config.shutdown_drain },
         shutdown: shutdown.clone(),
+        audit,
     })
     .await
     .map_err(|e| format!("cannot start the gateway: {e}"))?;
@@ -392,6 +396,8 @@ async fn run(config: Config, demo: bool) -> Result<(), String> {
     shutdown.cancel();
     gateway.close().await;
     tracing::info!("call log flushed");
+    audit_writer.close().await;
+    tracing::info!("audit log flushed");
     if let Some(m) = mock {
         m.shutdown().await;
     }

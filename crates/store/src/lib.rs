@@ -4,6 +4,7 @@
 //! Records are plain structs in [`records`]. Secrets never live here in plaintext: API keys as
 //! HMAC digests (`token-security.md` §2.3), provider keys as envelope-encrypted blobs (§3).
 
+pub mod audit;
 pub mod bus;
 pub mod error;
 pub mod postgres;
@@ -13,6 +14,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use gatehouse_types::{Id, Timestamp};
 
+pub use audit::{AuditEvent, AuditQuery, AuditSink, AuditWriter, NewAuditEvent};
 pub use bus::{Bus, BusEvent, MemoryBus};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
@@ -108,6 +110,19 @@ pub trait Store: Send + Sync + 'static {
     /// lines `table.column: value`. Used to prove that no plaintext key or token is stored
     /// (`token-security.md` §2.3, §3.1). Migration bookkeeping (`_sqlx_migrations`) is left out.
     async fn debug_dump(&self) -> StoreResult<String>;
+
+    // --- issue 5 (token security, part b): audit log. Implementations live in
+    // `sqlite/audit.rs` and `postgres/audit.rs`. ---
+    /// Appends `events` to the hash chain in one transaction (see [`audit`]): each gets the next
+    /// `seq`, `prev_hash` and `hash`; events are sanitized first ([`NewAuditEvent::sanitized`]).
+    /// Concurrent appenders (also on other nodes, PostgreSQL) are serialized. Returns the stored
+    /// events.
+    async fn append_audit_events(&self, events: &[NewAuditEvent]) -> StoreResult<Vec<AuditEvent>>;
+    /// Filtered audit events, newest first (`seq` descending), keyset-paged by `before_seq`.
+    async fn query_audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
+    /// Events with `seq > after_seq` in chain order, at most `limit` (clamped to 1..=10000);
+    /// used by [`audit::verify_audit_chain`].
+    async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEvent>>;
 }
 
 /// Opens the store for a URL. Runs no migrations; call [`Store::migrate`].

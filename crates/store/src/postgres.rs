@@ -12,11 +12,14 @@ use gatehouse_types::{Id, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row, Transaction};
 
+use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use crate::{
     App, CallLog, CallLogQuery, Credential, CredentialFilter, Deployment, INSERT_CHUNK, Model,
     OperatorToken, Provider, ProviderCredential, Store, StoreError, StoreResult, Team, User,
     i64_to_u64, page_size, quote_ident, u64_to_i64,
 };
+
+mod audit;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -1030,5 +1033,19 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| StoreError::from_sqlx("dump", e))?;
         Ok(out)
+    }
+
+    // --- issue 5 (token security, part b): audit log (`audit.rs` beside this file) ---
+
+    async fn append_audit_events(&self, events: &[NewAuditEvent]) -> StoreResult<Vec<AuditEvent>> {
+        audit::append(self, events).await
+    }
+
+    async fn query_audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        audit::query(self, query).await
+    }
+
+    async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        audit::chain_page(self, after_seq, limit).await
     }
 }

@@ -18,11 +18,14 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, Transaction};
 
+use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use crate::{
     App, CallLog, CallLogQuery, Credential, CredentialFilter, Deployment, INSERT_CHUNK, Model,
     OperatorToken, Provider, ProviderCredential, Store, StoreError, StoreResult, Team, User,
     i64_to_u64, page_size, quote_ident, u64_to_i64,
 };
+
+mod audit;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -1129,6 +1132,20 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| StoreError::from_sqlx("dump", e))?;
         Ok(out)
+    }
+
+    // --- issue 5 (token security, part b): audit log (`audit.rs` beside this file) ---
+
+    async fn append_audit_events(&self, events: &[NewAuditEvent]) -> StoreResult<Vec<AuditEvent>> {
+        audit::append(self, events).await
+    }
+
+    async fn query_audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        audit::query(self, query).await
+    }
+
+    async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        audit::chain_page(self, after_seq, limit).await
     }
 }
 

@@ -1400,3 +1400,148 @@ fn memory_bus_runs_handlers_inside_publish_in_order() {
     bus.publish(BusEvent::Resync);
     assert_eq!(seen.lock().unwrap().len(), 4);
 }
+
+// ---------------------------------------------------------------------------------------------
+// issue 5 (token security, part b): audit log
+
+fn audit_event(kind: &str, credential: Option<Id>) -> gatehouse_store::NewAuditEvent {
+    let mut e = gatehouse_store::NewAuditEvent::new(kind, "gateway")
+        .client(Some("203.0.113.7".into()), Some("ua\r\nX-Injected: 1".into()))
+        .reason("expired")
+        .details(serde_json::json!({"z": 1.5, "a": ["x", {"k": null}], "n": 12345678901i64}));
+    e.credential_id = credential;
+    e
+}
+
+async fn audit_chain_appends_queries_and_verifies(store: Arc<dyn Store>) {
+    use gatehouse_store::audit::{GENESIS_HASH, verify_audit_chain};
+    use gatehouse_store::AuditQuery;
+    let key = new_id();
+    let first = store
+        .append_audit_events(&[audit_event("key.created", Some(key)), audit_event("auth.denied", None)])
+        .await
+        .unwrap();
+    assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(first[0].prev_hash, GENESIS_HASH);
+    assert_eq!(first[1].prev_hash, first[0].hash);
+    // Control characters never reach the store (CWE-117).
+    assert_eq!(first[0].event.user_agent.as_deref(), Some("ua??X-Injected: 1"));
+    let second = store.append_audit_events(&[audit_event("key.revoked", Some(key))]).await.unwrap();
+    assert_eq!(second[0].seq, 3);
+    assert_eq!(second[0].prev_hash, first[1].hash);
+    assert!(store.append_audit_events(&[]).await.unwrap().is_empty());
+
+    // Read back exactly what was hashed.
+    let all = store.query_audit_events(&AuditQuery::default()).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 2, 1]);
+    assert_eq!(all[2], first[0]);
+    let by_key = store
+        .query_audit_events(&AuditQuery { credential_id: Some(key), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(by_key.len(), 2);
+    let by_type = store
+        .query_audit_events(&AuditQuery { event_type: Some("auth.denied".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(by_type.len(), 1);
+    let page = store
+        .query_audit_events(&AuditQuery { before_seq: Some(3), limit: Some(1), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2]);
+    let future = store
+        .query_audit_events(&AuditQuery { since: Some(now_us() + Duration::hours(1)), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(future.is_empty());
+
+    let chain = store.audit_chain(1, 10).await.unwrap();
+    assert_eq!(chain.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
+    let report = verify_audit_chain(store.as_ref()).await.unwrap();
+    assert_eq!(report.checked, 3);
+    assert_eq!(report.head_hash, second[0].hash);
+    assert!(report.first_broken.is_none());
+}
+store_test!(audit_chain_appends_queries_and_verifies);
+
+async fn audit_appends_from_concurrent_writers_form_one_chain(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                store.append_audit_events(&[audit_event(&format!("t.{i}"), None), audit_event("x", None)]).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let report = gatehouse_store::audit::verify_audit_chain(store.as_ref()).await.unwrap();
+    assert_eq!(report.checked, 80);
+    assert!(report.first_broken.is_none(), "{report:?}");
+}
+store_test!(audit_appends_from_concurrent_writers_form_one_chain);
+
+async fn audit_rows_cannot_be_updated_or_deleted(store: Arc<dyn Store>, exec: impl AsyncFn(&str) -> Result<(), String>) {
+    store.append_audit_events(&[audit_event("a", None), audit_event("b", None), audit_event("c", None)]).await.unwrap();
+    assert!(exec("UPDATE audit_events SET reason = 'nothing' WHERE seq = 2").await.is_err());
+    assert!(exec("DELETE FROM audit_events WHERE seq = 2").await.is_err());
+}
+
+/// Someone with raw database access who disables the append-only trigger and edits a row is
+/// caught by `verify_audit_chain`, which names the first broken link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_locates_tampering_sqlite() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-audit-{}", new_id().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = SqliteStore::open(&dir.join("a.db")).await.unwrap();
+    store.migrate().await.unwrap();
+    let pool = store.pool().clone();
+    let exec = async |sql: &str| -> Result<(), String> {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.map(|_| ()).map_err(|e| e.to_string())
+    };
+    let store: Arc<dyn Store> = Arc::new(store);
+    audit_rows_cannot_be_updated_or_deleted(store.clone(), exec).await;
+    exec("DROP TRIGGER audit_events_no_update").await.unwrap();
+    exec("UPDATE audit_events SET reason = 'nothing' WHERE seq = 2").await.unwrap();
+    let report = gatehouse_store::audit::verify_audit_chain(store.as_ref()).await.unwrap();
+    let broken = report.first_broken.unwrap();
+    assert_eq!((broken.seq, broken.reason.as_str()), (2, "hash_mismatch"));
+    assert_eq!(report.checked, 1);
+    exec("DROP TRIGGER audit_events_no_delete").await.unwrap();
+    exec("DELETE FROM audit_events WHERE seq = 1").await.unwrap();
+    let report = gatehouse_store::audit::verify_audit_chain(store.as_ref()).await.unwrap();
+    assert_eq!(report.first_broken.unwrap(), gatehouse_store::audit::BrokenLink { seq: 1, reason: "seq_gap".into() });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rows_are_append_only_postgres() {
+    let Some(db) = TestDb::postgres("audit_rows_are_append_only_postgres").await else { return };
+    let Some(Backend::Postgres { store: pg, .. }) = db.backend.as_ref() else { panic!() };
+    let pool = pg.pool().clone();
+    let exec = async |sql: &str| -> Result<(), String> {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.map(|_| ()).map_err(|e| e.to_string())
+    };
+    audit_rows_cannot_be_updated_or_deleted(db.store(), exec).await;
+    db.finish().await;
+}
+
+/// The sink writes off the request path and loses nothing on close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_sink_flushes_everything_on_close() {
+    let db = TestDb::sqlite().await;
+    let (sink, writer) = gatehouse_store::AuditSink::spawn(db.store());
+    for i in 0..1200 {
+        sink.record(audit_event(&format!("e.{i}"), None));
+    }
+    writer.close().await;
+    sink.record(audit_event("after-close", None));
+    assert_eq!(sink.dropped(), 1);
+    let report = gatehouse_store::audit::verify_audit_chain(db.store().as_ref()).await.unwrap();
+    assert_eq!(report.checked, 1200);
+    assert!(report.first_broken.is_none());
+    db.finish().await;
+}

@@ -90,6 +90,7 @@ impl Harness {
             upstream: Upstream::new(opts.timeouts).unwrap(),
             settings: opts.settings,
             shutdown: shutdown.clone(),
+            audit: gatehouse_store::AuditSink::spawn(store.clone()).0,
         };
         let gateway = Gateway::new(deps).await.unwrap();
         let router = gateway.router();
