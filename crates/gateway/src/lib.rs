@@ -9,12 +9,15 @@
 //! Modules: [`auth`] (key verification + caches), [`routing`] (model → provider snapshot),
 //! [`handlers`] (thin HTTP handlers), [`request`] (body validation), [`stream`] (SSE framing),
 //! [`calllog`] (batched call records), [`error`] (OpenAI error shape + RFC 6750 challenges).
+//! Inbound dialects: [`dialect`] (credential rules, error shapes), [`anthropic_api`]
+//! (`POST /v1/messages`), [`gemini_api`] (`:generateContent`, `:streamGenerateContent`).
 
 pub mod anthropic_api;
 pub mod auth;
 pub mod calllog;
 pub mod dialect;
 pub mod error;
+pub mod gemini_api;
 pub mod handlers;
 pub(crate) mod inbound;
 pub mod request;
@@ -164,11 +167,19 @@ impl Gateway {
             .route("/v1/chat/completions", post(handlers::chat_completions).fallback(|| async { method_not_allowed("POST") }))
             .route("/v1/embeddings", post(handlers::embeddings).fallback(|| async { method_not_allowed("POST") }))
             .route("/v1/models", get(handlers::list_models).fallback(|| async { method_not_allowed("GET") }))
-            .route("/v1/models/{*model}", get(handlers::get_model).fallback(|| async { method_not_allowed("GET") }))
+            // GET: the OpenAI model object; POST `{model}:generateContent`: the Gemini API.
+            .route(
+                "/v1/models/{*model}",
+                get(handlers::get_model).post(gemini_api::generate).fallback(|| async { method_not_allowed("GET") }),
+            )
             // Inbound dialects (anthropic_api, gemini_api): errors in the client's own shape.
             .route(
                 "/v1/messages",
                 post(anthropic_api::messages).fallback(|| async { dialect_method_not_allowed(Dialect::Anthropic, "POST") }),
+            )
+            .route(
+                "/v1beta/models/{*target}",
+                post(gemini_api::generate).fallback(|| async { dialect_method_not_allowed(Dialect::Gemini, "POST") }),
             )
             .route_layer(from_fn_with_state(state.clone(), auth::auth_middleware))
             .fallback(error::not_found)

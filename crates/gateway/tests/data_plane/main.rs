@@ -9,4 +9,5 @@ mod auth;
 mod calllog;
 mod chat;
 mod failures;
+mod gemini;
 mod messages;
