@@ -82,6 +82,8 @@ pub fn router(service: Arc<AdminService>) -> Router {
         .route("/logs", get(query_logs))
         .route("/teams", get(list_teams))
         .route("/apps", get(list_apps))
+        .route("/keys/{id}/rotate", post(crate::security_http::rotate_key))
+        .route("/credentials/report-leak", post(crate::security_http::report_leak))
         .route("/audit", get(crate::audit::query_audit))
         .route("/audit/verify", get(crate::audit::verify_audit))
         .fallback(not_found)

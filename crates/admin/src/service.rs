@@ -19,6 +19,13 @@ use serde_json::Value;
 
 use crate::input::{Fields, Params, bad};
 
+mod rotation;
+pub use rotation::{DEFAULT_GRACE, KEY_SCOPES, MAX_GRACE};
+/// Body readers of the rotation and leak endpoints.
+pub mod rotation_api {
+    pub use super::rotation::leak_report_from_json;
+}
+
 /// Name of the team, app created at first start.
 pub const DEFAULT_TEAM: &str = "default";
 /// Name of the app created at first start (keys without `app_id` belong to it).
@@ -80,6 +87,11 @@ pub struct KeyView {
     pub app_id: Id,
     /// Allowed public model names; empty = all.
     pub models: Vec<String>,
+    /// Data-plane scopes; empty = all.
+    pub scopes: Vec<String>,
+    /// IP allow-list, labels, DPoP binding, rotation origin, suspension, `auto_suspend`.
+    #[serde(flatten)]
+    pub security: gatehouse_store::CredentialSecurity,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<Timestamp>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -99,6 +111,8 @@ impl From<&Credential> for KeyView {
             team_id: c.team_id,
             app_id: c.app_id,
             models: c.models.clone(),
+            scopes: c.scopes.clone(),
+            security: c.security.clone(),
             expires_at: c.expires_at,
             revoked_at: c.revoked_at,
             last_used_at: c.last_used_at,
@@ -161,6 +175,10 @@ pub struct CreateKeyRequest {
     pub expires_in: Option<Duration>,
     pub expires_at: Option<Timestamp>,
     pub app_id: Option<Id>,
+    /// Data-plane scopes (issue 5); empty = all.
+    pub scopes: Vec<String>,
+    /// IP allow-list, labels, `auto_suspend` (issue 5).
+    pub security: gatehouse_store::CredentialSecurity,
 }
 
 impl CreateKeyRequest {
@@ -168,7 +186,8 @@ impl CreateKeyRequest {
     /// duration string (`"30m"`, `"1h"`, `"7d"`, `"3600s"`) or integer seconds.
     pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
         let mut f = Fields::from_body(body)?;
-        f.deny_unknown(&["name", "models", "expires_in", "expires_at", "app_id"])?;
+        f.deny_unknown(&["name", "models", "expires_in", "expires_at", "app_id", "scopes", "ip_allow", "labels", "auto_suspend"])?;
+        let (scopes, security) = rotation::read_key_security(&mut f)?;
         let name = f.string("name")?;
         check_label(&name, "name", 128)?;
         let mut models = f.opt_string_list("models")?.unwrap_or_default();
@@ -195,7 +214,7 @@ impl CreateKeyRequest {
             return Err(bad("expires_at", "give either `expires_in` or `expires_at`, not both"));
         }
         let app_id = f.opt_id("app_id")?;
-        Ok(Self { name, models, expires_in, expires_at, app_id })
+        Ok(Self { name, models, expires_in, expires_at, app_id, scopes, security })
     }
 }
 
@@ -515,11 +534,12 @@ impl AdminService {
             pepper_version: self.deps.peppers.current_version(),
             hint: generated.hint,
             models: req.models,
-            scopes: Vec::new(),
+            scopes: req.scopes,
             expires_at,
             revoked_at: None,
             last_used_at: None,
             created_at,
+            security: req.security,
         };
         self.deps.store.create_credential(&credential).await.map_err(|e| internal("creating a key", &e))?;
         tracing::info!(key_id = %credential.id, app_id = %credential.app_id, "api key created");

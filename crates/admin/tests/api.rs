@@ -349,3 +349,98 @@ async fn audit_records_key_lifecycle_and_admin_actions_and_verifies() {
     let all = ok(&h.app, "GET", "/admin/v1/audit", None).await;
     assert!(!all.to_string().contains(&plaintext));
 }
+
+#[tokio::test]
+async fn keys_carry_scopes_ip_allow_labels_and_reject_bad_ones() {
+    let h = harness().await;
+    let v = ok(
+        &h.app,
+        "POST",
+        "/admin/v1/keys",
+        Some(json!({"name": "k", "scopes": ["models:read", "chat:invoke"], "ip_allow": ["203.0.113.0/24", "2001:db8::/32"], "labels": {"env": "prod"}, "auto_suspend": true})),
+    )
+    .await;
+    assert_eq!(v["scopes"], json!(["chat:invoke", "models:read"]));
+    assert_eq!(v["ip_allow"], json!(["203.0.113.0/24", "2001:db8::/32"]));
+    assert_eq!(v["labels"]["env"], "prod");
+    assert_eq!(v["auto_suspend"], true);
+    let got = ok(&h.app, "GET", &format!("/admin/v1/keys/{}", v["id"].as_str().unwrap()), None).await;
+    assert_eq!(got["ip_allow"], v["ip_allow"]);
+    for (body, param) in [
+        (json!({"name": "k", "scopes": ["Chat:Invoke"]}), "scopes[0]"),
+        (json!({"name": "k", "ip_allow": ["10.0.0.0/33"]}), "ip_allow[0]"),
+        (json!({"name": "k", "labels": {"env": 1}}), "labels.env"),
+        (json!({"name": "k", "auto_suspend": "yes"}), "auto_suspend"),
+    ] {
+        let (s, _, e, _) = call(&h.app, "POST", "/admin/v1/keys", Some(OPERATOR), Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{param}");
+        assert_eq!(e["error"]["param"], param);
+    }
+}
+
+#[tokio::test]
+async fn rotate_issues_a_successor_once_and_caps_the_old_expiry() {
+    let h = harness().await;
+    let old = ok(&h.app, "POST", "/admin/v1/keys", Some(json!({"name": "rot", "scopes": ["chat:invoke"], "ip_allow": ["10.0.0.0/8"]}))).await;
+    let id = old["id"].as_str().unwrap();
+    let (s, headers, v, _) = call(&h.app, "POST", &format!("/admin/v1/keys/{id}/rotate"), Some(OPERATOR), Some(json!({"grace": "1h"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(headers["cache-control"], "no-store");
+    let new_key = v["key"].as_str().unwrap();
+    assert!(new_key.starts_with("gthk_live_") && new_key != old["key"].as_str().unwrap());
+    assert_eq!(v["rotated_from"], id);
+    assert_eq!(v["scopes"], json!(["chat:invoke"]));
+    assert_eq!(v["ip_allow"], json!(["10.0.0.0/8"]));
+    let exp = time::OffsetDateTime::parse(v["previous"]["expires_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    let left = exp - time::OffsetDateTime::now_utc();
+    assert!(left > time::Duration::minutes(59) && left <= time::Duration::hours(1), "{left}");
+    // the old key's cache entry is dropped
+    assert!(h.events.lock().unwrap().iter().any(|e| matches!(e, BusEvent::CredentialChanged { id: i, .. } if i.to_string() == id)));
+    // the successor is never shown again
+    let listed = ok(&h.app, "GET", "/admin/v1/keys", None).await;
+    assert!(!listed.to_string().contains(new_key));
+    let audit = ok(&h.app, "GET", &format!("/admin/v1/audit?key_id={id}&event_type=key.rotated"), None).await;
+    assert_eq!(audit["data"][0]["details"]["successor_id"], v["id"]);
+    // errors: too long a grace, unknown key, revoked key
+    let (s, _, e, _) = call(&h.app, "POST", &format!("/admin/v1/keys/{id}/rotate"), Some(OPERATOR), Some(json!({"grace": "8d"}))).await;
+    assert_eq!((s, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("grace")));
+    let (s, _, _, _) = call(&h.app, "POST", "/admin/v1/keys/0190a4b0-0000-7000-8000-000000000000/rotate", Some(OPERATOR), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    ok(&h.app, "POST", &format!("/admin/v1/keys/{id}/revoke"), None).await;
+    let (s, _, _, _) = call(&h.app, "POST", &format!("/admin/v1/keys/{id}/rotate"), Some(OPERATOR), None).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn report_leak_revokes_matches_and_answers_the_same_either_way() {
+    let h = harness().await;
+    let created = ok(&h.app, "POST", "/admin/v1/keys", Some(json!({"name": "leaky"}))).await;
+    let key = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    let unknown = gatehouse_auth::generate(gatehouse_auth::TokenKind::ApiKey, Env::Live).unwrap();
+    let unknown = unknown.token.expose_secret().to_string();
+    let mut answers = Vec::new();
+    for body in [
+        json!([{"token": key, "type": "gatehouse_api_key", "url": "https://example.com/x", "source": "content"}]),
+        json!([{"token": unknown, "type": "gatehouse_api_key", "url": "https://example.com/y", "source": "content"}]),
+        json!({"tokens": ["gthk_live_not-a-real-key"]}),
+    ] {
+        let (s, headers, v, text) = call(&h.app, "POST", "/admin/v1/credentials/report-leak", Some(OPERATOR), Some(body)).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        assert!(!text.contains(&key) && !text.contains(&unknown));
+        answers.push((v, headers.get("content-length").cloned()));
+    }
+    assert!(answers.iter().all(|a| a == &answers[0]), "identical answers: {answers:?}");
+    let got = ok(&h.app, "GET", &format!("/admin/v1/keys/{id}"), None).await;
+    assert!(got["revoked_at"].is_string());
+    let audit = ok(&h.app, "GET", "/admin/v1/audit?event_type=leak.reported", None).await;
+    let counts: Vec<i64> = audit["data"].as_array().unwrap().iter().map(|e| e["details"]["revoked"].as_i64().unwrap()).collect();
+    assert_eq!(counts, vec![0, 0, 1]);
+    let revoked = ok(&h.app, "GET", &format!("/admin/v1/audit?key_id={id}&event_type=key.revoked"), None).await;
+    assert_eq!(revoked["data"][0]["reason"], "leak_report");
+    let (s, _, e, text) = call(&h.app, "POST", "/admin/v1/credentials/report-leak", Some(OPERATOR), Some(json!({"tokens": [1]}))).await;
+    assert_eq!((s, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("tokens[0]")));
+    assert!(!text.contains(&key));
+    let dump = h.store.debug_dump().await.unwrap();
+    assert!(!dump.contains(&key) && !dump.contains(&unknown));
+}

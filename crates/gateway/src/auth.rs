@@ -136,14 +136,30 @@ impl Authenticator {
     ///
     /// Errors: `InvalidToken` (401), `Unavailable` (503, store failure; logged without the key).
     pub async fn verify(&self, token: &str) -> Result<Arc<Credential>, ApiError> {
+        self.verify_detailed(token).await.map_err(|(e, _)| e)
+    }
+
+    /// [`Self::verify`], telling on failure which known key was refused and why (`revoked`,
+    /// `suspended`, `expired`) so the caller can audit it; the client still gets the one
+    /// generic `invalid_token`.
+    pub async fn verify_detailed(&self, token: &str) -> Result<Arc<Credential>, (ApiError, Option<(Arc<Credential>, &'static str)>)> {
         match gatehouse_auth::parse(token) {
             Ok(p) if p.kind == TokenKind::ApiKey && p.env == self.env => {}
-            _ => return Err(invalid_token()),
+            _ => return Err((invalid_token(), None)),
         }
-        let credential = self.lookup(token).await?.ok_or_else(invalid_token)?;
+        let credential = self.lookup(token).await.map_err(|e| (e, None))?.ok_or_else(|| (invalid_token(), None))?;
         let at = now();
-        if credential.revoked_at.is_some() || credential.expires_at.is_some_and(|e| e <= at) {
-            return Err(invalid_token());
+        let refused = if credential.revoked_at.is_some() {
+            Some("revoked")
+        } else if credential.security.suspended_at.is_some() {
+            Some("suspended")
+        } else if credential.expires_at.is_some_and(|e| e <= at) {
+            Some("expired")
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            return Err((invalid_token(), Some((credential, reason))));
         }
         // Dropped when the channel is full: last_used_at is advisory.
         let _ = self.touch.try_send((credential.id, at));
@@ -193,10 +209,19 @@ impl Authenticator {
 /// on failure answers the OpenAI-shaped error with its RFC 6750 challenge.
 pub async fn auth_middleware(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let dialect = Dialect::of(req.method(), req.uri().path());
+    let client = crate::security::ClientInfo::of(&req, &state.settings.trusted_proxies);
     let verified = match crate::dialect::extract_credential(req.headers(), req.uri(), dialect) {
-        Ok(token) => state.auth.verify(token).await,
+        Ok(token) => state.auth.verify_detailed(token).await.map_err(|(e, denial)| {
+            if let Some((credential, reason)) = denial {
+                crate::security::audit_status_denial(&state, &client, &credential, reason);
+            }
+            e
+        }),
         Err(e) => Err(e),
     };
+    let verified = verified.and_then(|credential| {
+        crate::security::check(&state, &client, &credential, req.method(), req.uri().path()).map(|()| credential)
+    });
     match verified {
         Ok(credential) => {
             if let Some(rec) = req.extensions().get::<CallRecorder>() {
@@ -209,7 +234,7 @@ pub async fn auth_middleware(State(state): State<Arc<AppState>>, mut req: Reques
             req.extensions_mut().insert(AuthContext { credential });
             next.run(req).await
         }
-        Err(e) => render_error(dialect, &e),
+        Err(e) => crate::security::with_scope_challenge(render_error(dialect, &e), &e),
     }
 }
 

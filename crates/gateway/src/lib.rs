@@ -22,6 +22,7 @@ pub mod handlers;
 pub(crate) mod inbound;
 pub mod request;
 pub mod routing;
+pub mod security;
 pub mod stream;
 
 use std::sync::Arc;
@@ -61,11 +62,19 @@ pub struct GatewaySettings {
     /// After shutdown starts, how long in-flight streams may continue (default 30 s) before they
     /// end with an error event and `[DONE]`.
     pub stream_drain: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed when they are the socket peer (issue 5);
+    /// empty (default) = the socket address is the client address.
+    pub trusted_proxies: Vec<gatehouse_auth::cidr::Cidr>,
 }
 
 impl Default for GatewaySettings {
     fn default() -> Self {
-        Self { body_limit_bytes: 4 * 1024 * 1024, env: Env::Live, stream_drain: Duration::from_secs(30) }
+        Self {
+            body_limit_bytes: 4 * 1024 * 1024,
+            env: Env::Live,
+            stream_drain: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+        }
     }
 }
 
@@ -99,8 +108,8 @@ pub struct AppState {
     pub(crate) sink: CallLogSink,
     pub(crate) settings: GatewaySettings,
     pub(crate) shutdown: CancellationToken,
-    #[allow(dead_code)] // read by the credential checks of the next increment
     pub(crate) audit: gatehouse_store::AuditSink,
+    pub(crate) first_use: security::FirstUse,
 }
 
 /// The data plane: state, background tasks (call-log writer, `last_used_at` batcher) and the
@@ -128,6 +137,7 @@ impl Gateway {
             settings: deps.settings,
             shutdown: deps.shutdown,
             audit: deps.audit,
+            first_use: security::FirstUse::default(),
         });
         let weak = Arc::downgrade(&state);
         let handler: BusHandler = Arc::new(move |event| {

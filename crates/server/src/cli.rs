@@ -50,6 +50,26 @@ pub enum KeysCmd {
         /// App id (default: the "default" app).
         #[arg(long, value_name = "ID")]
         app: Option<String>,
+        /// Comma-separated scopes: chat:invoke, embeddings:invoke, models:read (default: all).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Comma-separated CIDRs the key may be used from (default: anywhere).
+        #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+        ip_allow: Vec<String>,
+        /// A label KEY=VALUE; repeat for several.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Suspend the key automatically when its use looks anomalous.
+        #[arg(long)]
+        auto_suspend: bool,
+    },
+    /// Rotate a key: prints the successor once; the old key keeps working for the grace period.
+    Rotate {
+        /// The key id.
+        id: String,
+        /// How long the old key keeps working, e.g. 1h (default 24h, at most 7d; 0s = now).
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
     },
     /// List keys (hints only).
     List {
@@ -243,8 +263,27 @@ pub async fn keys(args: ClientArgs<KeysCmd>) -> ExitCode {
 async fn keys_inner(args: ClientArgs<KeysCmd>) -> Result<(), String> {
     let c = Client::new(&args.conn)?;
     match args.cmd {
-        KeysCmd::Create { name, models, expires_in, app } => {
+        KeysCmd::Create { name, models, expires_in, app, scopes, ip_allow, labels, auto_suspend } => {
             let mut body = json!({ "name": name });
+            let scopes: Vec<String> = scopes.into_iter().map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
+            if !scopes.is_empty() {
+                body["scopes"] = json!(scopes);
+            }
+            let ip_allow: Vec<String> = ip_allow.into_iter().map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
+            if !ip_allow.is_empty() {
+                body["ip_allow"] = json!(ip_allow);
+            }
+            if !labels.is_empty() {
+                let mut map = serde_json::Map::new();
+                for l in labels {
+                    let (k, v) = l.split_once('=').ok_or_else(|| format!("--label {l}: expected KEY=VALUE"))?;
+                    map.insert(k.to_string(), json!(v));
+                }
+                body["labels"] = Value::Object(map);
+            }
+            if auto_suspend {
+                body["auto_suspend"] = json!(true);
+            }
             let models: Vec<String> = models.into_iter().map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
             if !models.is_empty() {
                 body["models"] = json!(models);
@@ -283,6 +322,19 @@ async fn keys_inner(args: ClientArgs<KeysCmd>) -> Result<(), String> {
                         .collect(),
                 );
             }
+        }
+        KeysCmd::Rotate { id, grace } => {
+            let body = grace.map(|g| json!({ "grace": g }));
+            let v = c.call(reqwest::Method::POST, &format!("/keys/{}/rotate", path_segment(&id)), body).await?;
+            if c.json {
+                c.print_json(&v);
+            } else {
+                println!("{}", s(&v["key"]));
+                println!("id: {}", s(&v["id"]));
+                println!("hint: {}", s(&v["hint"]));
+                println!("previous: {} works until {}", s(&v["previous"]["id"]), s(&v["previous"]["expires_at"]));
+            }
+            eprintln!("Save this key now: it is shown only once.");
         }
         KeysCmd::Revoke { id } => {
             let v = c.call(reqwest::Method::POST, &format!("/keys/{}/revoke", path_segment(&id)), None).await?;

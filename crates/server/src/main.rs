@@ -39,7 +39,7 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate(serve::StoreArgs),
-    /// API keys: create, list, revoke.
+    /// API keys: create, list, rotate, revoke.
     Keys(cli::ClientArgs<cli::KeysCmd>),
     /// Upstream providers: add (or update), list, remove.
     Providers(cli::ClientArgs<cli::ProvidersCmd>),

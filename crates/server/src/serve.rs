@@ -350,7 +350,12 @@ async fn run(config: Config, demo: bool) -> Result<(), String> {
         peppers,
         key_provider,
         upstream,
-        settings: GatewaySettings { body_limit_bytes: config.body_limit_bytes, env, stream_drain: config.shutdown_drain },
+        settings: GatewaySettings {
+            body_limit_bytes: config.body_limit_bytes,
+            env,
+            stream_drain: config.shutdown_drain,
+            trusted_proxies: trusted_proxies()?,
+        },
         shutdown: shutdown.clone(),
         audit,
     })
@@ -369,7 +374,7 @@ async fn run(config: Config, demo: bool) -> Result<(), String> {
     }
     tracing::info!(%data_addr, %admin_addr, demo, "gatehouse started");
 
-    let data = axum::serve(data_listener, gateway.router()).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let data = axum::serve(data_listener, gateway.router().into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let admin_srv = axum::serve(admin_listener, gatehouse_admin::router(admin.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let servers = async { tokio::join!(data.into_future(), admin_srv.into_future()) };
@@ -419,6 +424,17 @@ async fn upsert_provider(
 ) -> Result<(), String> {
     let req = UpsertProviderRequest { name: name.to_string(), kind, base_url, api_key };
     admin.upsert_provider(req).await.map(|_| ()).map_err(|e| format!("registering provider {name}: {}", e.message))
+}
+
+/// `GATEHOUSE_TRUSTED_PROXIES`: comma-separated CIDRs of reverse proxies whose
+/// `X-Forwarded-For` names the client (issue 5); unset = none (the socket peer is the client).
+fn trusted_proxies() -> Result<Vec<gatehouse_auth::cidr::Cidr>, String> {
+    let Ok(v) = std::env::var("GATEHOUSE_TRUSTED_PROXIES") else { return Ok(Vec::new()) };
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| gatehouse_auth::cidr::Cidr::parse(s).map_err(|e| format!("GATEHOUSE_TRUSTED_PROXIES: `{s}`: {e}")))
+        .collect()
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, String> {

@@ -123,6 +123,15 @@ pub trait Store: Send + Sync + 'static {
     /// Events with `seq > after_seq` in chain order, at most `limit` (clamped to 1..=10000);
     /// used by [`audit::verify_audit_chain`].
     async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+
+    // --- issue 5 (token security, part b): key rotation and suspension (`sqlite/security.rs`,
+    // `postgres/security.rs`). ---
+    /// Rotation with overlap, one transaction: inserts `successor` and sets the old key's
+    /// `expires_at = min(expires_at, old_expires_at)`. Returns false (and changes nothing) if the
+    /// old key does not exist or is revoked or suspended. `Conflict` on a duplicate digest.
+    async fn rotate_credential(&self, old: Id, successor: &Credential, old_expires_at: Timestamp) -> StoreResult<bool>;
+    /// Sets `security.suspended_at` if not yet set. Returns false if no such credential.
+    async fn suspend_credential(&self, id: Id, at: Timestamp) -> StoreResult<bool>;
 }
 
 /// Opens the store for a URL. Runs no migrations; call [`Store::migrate`].

@@ -20,6 +20,7 @@ use crate::{
 };
 
 mod audit;
+mod security;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -141,6 +142,7 @@ fn credential_row(row: &PgRow) -> StoreResult<Credential> {
         revoked_at: col(row, "revoked_at")?,
         last_used_at: col(row, "last_used_at")?,
         created_at: col(row, "created_at")?,
+        security: security::read(row)?,
     })
 }
 
@@ -249,7 +251,8 @@ macro_rules! operator_token_cols {
 macro_rules! credential_cols {
     () => {
         "id, team_id, app_id, name, digest, pepper_version, hint, models, scopes, expires_at, \
-         revoked_at, last_used_at, created_at"
+         revoked_at, last_used_at, created_at, ip_allow, labels, dpop_jkt, rotated_from, \
+         suspended_at, auto_suspend"
     };
 }
 macro_rules! provider_credential_cols {
@@ -496,7 +499,7 @@ impl Store for PostgresStore {
         let mut tx = self.tx("credential").await?;
         sqlx::query(concat!(
             "INSERT INTO credentials (",
-            credential_cols!(),
+            "id, team_id, app_id, name, digest, pepper_version, hint, models, scopes, expires_at, revoked_at, last_used_at, created_at",
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(c.id)
@@ -515,6 +518,7 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("credential", e))?;
+        security::write(&mut tx, c).await?;
         tx.commit()
             .await
             .map_err(|e| StoreError::from_sqlx("credential", e))
@@ -1047,5 +1051,15 @@ impl Store for PostgresStore {
 
     async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEvent>> {
         audit::chain_page(self, after_seq, limit).await
+    }
+
+    // --- issue 5 (token security, part b): rotation and suspension (`security.rs`) ---
+
+    async fn rotate_credential(&self, old: Id, successor: &Credential, old_expires_at: Timestamp) -> StoreResult<bool> {
+        security::rotate(self, old, successor, old_expires_at).await
+    }
+
+    async fn suspend_credential(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        security::suspend(self, id, at).await
     }
 }

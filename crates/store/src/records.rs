@@ -79,6 +79,35 @@ pub struct Credential {
     pub last_used_at: Option<Timestamp>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
+    /// Token-security attributes (issue 5): IP allow-list, labels, DPoP binding, rotation,
+    /// suspension.
+    #[serde(default)]
+    pub security: CredentialSecurity,
+}
+
+/// Token-security attributes of an API key (issue 5; `token-security.md` §2.4–§2.6, RFC 9449).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CredentialSecurity {
+    /// CIDRs (`203.0.113.0/24`, `2001:db8::/32`, or single addresses) the key may be used from;
+    /// empty = any address.
+    #[serde(default)]
+    pub ip_allow: Vec<String>,
+    /// Free-form labels (`{"env":"prod"}`).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// RFC 7638 JWK SHA-256 thumbprint the key is bound to: it is then accepted only as
+    /// `Authorization: DPoP` with a proof signed by that key (RFC 9449 §7).
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
+    /// The key this one replaced (`keys rotate`).
+    #[serde(default)]
+    pub rotated_from: Option<Id>,
+    /// Set when an anomaly policy suspended the key; a suspended key fails like a revoked one.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub suspended_at: Option<Timestamp>,
+    /// Whether anomalies suspend the key automatically.
+    #[serde(default)]
+    pub auto_suspend: bool,
 }
 
 /// Filter for [`crate::Store::list_credentials`].

@@ -26,6 +26,7 @@ use crate::{
 };
 
 mod audit;
+mod security;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -252,6 +253,7 @@ fn credential_row(row: &SqliteRow) -> StoreResult<Credential> {
         revoked_at: col_opt_ts(row, "revoked_at")?,
         last_used_at: col_opt_ts(row, "last_used_at")?,
         created_at: col_ts(row, "created_at")?,
+        security: security::read(row)?,
     })
 }
 
@@ -360,7 +362,8 @@ macro_rules! operator_token_cols {
 macro_rules! credential_cols {
     () => {
         "id, team_id, app_id, name, digest, pepper_version, hint, models, scopes, expires_at, \
-         revoked_at, last_used_at, created_at"
+         revoked_at, last_used_at, created_at, ip_allow, labels, dpop_jkt, rotated_from, \
+         suspended_at, auto_suspend"
     };
 }
 macro_rules! provider_credential_cols {
@@ -607,7 +610,7 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx("credential").await?;
         sqlx::query(concat!(
             "INSERT INTO credentials (",
-            credential_cols!(),
+            "id, team_id, app_id, name, digest, pepper_version, hint, models, scopes, expires_at, revoked_at, last_used_at, created_at",
             ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(id_text(c.id))
@@ -626,6 +629,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx("credential", e))?;
+        security::write(&mut tx, c).await?;
         tx.commit()
             .await
             .map_err(|e| StoreError::from_sqlx("credential", e))
@@ -1146,6 +1150,16 @@ impl Store for SqliteStore {
 
     async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEvent>> {
         audit::chain_page(self, after_seq, limit).await
+    }
+
+    // --- issue 5 (token security, part b): rotation and suspension (`security.rs`) ---
+
+    async fn rotate_credential(&self, old: Id, successor: &Credential, old_expires_at: Timestamp) -> StoreResult<bool> {
+        security::rotate(self, old, successor, old_expires_at).await
+    }
+
+    async fn suspend_credential(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        security::suspend(self, id, at).await
     }
 }
 

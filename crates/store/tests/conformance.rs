@@ -192,6 +192,7 @@ fn credential(app: &App, seed: u8) -> Credential {
         revoked_at: None,
         last_used_at: None,
         created_at: now_us(),
+        security: Default::default(),
     }
 }
 
@@ -1545,3 +1546,56 @@ async fn audit_sink_flushes_everything_on_close() {
     assert!(report.first_broken.is_none());
     db.finish().await;
 }
+
+// issue 5: API-key security attributes, rotation with overlap, suspension
+
+async fn credential_security_round_trips_rotates_and_suspends(store: Arc<dyn Store>) {
+    let t = team("sec");
+    store.create_team(&t).await.unwrap();
+    let a = app(t.id, "sec-app");
+    store.create_app(&a).await.unwrap();
+    let mut old = credential(&a, 41);
+    old.security.ip_allow = vec!["203.0.113.0/24".into(), "2001:db8::/32".into()];
+    old.security.labels.insert("env".into(), "prod".into());
+    old.security.dpop_jkt = Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into());
+    old.security.auto_suspend = true;
+    store.create_credential(&old).await.unwrap();
+    assert_eq!(store.get_credential(old.id).await.unwrap().unwrap(), old);
+    assert_eq!(store.find_credential(&old.digest).await.unwrap().unwrap().security, old.security);
+
+    // rotate: successor inserted, old expiry capped at the grace end
+    let grace_end = now_us() + Duration::hours(1);
+    let mut successor = credential(&a, 42);
+    successor.security = old.security.clone();
+    successor.security.rotated_from = Some(old.id);
+    assert!(store.rotate_credential(old.id, &successor, grace_end).await.unwrap());
+    assert_eq!(store.get_credential(old.id).await.unwrap().unwrap().expires_at, Some(grace_end));
+    assert_eq!(store.get_credential(successor.id).await.unwrap().unwrap(), successor);
+    // a later grace never extends the expiry
+    let mut third = credential(&a, 43);
+    third.security.rotated_from = Some(old.id);
+    assert!(store.rotate_credential(old.id, &third, grace_end + Duration::days(1)).await.unwrap());
+    assert_eq!(store.get_credential(old.id).await.unwrap().unwrap().expires_at, Some(grace_end));
+
+    // revoked or unknown: nothing changes, the successor is not inserted
+    store.revoke_credential(third.id, now_us()).await.unwrap();
+    let fourth = credential(&a, 44);
+    assert!(!store.rotate_credential(third.id, &fourth, grace_end).await.unwrap());
+    assert!(store.get_credential(fourth.id).await.unwrap().is_none());
+    assert!(!store.rotate_credential(new_id(), &fourth, grace_end).await.unwrap());
+    assert!(store.get_credential(fourth.id).await.unwrap().is_none());
+    // duplicate digest → Conflict, old key untouched
+    let dup = credential(&a, 42);
+    assert!(matches!(store.rotate_credential(successor.id, &dup, now_us()).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.get_credential(successor.id).await.unwrap().unwrap().expires_at, successor.expires_at);
+
+    // suspension
+    let at = now_us();
+    assert!(store.suspend_credential(successor.id, at).await.unwrap());
+    assert!(store.suspend_credential(successor.id, at + Duration::hours(1)).await.unwrap());
+    assert_eq!(store.get_credential(successor.id).await.unwrap().unwrap().security.suspended_at, Some(at));
+    assert!(!store.suspend_credential(new_id(), at).await.unwrap());
+    let suspended_rotation = credential(&a, 45);
+    assert!(!store.rotate_credential(successor.id, &suspended_rotation, at).await.unwrap());
+}
+store_test!(credential_security_round_trips_rotates_and_suspends);

@@ -191,5 +191,13 @@ impl Store for CountingStore {
     async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<gatehouse_store::AuditEvent>> {
         self.inner.audit_chain(after_seq, limit).await
     }
+    async fn rotate_credential(&self, old: gatehouse_types::Id, successor: &Credential, old_expires_at: gatehouse_types::Timestamp) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.rotate_credential(old, successor, old_expires_at).await
+    }
+    async fn suspend_credential(&self, id: gatehouse_types::Id, at: gatehouse_types::Timestamp) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.suspend_credential(id, at).await
+    }
 
 }

@@ -42,6 +42,8 @@ pub struct Harness {
     /// An unrestricted live key.
     pub key: String,
     pub shutdown: CancellationToken,
+    /// The audit sink of the gateway (`flush` before reading `audit_events`).
+    pub audit: gatehouse_store::AuditSink,
     gateway: Option<Gateway>,
     server: Option<tokio::task::JoinHandle<()>>,
     dir: PathBuf,
@@ -82,6 +84,7 @@ impl Harness {
         add_model(&*store, "demo-claude", anthropic, "mock-claude").await;
 
         let shutdown = CancellationToken::new();
+        let audit = gatehouse_store::AuditSink::spawn(store.clone()).0;
         let deps = GatewayDeps {
             store: store.clone(),
             bus: bus.clone(),
@@ -90,7 +93,7 @@ impl Harness {
             upstream: Upstream::new(opts.timeouts).unwrap(),
             settings: opts.settings,
             shutdown: shutdown.clone(),
-            audit: gatehouse_store::AuditSink::spawn(store.clone()).0,
+            audit: audit.clone(),
         };
         let gateway = Gateway::new(deps).await.unwrap();
         let router = gateway.router();
@@ -98,7 +101,7 @@ impl Harness {
         let addr = listener.local_addr().unwrap();
         let token = shutdown.clone();
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).with_graceful_shutdown(token.cancelled_owned()).await.unwrap();
+            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(token.cancelled_owned()).await.unwrap();
         });
         let mut h = Self {
             base: format!("http://{addr}"),
@@ -111,6 +114,7 @@ impl Harness {
             app_id: app.id,
             key: String::new(),
             shutdown,
+            audit,
             gateway: Some(gateway),
             server: Some(server),
             dir,
@@ -121,6 +125,11 @@ impl Harness {
 
     /// Creates a live API key; returns its id and plaintext.
     pub async fn create_key(&self, models: &[&str], expires_at: Option<Timestamp>) -> (Id, String) {
+        self.create_key_with(models, expires_at, |_| {}).await
+    }
+
+    /// Creates a live API key after `adjust` changed the record (scopes, security attributes).
+    pub async fn create_key_with(&self, models: &[&str], expires_at: Option<Timestamp>, adjust: impl FnOnce(&mut Credential)) -> (Id, String) {
         let generated = gatehouse_auth::generate(TokenKind::ApiKey, Env::Live).unwrap();
         let token = generated.token.expose_secret().to_string();
         let credential = Credential {
@@ -137,7 +146,10 @@ impl Harness {
             revoked_at: None,
             last_used_at: None,
             created_at: now(),
+            security: Default::default(),
         };
+        let mut credential = credential;
+        adjust(&mut credential);
         self.store.create_credential(&credential).await.unwrap();
         (credential.id, token)
     }

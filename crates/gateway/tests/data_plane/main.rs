@@ -11,3 +11,4 @@ mod chat;
 mod failures;
 mod gemini;
 mod messages;
+mod token_security;

@@ -1,0 +1,203 @@
+//! API-key security operations of the admin service (issue 5): reading scopes / IP allow-list /
+//! labels / `auto_suspend` from a create request, rotation with overlap
+//! (`token-security.md` §2.5) and leak reports (§2.5 "Leak response").
+
+use std::time::Duration;
+
+use gatehouse_auth::cidr::Cidr;
+use gatehouse_auth::token::{self, TokenKind};
+use gatehouse_store::audit::kinds;
+use gatehouse_store::{BusEvent, Credential, CredentialSecurity, NewAuditEvent};
+use gatehouse_types::{ApiError, Id, new_id, now};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use super::{AdminService, CreatedKey, KeyView, internal};
+use crate::input::{Fields, bad};
+
+/// Grace period of `keys rotate` when none is given (24 h).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// Longest grace period (7 days).
+pub const MAX_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Data-plane scopes a key may hold.
+pub const KEY_SCOPES: &[&str] = &["chat:invoke", "embeddings:invoke", "models:read"];
+/// Most tokens in one leak report.
+pub const MAX_LEAK_TOKENS: usize = 1000;
+
+/// Reads `scopes` (subset of [`KEY_SCOPES`]), `ip_allow` (CIDRs), `labels` (object of strings,
+/// at most 32) and `auto_suspend` (bool). 400 naming the field otherwise.
+pub(super) fn read_key_security(f: &mut Fields) -> Result<(Vec<String>, CredentialSecurity), ApiError> {
+    let mut scopes = f.opt_string_list("scopes")?.unwrap_or_default();
+    for (i, s) in scopes.iter().enumerate() {
+        if !KEY_SCOPES.contains(&s.as_str()) {
+            return Err(bad(&format!("scopes[{i}]"), format!("unknown scope (expected one of: {})", KEY_SCOPES.join(", "))));
+        }
+    }
+    scopes.sort();
+    scopes.dedup();
+    let ip_allow = f.opt_string_list("ip_allow")?.unwrap_or_default();
+    for (i, c) in ip_allow.iter().enumerate() {
+        Cidr::parse(c).map_err(|e| bad(&format!("ip_allow[{i}]"), e.to_string()))?;
+    }
+    let mut labels = std::collections::BTreeMap::new();
+    match f.take("labels") {
+        None => {}
+        Some(Value::Object(map)) => {
+            if map.len() > 32 {
+                return Err(bad("labels", "at most 32 labels"));
+            }
+            for (k, v) in map {
+                let ok_key = !k.is_empty() && k.len() <= 64 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
+                match v {
+                    Value::String(v) if ok_key && v.len() <= 256 && !v.chars().any(char::is_control) => {
+                        labels.insert(k, v);
+                    }
+                    _ => return Err(bad(&format!("labels.{k}"), "labels are short strings (key: letters, digits, - _ . : /)")),
+                }
+            }
+        }
+        Some(_) => return Err(bad("labels", "`labels` must be an object of strings")),
+    }
+    let auto_suspend = match f.take("auto_suspend") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(bad("auto_suspend", "`auto_suspend` must be true or false")),
+    };
+    Ok((scopes, CredentialSecurity { ip_allow, labels, auto_suspend, ..Default::default() }))
+}
+
+impl AdminService {
+    /// Rotates a key with overlap: issues a successor (same app, name, models, scopes, IP
+    /// allow-list, labels, binding and policy; plaintext shown once) and caps the old key's
+    /// expiry at now + `grace` (default [`DEFAULT_GRACE`], at most [`MAX_GRACE`]; 0 = now). After
+    /// that the old key fails with `invalid_token`. Records `key.rotated` and drops the old key
+    /// from every auth cache.
+    ///
+    /// Errors: 400 grace too long, 404 unknown key, 409 the key is revoked or suspended.
+    pub async fn rotate_key(&self, id: Id, grace: Option<Duration>) -> Result<(CreatedKey, KeyView), ApiError> {
+        let grace = grace.unwrap_or(DEFAULT_GRACE);
+        if grace > MAX_GRACE {
+            return Err(bad("grace", "the grace period is at most 7 days"));
+        }
+        let old = self.load_key(id).await?;
+        let at = now();
+        let generated = token::generate(TokenKind::ApiKey, self.deps.env).map_err(|_| ApiError::internal())?;
+        let mut security = old.security.clone();
+        security.rotated_from = Some(old.id);
+        security.suspended_at = None;
+        let successor = Credential {
+            id: new_id(),
+            team_id: old.team_id,
+            app_id: old.app_id,
+            name: old.name.clone(),
+            digest: self.deps.peppers.digest(generated.token.expose_secret()).to_vec(),
+            pepper_version: self.deps.peppers.current_version(),
+            hint: generated.hint,
+            models: old.models.clone(),
+            scopes: old.scopes.clone(),
+            expires_at: old.expires_at.filter(|e| *e > at),
+            revoked_at: None,
+            last_used_at: None,
+            created_at: at,
+            security,
+        };
+        let grace_end = at + time::Duration::try_from(grace).map_err(|_| bad("grace", "the grace period is too long"))?;
+        let rotated = self
+            .deps
+            .store
+            .rotate_credential(old.id, &successor, grace_end)
+            .await
+            .map_err(|e| internal("rotating a key", &e))?;
+        if !rotated {
+            return Err(ApiError::new(gatehouse_types::ErrorCode::Conflict, "a revoked or suspended key cannot be rotated").with_param("id"));
+        }
+        self.deps.bus.publish(BusEvent::CredentialChanged { id: old.id, digest: old.digest.clone() });
+        self.deps.audit.record(
+            NewAuditEvent::new(kinds::KEY_ROTATED, "admin")
+                .credential(old.id)
+                .details(json!({"successor_id": successor.id, "grace_seconds": grace.as_secs()})),
+        );
+        self.deps.audit.record(
+            NewAuditEvent::new(kinds::KEY_CREATED, "admin")
+                .credential(successor.id)
+                .details(json!({"app_id": successor.app_id, "hint": successor.hint, "rotated_from": old.id})),
+        );
+        tracing::info!(key_id = %old.id, successor_id = %successor.id, grace_secs = grace.as_secs(), "api key rotated");
+        let old_view = self.get_key(old.id).await?;
+        Ok((CreatedKey { key: generated.token, view: KeyView::from(&successor) }, old_view))
+    }
+
+    /// Handles a leak report: every string that is a well-formed Gatehouse API key of this
+    /// deployment (format and CRC32 checked offline first) and matches a stored key gets that
+    /// key revoked (bus event, `key.revoked` with reason `leak_report`). One `leak.reported`
+    /// event records the counts. Returns how many strings were received — never which matched.
+    pub async fn report_leak(&self, tokens: &[String], source: Option<&str>) -> Result<usize, ApiError> {
+        let mut well_formed = 0usize;
+        let mut revoked = 0usize;
+        for t in tokens {
+            match token::parse(t) {
+                Ok(p) if p.kind == TokenKind::ApiKey && p.env == self.deps.env => well_formed += 1,
+                _ => continue,
+            }
+            let mut found = None;
+            for version in (1..=self.deps.peppers.current_version()).rev() {
+                let Some(d) = self.deps.peppers.digest_with(version, t) else { continue };
+                if let Some(c) = self.deps.store.find_credential(&d).await.map_err(|e| internal("looking up a reported key", &e))? {
+                    found = Some(c);
+                    break;
+                }
+            }
+            let Some(c) = found else { continue };
+            if c.revoked_at.is_none() {
+                self.deps.store.revoke_credential(c.id, now()).await.map_err(|e| internal("revoking a reported key", &e))?;
+                revoked += 1;
+                self.deps.audit.record(NewAuditEvent::new(kinds::KEY_REVOKED, "leak-report").credential(c.id).reason("leak_report"));
+            }
+            self.deps.bus.publish(BusEvent::CredentialChanged { id: c.id, digest: c.digest.clone() });
+        }
+        let source: Option<String> = source.map(|s| s.chars().take(128).collect());
+        self.deps.audit.record(
+            NewAuditEvent::new(kinds::LEAK_REPORTED, "leak-report")
+                .details(json!({"received": tokens.len(), "well_formed": well_formed, "revoked": revoked, "source": source})),
+        );
+        Ok(tokens.len())
+    }
+}
+
+/// Reads a leak report body: GitHub's secret-scanning shape `[{"token", "type", "url",
+/// "source"}, …]` or `{"tokens": ["…", …]}`. At most [`MAX_LEAK_TOKENS`] tokens of ≤ 1024 bytes.
+pub fn leak_report_from_json(body: &[u8]) -> Result<(Vec<String>, Option<String>), ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| bad("body", "the body must be JSON: [{\"token\": …}] or {\"tokens\": […]}"))?;
+    let mut source = None;
+    let items: Vec<Value> = match value {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::Object(mut m) => {
+                    if source.is_none() {
+                        source = m.get("source").and_then(Value::as_str).map(str::to_string);
+                    }
+                    m.remove("token").unwrap_or(Value::Null)
+                }
+                other => other,
+            })
+            .collect(),
+        Value::Object(mut m) => match m.remove("tokens") {
+            Some(Value::Array(items)) => items,
+            _ => return Err(bad("tokens", "`tokens` must be an array of strings")),
+        },
+        _ => return Err(bad("body", "the body must be [{\"token\": …}] or {\"tokens\": […]}")),
+    };
+    if items.len() > MAX_LEAK_TOKENS {
+        return Err(bad("tokens", format!("at most {MAX_LEAK_TOKENS} tokens per report")));
+    }
+    let mut tokens = Vec::with_capacity(items.len());
+    for (i, v) in items.into_iter().enumerate() {
+        match v {
+            Value::String(s) if !s.is_empty() && s.len() <= 1024 => tokens.push(s),
+            // The message never repeats the value (it may be a live secret).
+            _ => return Err(bad(&format!("tokens[{i}]"), "each token must be a non-empty string of at most 1024 bytes")),
+        }
+    }
+    Ok((tokens, source))
+}
