@@ -67,7 +67,7 @@ impl IntoResponse for AdminError {
     }
 }
 
-type Result<T> = std::result::Result<T, AdminError>;
+pub(crate) type Result<T> = std::result::Result<T, AdminError>;
 
 /// The admin router: `/healthz`, `/readyz` (no auth) and `/admin/v1/*` (operator token).
 pub fn router(service: Arc<AdminService>) -> Router {
@@ -86,6 +86,7 @@ pub fn router(service: Arc<AdminService>) -> Router {
         .route("/credentials/report-leak", post(crate::security_http::report_leak))
         .route("/audit", get(crate::audit::query_audit))
         .route("/audit/verify", get(crate::audit::verify_audit))
+        .merge(crate::limits::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside operator_auth: sees the authenticated operator; records mutating requests.
@@ -146,7 +147,7 @@ async fn readyz(State(svc): Svc) -> Response {
     }
 }
 
-fn body(b: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
+pub(crate) fn body(b: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
     b.map_err(|e| {
         let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { ErrorCode::PayloadTooLarge } else { ErrorCode::InvalidRequest };
         AdminError(ApiError::new(code, "the request body could not be read").with_param("body"))

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod http;
 pub mod input;
 pub mod security_http;
+pub mod limits;
 pub mod service;
 
 pub use http::router;

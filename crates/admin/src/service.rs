@@ -55,6 +55,8 @@ pub struct AdminDeps {
 #[derive(Clone)]
 pub struct AdminService {
     deps: AdminDeps,
+    /// Rate-limit counters, to show usage against limits (issue 6; in-memory by default).
+    counters: Arc<dyn gatehouse_store::Counters>,
 }
 
 /// Secrets to use at first start instead of generated ones (for automation).
@@ -350,7 +352,23 @@ fn generate_password() -> Result<SecretString, ApiError> {
 impl AdminService {
     /// A service over shared dependencies.
     pub fn new(deps: AdminDeps) -> Self {
-        Self { deps }
+        Self { deps, counters: Arc::new(gatehouse_store::MemoryCounters::new()) }
+    }
+
+    /// Uses `counters` (the data plane's) for usage against limits (issue 6).
+    pub fn with_counters(mut self, counters: Arc<dyn gatehouse_store::Counters>) -> Self {
+        self.counters = counters;
+        self
+    }
+
+    /// The rate-limit counters (issue 6).
+    pub(crate) fn counters(&self) -> &Arc<dyn gatehouse_store::Counters> {
+        &self.counters
+    }
+
+    /// The change-event bus (issue 6).
+    pub(crate) fn bus(&self) -> &Arc<dyn Bus> {
+        &self.deps.bus
     }
 
     /// The store (for readiness probes).

@@ -90,6 +90,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/v1/logs"),
     ("GET", "/admin/v1/teams"),
     ("GET", "/admin/v1/apps"),
+    ("POST", "/admin/v1/limits"),
+    ("GET", "/admin/v1/limits"),
+    ("DELETE", "/admin/v1/limits/0190a4b0-0000-7000-8000-000000000000"),
     ("GET", "/admin/v1/no-such-route"),
     ("PUT", "/admin/v1/keys"),
 ];
@@ -443,4 +446,63 @@ async fn report_leak_revokes_matches_and_answers_the_same_either_way() {
     assert!(!text.contains(&key));
     let dump = h.store.debug_dump().await.unwrap();
     assert!(!dump.contains(&key) && !dump.contains(&unknown));
+}
+
+// --- issue 6: limits ---
+
+#[tokio::test]
+async fn limits_set_merge_list_usage_and_delete() {
+    use gatehouse_store::counters::{Bucket, Counters, Window, bucket_key, Metric};
+    use gatehouse_store::{LimitScope, MemoryCounters};
+    let h = harness().await;
+    let counters: Arc<dyn Counters> = Arc::new(MemoryCounters::new());
+    let service = Arc::new((*h.service).clone().with_counters(counters.clone()));
+    let app = gatehouse_admin::router(service);
+    let key = ok(&app, "POST", "/admin/v1/keys", Some(json!({"name": "k"}))).await;
+    let key_id = key["id"].as_str().unwrap().to_string();
+
+    let (s, _, v, t) = call(&app, "POST", "/admin/v1/limits", Some(OPERATOR),
+        Some(json!({"scope": "key", "id": key_id, "rpm": 60, "tpm": 100000, "usd_per_day": 5}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(v["limits"]["rpm"]["limit"], 60);
+    assert_eq!(v["limits"]["usd_per_day"]["limit"], 5.0);
+    assert!(h.events.lock().unwrap().contains(&BusEvent::LimitsChanged));
+    // Absent fields are kept, null clears, present fields are set.
+    let (s, _, v, _) = call(&app, "POST", "/admin/v1/limits", Some(OPERATOR),
+        Some(json!({"scope": "key", "id": key_id, "tpm": null, "concurrent": 2}))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["limits"]["rpm"]["limit"], 60);
+    assert!(v["limits"].get("tpm").is_none());
+    assert_eq!(v["limits"]["concurrent"]["limit"], 2);
+
+    // Usage against each limit comes from the shared counters.
+    let rpm = bucket_key(Metric::Rpm, LimitScope::Key, &key_id, "");
+    counters.acquire(&[Bucket { key: rpm, window: Window::Minute, limit: 60, cost: 7 }], "r", std::time::Duration::from_secs(5)).await.unwrap();
+    let list = ok(&app, "GET", "/admin/v1/limits", None).await;
+    let row = &list["data"][0];
+    assert_eq!(row["limits"]["rpm"]["used"], 7);
+    assert_eq!(row["limits"]["rpm"]["remaining"], 53);
+    assert_eq!(row["usage_available"], true);
+
+    // Bad input: 400 naming the field; unknown subject: 404.
+    for (body, field) in [
+        (json!({"scope": "planet", "id": key_id}), "scope"),
+        (json!({"scope": "key", "id": key_id, "rpm": -1}), "rpm"),
+        (json!({"scope": "key", "id": key_id, "usd_per_day": "5"}), "usd_per_day"),
+        (json!({"scope": "key", "id": "not-a-uuid"}), "id"),
+        (json!({"scope": "key", "id": key_id, "burst": 1}), "burst"),
+        (json!({"scope": "key"}), "id"),
+    ] {
+        let (s, _, v, t) = call(&app, "POST", "/admin/v1/limits", Some(OPERATOR), Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{t}");
+        assert_eq!(v["error"]["param"], field, "{t}");
+    }
+    let (s, _, _, _) = call(&app, "POST", "/admin/v1/limits", Some(OPERATOR),
+        Some(json!({"scope": "team", "id": "0190a4b0-0000-7000-8000-000000000000", "rpm": 1}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let id = row["id"].as_str().unwrap().to_string();
+    ok(&app, "DELETE", &format!("/admin/v1/limits/{id}"), None).await;
+    let (s, _, _, _) = call(&app, "DELETE", &format!("/admin/v1/limits/{id}"), Some(OPERATOR), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(h.store.list_limits().await.unwrap().is_empty());
 }

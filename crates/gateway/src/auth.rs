@@ -112,7 +112,7 @@ impl Authenticator {
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 self.flush();
             }
-            BusEvent::RoutingChanged => {}
+            BusEvent::RoutingChanged | BusEvent::LimitsChanged => {}
         }
     }
 

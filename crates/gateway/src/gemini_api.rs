@@ -24,7 +24,7 @@ use crate::AppState;
 use crate::auth::AuthContext;
 use crate::calllog::{CallRecorder, RecordGuard};
 use crate::dialect::{Dialect, render_error};
-use crate::handlers::{ms_since, route, upstream_failed, with_upstream_id};
+use crate::handlers::{admit, ms_since, route, upstream_failed_before_answer, with_rate_headers, with_upstream_id};
 use crate::inbound::{Framer, adjust_for_target, framed_response};
 use crate::request::{parse_object, read_body};
 
@@ -71,26 +71,34 @@ async fn run(state: &AppState, auth: &AuthContext, rec: &CallRecorder, target: &
     let target = route(state, auth, rec, &req.model).await?;
     let mut body = req.body;
     adjust_for_target(&mut body, &target, req.reasoning_effort, state.reasoning_model(&target));
+    // Rate limits, quotas and budgets (issue 6), on the translated OpenAI-shaped body.
+    let admission = admit(state, auth, rec, &req.model, &target, &|| crate::estimate::estimate_chat(&body, &target.upstream_model)).await?;
     let started = Instant::now();
     if !stream {
         let answer = state.upstream.chat(&target, body).await;
         rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
-        let answer = answer.map_err(upstream_failed)?;
+        let answer = answer.map_err(|e| upstream_failed_before_answer(e, admission.as_ref()))?;
         rec.update(|d| {
             d.usage = answer.usage;
             d.upstream_request_id.clone_from(&answer.upstream_request_id);
         });
         let out = translate::from_openai_response(&answer.body, &req.model, req.include_thoughts)?;
-        return Ok(with_upstream_id(Json(out).into_response(), answer.upstream_request_id.as_deref()));
+        let resp = with_upstream_id(Json(out).into_response(), answer.upstream_request_id.as_deref());
+        return Ok(with_rate_headers(resp, admission.as_ref()));
     }
     let answer = state.upstream.chat_stream(&target, body, true).await;
     rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
-    let answer = answer.map_err(upstream_failed)?;
+    let answer = answer.map_err(|e| upstream_failed_before_answer(e, admission.as_ref()))?;
     rec.update(|d| d.upstream_request_id.clone_from(&answer.upstream_request_id));
+    let headers = admission.as_ref().map(|a| a.headers().clone());
+    let stream = crate::limits::hold_until_end(answer.stream, admission);
     rec.defer();
     let guard = RecordGuard::for_stream(rec.clone());
     let framer = GeminiFramer { t: StreamTranslator::new(&req.model, req.include_thoughts), sse, elements: 0 };
-    let resp = framed_response(answer.stream, framer, guard, state.shutdown.clone(), state.settings.stream_drain);
+    let mut resp = framed_response(stream, framer, guard, state.shutdown.clone(), state.settings.stream_drain);
+    if let Some(h) = headers {
+        h.apply(&mut resp);
+    }
     Ok(with_upstream_id(resp, answer.upstream_request_id.as_deref()))
 }
 

@@ -18,6 +18,8 @@ use crate::AppState;
 use crate::auth::AuthContext;
 use crate::calllog::{CallRecorder, RecordGuard};
 use crate::error::error_response;
+use crate::estimate::{self, TokenEstimate};
+use crate::limits::{self, Admission, CallInfo};
 use crate::request::{parse_chat, parse_embeddings, read_body};
 use crate::routing::model_not_found;
 use crate::stream::sse_response;
@@ -47,25 +49,33 @@ async fn chat(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: Bo
         d.stream = req.stream;
     });
     let target = route(state, auth, rec, &req.model).await?;
+    let admission = admit(state, auth, rec, &req.model, &target, &|| estimate::estimate_chat(&req.body, &target.upstream_model)).await?;
     let started = Instant::now();
     if !req.stream {
         let answer = state.upstream.chat(&target, req.body).await;
         rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
-        let answer = answer.map_err(upstream_failed)?;
+        let answer = answer.map_err(|e| upstream_failed_before_answer(e, admission.as_ref()))?;
         rec.update(|d| {
             d.usage = answer.usage;
             d.upstream_request_id.clone_from(&answer.upstream_request_id);
         });
-        return Ok(with_upstream_id(Json(answer.body).into_response(), answer.upstream_request_id.as_deref()));
+        let resp = with_upstream_id(Json(answer.body).into_response(), answer.upstream_request_id.as_deref());
+        return Ok(with_rate_headers(resp, admission.as_ref()));
     }
     let answer = state.upstream.chat_stream(&target, req.body, req.include_usage).await;
     rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
-    let answer = answer.map_err(upstream_failed)?;
+    let answer = answer.map_err(|e| upstream_failed_before_answer(e, admission.as_ref()))?;
     rec.update(|d| d.upstream_request_id.clone_from(&answer.upstream_request_id));
+    let headers = admission.as_ref().map(|a| a.headers().clone());
+    // The stream owns the admission: it settles when the stream ends or is dropped.
+    let stream = limits::hold_until_end(answer.stream, admission);
     // From here the body owns the call-log record (sent at end of stream or on disconnect).
     rec.defer();
     let guard = RecordGuard::for_stream(rec.clone());
-    let resp = sse_response(answer.stream, guard, state.shutdown.clone(), state.settings.stream_drain);
+    let mut resp = sse_response(stream, guard, state.shutdown.clone(), state.settings.stream_drain);
+    if let Some(h) = headers {
+        h.apply(&mut resp);
+    }
     Ok(with_upstream_id(resp, answer.upstream_request_id.as_deref()))
 }
 
@@ -84,15 +94,18 @@ async fn embed(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: B
     let req = parse_embeddings(&bytes)?;
     rec.update(|d| d.model = Some(req.model.clone()));
     let target = route(state, auth, rec, &req.model).await?;
+    let admission =
+        admit(state, auth, rec, &req.model, &target, &|| estimate::estimate_embeddings(&req.body, &target.upstream_model)).await?;
     let started = Instant::now();
     let answer = state.upstream.embeddings(&target, req.body).await;
     rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
-    let answer = answer.map_err(upstream_failed)?;
+    let answer = answer.map_err(|e| upstream_failed_before_answer(e, admission.as_ref()))?;
     rec.update(|d| {
         d.usage = answer.usage;
         d.upstream_request_id.clone_from(&answer.upstream_request_id);
     });
-    Ok(with_upstream_id(Json(answer.body).into_response(), answer.upstream_request_id.as_deref()))
+    let resp = with_upstream_id(Json(answer.body).into_response(), answer.upstream_request_id.as_deref());
+    Ok(with_rate_headers(resp, admission.as_ref()))
 }
 
 /// `GET /v1/models`: `{"object":"list","data":[{"id","object":"model","created","owned_by"}]}`
@@ -131,6 +144,34 @@ pub(crate) async fn route(state: &AppState, auth: &AuthContext, rec: &CallRecord
         d.upstream_model = Some(candidate.upstream_model.clone());
     });
     state.routing.target(candidate)
+}
+
+/// Rate limits, quotas and budgets (`limits` module doc).
+pub(crate) async fn admit(
+    state: &AppState,
+    auth: &AuthContext,
+    rec: &CallRecorder,
+    model: &str,
+    target: &Target,
+    estimate: &(dyn Fn() -> TokenEstimate + Sync),
+) -> Result<Option<Admission>, ApiError> {
+    let provider = rec.snapshot().provider.unwrap_or_default();
+    let call = CallInfo { auth, model, provider: &provider, upstream_model: &target.upstream_model, estimate };
+    state.limiter.admit(&call, rec).await
+}
+
+pub(crate) fn upstream_failed_before_answer(e: UpstreamError, admission: Option<&Admission>) -> ApiError {
+    if let Some(a) = admission {
+        a.nothing_consumed();
+    }
+    upstream_failed(e)
+}
+
+pub(crate) fn with_rate_headers(mut resp: Response, admission: Option<&Admission>) -> Response {
+    if let Some(a) = admission {
+        a.headers().apply(&mut resp);
+    }
+    resp
 }
 
 pub(crate) fn upstream_failed(e: UpstreamError) -> ApiError {

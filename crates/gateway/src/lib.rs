@@ -17,9 +17,12 @@ pub mod auth;
 pub mod calllog;
 pub mod dialect;
 pub mod error;
+pub mod estimate;
 pub mod gemini_api;
 pub mod handlers;
 pub(crate) mod inbound;
+pub mod limits;
+pub mod pricing;
 pub mod request;
 pub mod routing;
 pub mod security;
@@ -36,7 +39,7 @@ use axum::routing::{get, post};
 use gatehouse_auth::{Env, KeyProvider, Peppers};
 use gatehouse_providers::Upstream;
 use gatehouse_store::bus::BusHandler;
-use gatehouse_store::{Bus, Store, StoreError};
+use gatehouse_store::{Bus, Counters, MemoryCounters, Store, StoreError};
 use http::{HeaderValue, header};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -47,6 +50,8 @@ use crate::auth::Authenticator;
 use crate::calllog::{CallLogSink, CallRecorder, RecordGuard};
 use crate::dialect::{Dialect, render_error};
 use crate::error::{ErrorCodeTag, method_not_allowed};
+use crate::limits::Limiter;
+use crate::pricing::{Prices, StaticPrices};
 use crate::routing::Routing;
 
 /// Name of the request-id header set on every response (errors included).
@@ -92,6 +97,20 @@ pub struct GatewayDeps {
     pub audit: gatehouse_store::AuditSink,
 }
 
+/// Traffic control dependencies (issue 6): the shared counters of rate limits, quotas and
+/// budgets, and the price lookup for spend limits. Default: in-memory counters (one node) and
+/// [`StaticPrices::builtin`].
+pub struct TrafficDeps {
+    pub counters: Arc<dyn Counters>,
+    pub prices: Arc<dyn Prices>,
+}
+
+impl Default for TrafficDeps {
+    fn default() -> Self {
+        Self { counters: Arc::new(MemoryCounters::new()), prices: Arc::new(StaticPrices::builtin()) }
+    }
+}
+
 /// Why [`Gateway::new`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -104,6 +123,7 @@ pub enum GatewayError {
 pub struct AppState {
     pub(crate) auth: Authenticator,
     pub(crate) routing: Routing,
+    pub(crate) limiter: Limiter,
     pub(crate) upstream: Upstream,
     pub(crate) sink: CallLogSink,
     pub(crate) settings: GatewaySettings,
@@ -126,12 +146,23 @@ impl Gateway {
     ///
     /// Errors: [`GatewayError::Store`] if providers/models cannot be read.
     pub async fn new(deps: GatewayDeps) -> Result<Self, GatewayError> {
+        Self::with_traffic(deps, TrafficDeps::default()).await
+    }
+
+    /// [`Gateway::new`] with explicit traffic-control dependencies (Redis counters for several
+    /// nodes, a price catalog).
+    pub async fn with_traffic(deps: GatewayDeps, traffic: TrafficDeps) -> Result<Self, GatewayError> {
         let routing = Routing::load(deps.store.clone(), deps.key_provider.clone()).await?;
+        let tracker = TaskTracker::new();
+        // Concurrency leases of a crashed node expire after the longest possible call.
+        let lease_ttl = deps.upstream.timeouts().total + Duration::from_secs(60);
+        let limiter = Limiter::load(deps.store.clone(), traffic.counters, traffic.prices, tracker.clone(), lease_ttl).await?;
         let (auth, touch_rx) = Authenticator::new(deps.store.clone(), deps.peppers.clone(), deps.settings.env);
         let (sink, log_rx) = CallLogSink::channel(calllog::CHANNEL_CAPACITY);
         let state = Arc::new(AppState {
             auth,
             routing,
+            limiter,
             upstream: deps.upstream,
             sink,
             settings: deps.settings,
@@ -144,10 +175,10 @@ impl Gateway {
             if let Some(s) = weak.upgrade() {
                 s.auth.on_bus_event(event);
                 s.routing.on_bus_event(event);
+                s.limiter.on_bus_event(event);
             }
         });
         deps.bus.subscribe(handler);
-        let tracker = TaskTracker::new();
         let closing = CancellationToken::new();
         tracker.spawn(calllog::run_writer(deps.store.clone(), log_rx, closing.clone()));
         tracker.spawn(auth::run_toucher(deps.store, touch_rx, closing.clone()));

@@ -6,6 +6,8 @@
 
 pub mod audit;
 
+pub mod limits;
+
 use std::io::Read;
 use std::process::ExitCode;
 

@@ -11,6 +11,7 @@
 
 mod cli;
 mod serve;
+mod traffic;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ enum Command {
     Logs(cli::LogsArgs),
     /// Audit log of credential events (newest first); `audit verify` checks the hash chain.
     Audit(cli::audit::AuditArgs),
+    /// Rate limits, token quotas and spend budgets: set, list (with usage), remove.
+    Limits(cli::ClientArgs<cli::limits::LimitsCmd>),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
             Command::Models(args) => cli::models(args).await,
             Command::Logs(args) => cli::logs(args).await,
             Command::Audit(args) => cli::audit::audit(args).await,
+            Command::Limits(args) => cli::limits::limits(args).await,
         }
     })
 }

@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// models `demo`/`demo-claude`.
     #[arg(long)]
     demo: bool,
+    /// Redis for rate-limit counters shared by several nodes (env GATEHOUSE_REDIS_URL;
+    /// default: in-memory counters, one node).
+    #[arg(long, value_name = "URL", env = "GATEHOUSE_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
 }
 
 fn config_path(flag: &Option<PathBuf>) -> Option<PathBuf> {
@@ -232,7 +236,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     init_tracing(&config);
-    match run(config, args.demo).await {
+    match run(config, args.demo, args.redis_url.clone()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -242,7 +246,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn run(config: Config, demo: bool) -> Result<(), String> {
+async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<(), String> {
     ensure_data_dir(&config.data_dir)?;
     let master = master_key(&config.data_dir)?;
     let store = open_store(&config).await?;
@@ -256,14 +260,18 @@ async fn run(config: Config, demo: bool) -> Result<(), String> {
     drop(master);
     // The audit writer runs until after both listeners have drained (flushed in `close`).
     let (audit, audit_writer) = gatehouse_store::AuditSink::spawn(store.clone());
-    let admin = Arc::new(AdminService::new(AdminDeps {
-        store: store.clone(),
-        bus: bus.clone(),
-        peppers: peppers.clone(),
-        key_provider: key_provider.clone(),
-        env,
-        audit: audit.clone(),
-    }));
+    let traffic = crate::traffic::traffic_deps(redis_url.as_deref()).await?;
+    let admin = Arc::new(
+        AdminService::new(AdminDeps {
+            store: store.clone(),
+            bus: bus.clone(),
+            peppers: peppers.clone(),
+            key_provider: key_provider.clone(),
+            env,
+            audit: audit.clone(),
+        })
+        .with_counters(traffic.counters.clone()),
+    );
 
     // First start.
     let opts = BootstrapOptions {
@@ -344,7 +352,7 @@ async fn run(config: Config, demo: bool) -> Result<(), String> {
         total: config.upstream.total,
     })
     .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
-    let gateway = Gateway::new(GatewayDeps {
+    let gateway = Gateway::with_traffic(GatewayDeps {
         store: store.clone(),
         bus: bus.clone(),
         peppers,
@@ -358,7 +366,7 @@ async fn run(config: Config, demo: bool) -> Result<(), String> {
         },
         shutdown: shutdown.clone(),
         audit,
-    })
+    }, traffic)
     .await
     .map_err(|e| format!("cannot start the gateway: {e}"))?;
 

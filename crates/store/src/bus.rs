@@ -17,6 +17,8 @@ pub enum BusEvent {
     RoutingChanged,
     /// Events may have been missed: flush every cache.
     Resync,
+    /// Rate limits, quotas or budgets changed (issue 6): reload the limits table.
+    LimitsChanged,
 }
 
 /// A handler for bus events. Must be quick and must not block.

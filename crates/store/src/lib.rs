@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod bus;
+pub mod counters;
 pub mod error;
 pub mod postgres;
 pub mod records;
@@ -16,6 +17,7 @@ use gatehouse_types::{Id, Timestamp};
 
 pub use audit::{AuditEvent, AuditQuery, AuditSink, AuditWriter, NewAuditEvent};
 pub use bus::{Bus, BusEvent, MemoryBus};
+pub use counters::{Counters, CountersError, MemoryCounters, RedisCounters};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use records::*;
@@ -132,6 +134,14 @@ pub trait Store: Send + Sync + 'static {
     async fn rotate_credential(&self, old: Id, successor: &Credential, old_expires_at: Timestamp) -> StoreResult<bool>;
     /// Sets `security.suspended_at` if not yet set. Returns false if no such credential.
     async fn suspend_credential(&self, id: Id, at: Timestamp) -> StoreResult<bool>;
+    // --- issue 6: limits (implementations in `sqlite/limits.rs`, `postgres/limits.rs`) ---
+    /// Insert, or replace the limit values of the row with the same (`scope`, `scope_id`,
+    /// `model`); returns the stored row (id and `created_at` kept on update).
+    async fn upsert_limit(&self, limit: &Limit) -> StoreResult<Limit>;
+    /// Every limit, ordered by scope, scope id, model.
+    async fn list_limits(&self) -> StoreResult<Vec<Limit>>;
+    /// Removes a limit row; false if there was none.
+    async fn delete_limit(&self, id: Id) -> StoreResult<bool>;
 }
 
 /// Opens the store for a URL. Runs no migrations; call [`Store::migrate`].

@@ -4,6 +4,8 @@
 //! precision), `text[]` lists, `jsonb` provider settings, `bytea` digests and envelope parts.
 //! Tables live in the first schema of the connection's `search_path`.
 
+
+mod limits;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -1061,5 +1063,16 @@ impl Store for PostgresStore {
 
     async fn suspend_credential(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
         security::suspend(self, id, at).await
+    }
+
+    // --- issue 6: limits (see `limits.rs`) ---
+    async fn upsert_limit(&self, limit: &crate::Limit) -> StoreResult<crate::Limit> {
+        self.limits_upsert(limit).await
+    }
+    async fn list_limits(&self) -> StoreResult<Vec<crate::Limit>> {
+        self.limits_list().await
+    }
+    async fn delete_limit(&self, id: Id) -> StoreResult<bool> {
+        self.limits_delete(id).await
     }
 }

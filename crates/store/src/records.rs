@@ -227,3 +227,69 @@ pub struct CallLogQuery {
     /// Page size, 1..=1000 (default 100).
     pub limit: Option<u32>,
 }
+
+// --- issue 6: limits ---------------------------------------------------------------------------
+
+/// What a [`Limit`] attaches to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitScope {
+    Team,
+    App,
+    /// An API key (credential).
+    Key,
+    /// Every call of a public model, whoever makes it.
+    Model,
+}
+
+impl LimitScope {
+    /// `team`, `app`, `key`, `model`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Team => "team",
+            Self::App => "app",
+            Self::Key => "key",
+            Self::Model => "model",
+        }
+    }
+
+    /// Inverse of [`LimitScope::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "team" => Some(Self::Team),
+            "app" => Some(Self::App),
+            "key" => Some(Self::Key),
+            "model" => Some(Self::Model),
+            _ => None,
+        }
+    }
+}
+
+/// Limits of one scope (unique per `scope`, `scope_id`, `model`). Every field is optional:
+/// `None` = no limit of that kind here. Windows: per minute = Unix minute, per day = UTC day,
+/// per month = UTC calendar month (fixed windows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limit {
+    pub id: Id,
+    pub scope: LimitScope,
+    /// The team/app/key id (hyphenated UUID) or, for [`LimitScope::Model`], the model name.
+    pub scope_id: String,
+    /// Empty = all models; otherwise only calls of this public model count and are limited.
+    pub model: String,
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Requests in flight at once.
+    pub concurrent: Option<u64>,
+    /// Tokens (input + output) per minute.
+    pub tpm: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+    pub tokens_per_month: Option<u64>,
+    /// Spend per UTC day in micro-USD (1 USD = 1 000 000).
+    pub usd_micros_per_day: Option<u64>,
+    /// Spend per UTC month in micro-USD.
+    pub usd_micros_per_month: Option<u64>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+}

@@ -6,6 +6,8 @@
 //! `BEGIN IMMEDIATE` transactions so concurrent writers queue on the busy timeout instead of
 //! failing with `SQLITE_BUSY` on a lock upgrade.
 
+
+mod limits;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -1160,6 +1162,17 @@ impl Store for SqliteStore {
 
     async fn suspend_credential(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
         security::suspend(self, id, at).await
+    }
+
+    // --- issue 6: limits (see `limits.rs`) ---
+    async fn upsert_limit(&self, limit: &crate::Limit) -> StoreResult<crate::Limit> {
+        self.limits_upsert(limit).await
+    }
+    async fn list_limits(&self) -> StoreResult<Vec<crate::Limit>> {
+        self.limits_list().await
+    }
+    async fn delete_limit(&self, id: Id) -> StoreResult<bool> {
+        self.limits_delete(id).await
     }
 }
 

@@ -1599,3 +1599,51 @@ async fn credential_security_round_trips_rotates_and_suspends(store: Arc<dyn Sto
     assert!(!store.rotate_credential(successor.id, &suspended_rotation, at).await.unwrap());
 }
 store_test!(credential_security_round_trips_rotates_and_suspends);
+
+// ---------------------------------------------------------------------------------------------
+// issue 6: limits
+
+async fn limits(s: Arc<dyn Store>) {
+    use gatehouse_store::{Limit, LimitScope};
+    let key_id = new_id().hyphenated().to_string();
+    let mut l = Limit {
+        id: new_id(),
+        scope: LimitScope::Key,
+        scope_id: key_id.clone(),
+        model: String::new(),
+        rpm: Some(60),
+        concurrent: None,
+        tpm: Some(100_000),
+        tokens_per_day: None,
+        tokens_per_month: Some(u64::from(u32::MAX) * 4),
+        usd_micros_per_day: Some(5_000_000),
+        usd_micros_per_month: None,
+        created_at: now_us(),
+        updated_at: now_us(),
+    };
+    let stored = s.upsert_limit(&l).await.unwrap();
+    assert_eq!(stored, l);
+    // Same (scope, scope_id, model): values replaced, id and created_at kept.
+    let first_id = l.id;
+    l.id = new_id();
+    l.rpm = None;
+    l.concurrent = Some(3);
+    l.updated_at = now_us();
+    let updated = s.upsert_limit(&l).await.unwrap();
+    assert_eq!(updated.id, first_id);
+    assert_eq!((updated.rpm, updated.concurrent, updated.tpm), (None, Some(3), Some(100_000)));
+    // A model-narrowed row and a model-scope row are separate.
+    let narrowed = Limit { id: new_id(), model: "gpt-4o".into(), ..l.clone() };
+    s.upsert_limit(&narrowed).await.unwrap();
+    let model_wide = Limit { id: new_id(), scope: LimitScope::Model, scope_id: "gpt-4o".into(), ..l.clone() };
+    s.upsert_limit(&model_wide).await.unwrap();
+    let all = s.list_limits().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all.iter().map(|x| x.scope).collect::<Vec<_>>(), vec![LimitScope::Key, LimitScope::Key, LimitScope::Model]);
+    assert_eq!(all[0].model, "");
+    assert_eq!(all[1].model, "gpt-4o");
+    assert!(s.delete_limit(first_id).await.unwrap());
+    assert!(!s.delete_limit(first_id).await.unwrap());
+    assert_eq!(s.list_limits().await.unwrap().len(), 2);
+}
+store_test!(limits);

@@ -200,4 +200,17 @@ impl Store for CountingStore {
         self.inner.suspend_credential(id, at).await
     }
 
+    // --- issue 6: limits ---
+    async fn upsert_limit(&self, limit: &Limit) -> StoreResult<Limit> {
+        self.count(false);
+        self.inner.upsert_limit(limit).await
+    }
+    async fn list_limits(&self) -> StoreResult<Vec<Limit>> {
+        self.count(false);
+        self.inner.list_limits().await
+    }
+    async fn delete_limit(&self, id: Id) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.delete_limit(id).await
+    }
 }

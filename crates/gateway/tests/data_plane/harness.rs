@@ -28,6 +28,9 @@ pub const PROVIDER_KEY: &str = "sk-mock-provider-key-0123456789";
 pub struct Options {
     pub timeouts: Timeouts,
     pub settings: GatewaySettings,
+    /// Traffic control (issue 6): counters and prices; default in-memory + built-in prices.
+    pub counters: Option<Arc<dyn Counters>>,
+    pub prices: Option<Arc<dyn gatehouse_gateway::pricing::Prices>>,
 }
 
 pub struct Harness {
@@ -95,7 +98,14 @@ impl Harness {
             shutdown: shutdown.clone(),
             audit: audit.clone(),
         };
-        let gateway = Gateway::new(deps).await.unwrap();
+        let mut traffic = gatehouse_gateway::TrafficDeps::default();
+        if let Some(c) = opts.counters {
+            traffic.counters = c;
+        }
+        if let Some(p) = opts.prices {
+            traffic.prices = p;
+        }
+        let gateway = Gateway::with_traffic(deps, traffic).await.unwrap();
         let router = gateway.router();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -158,6 +168,12 @@ impl Harness {
     pub async fn revoke(&self, id: Id, token: &str) {
         assert!(self.store.revoke_credential(id, now()).await.unwrap());
         self.bus.publish(BusEvent::CredentialChanged { id, digest: self.peppers.digest(token).to_vec() });
+    }
+
+    /// The id of the harness's own key (`self.key`).
+    pub async fn key_id(&self) -> Id {
+        let digest = self.peppers.digest(&self.key).to_vec();
+        self.store.find_credential(&digest).await.unwrap().unwrap().id
     }
 
     pub fn url(&self, path: &str) -> String {

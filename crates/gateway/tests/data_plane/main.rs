@@ -12,3 +12,4 @@ mod failures;
 mod gemini;
 mod messages;
 mod token_security;
+mod limits;

@@ -1,0 +1,308 @@
+//! `/admin/v1/limits` (issue 6): rate limits, token quotas and spend budgets per team, app,
+//! key or model, and usage against each.
+//!
+//! * `POST /admin/v1/limits` — body `{"scope": "team"|"app"|"key"|"model", "id": "<uuid or
+//!   model name>", "model"?: "<public model>", "rpm"?, "concurrent"?, "tpm"?,
+//!   "tokens_per_day"?, "tokens_per_month"? (non-negative integers), "usd_per_day"?,
+//!   "usd_per_month"? (non-negative USD numbers, kept to the micro-dollar)}`. Sets the given
+//!   fields on the row for (scope, id, model), creating it if needed; an absent field keeps its
+//!   value, `null` removes that limit. 201 when created, 200 when updated. Publishes
+//!   `BusEvent::LimitsChanged`.
+//! * `GET /admin/v1/limits` — `{"data": [ {id, scope, scope_id, model, created_at,
+//!   updated_at, limits: {"rpm": {"limit", "used", "remaining", "reset_ms"}, …}} ]}`; spend as
+//!   USD numbers. Usage is read from the shared counters (0 when the counters are unreachable,
+//!   with `"usage_available": false`).
+//! * `DELETE /admin/v1/limits/{id}` — removes a row (404 if none).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use gatehouse_store::counters::limit_buckets;
+use gatehouse_store::{BusEvent, Limit, LimitScope};
+use gatehouse_types::{ApiError, ErrorCode, new_id, now};
+use serde_json::{Map, Value, json};
+
+use crate::http::{AdminError, Result, body};
+use crate::input::{bad, parse_id};
+use crate::service::AdminService;
+
+type Svc = State<Arc<AdminService>>;
+
+/// The limits routes (mounted under `/admin/v1`, behind the operator token).
+pub fn routes() -> Router<Arc<AdminService>> {
+    Router::new()
+        .route("/limits", get(list_limits).post(set_limit))
+        .route("/limits/{id}", delete(delete_limit))
+}
+
+const FIELDS: [&str; 11] = [
+    "scope",
+    "id",
+    "model",
+    "rpm",
+    "concurrent",
+    "tpm",
+    "tokens_per_day",
+    "tokens_per_month",
+    "usd_per_day",
+    "usd_per_month",
+    "scope_id",
+];
+
+/// Largest accepted limit value (fits every backend's signed 64-bit column).
+const MAX_VALUE: u64 = i64::MAX as u64;
+/// Largest accepted USD amount (a trillion).
+const MAX_USD: f64 = 1e12;
+
+/// A change to one metric: keep, clear or set.
+enum Change {
+    Keep,
+    Clear,
+    Set(u64),
+}
+
+fn integer(map: &Map<String, Value>, key: &str) -> std::result::Result<Change, ApiError> {
+    match map.get(key) {
+        None => Ok(Change::Keep),
+        Some(Value::Null) => Ok(Change::Clear),
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= MAX_VALUE => Ok(Change::Set(n)),
+            _ => Err(bad(
+                key,
+                format!("`{key}` must be a non-negative integer or null"),
+            )),
+        },
+    }
+}
+
+fn usd(map: &Map<String, Value>, key: &str) -> std::result::Result<Change, ApiError> {
+    match map.get(key) {
+        None => Ok(Change::Keep),
+        Some(Value::Null) => Ok(Change::Clear),
+        Some(v) => match v.as_f64() {
+            Some(x) if x.is_finite() && (0.0..=MAX_USD).contains(&x) => {
+                Ok(Change::Set((x * 1_000_000.0).round() as u64))
+            }
+            _ => Err(bad(
+                key,
+                format!("`{key}` must be a non-negative number of USD (at most 1e12) or null"),
+            )),
+        },
+    }
+}
+
+fn apply(change: Change, slot: &mut Option<u64>) {
+    match change {
+        Change::Keep => {}
+        Change::Clear => *slot = None,
+        Change::Set(v) => *slot = Some(v),
+    }
+}
+
+fn text<'a>(
+    map: &'a Map<String, Value>,
+    key: &str,
+    required: bool,
+) -> std::result::Result<Option<&'a str>, ApiError> {
+    match map.get(key) {
+        None | Some(Value::Null) if !required => Ok(None),
+        None | Some(Value::Null) => Err(bad(key, format!("`{key}` is required"))),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 => Ok(Some(s)),
+        Some(_) => Err(bad(
+            key,
+            format!("`{key}` must be a non-empty string of at most 200 bytes"),
+        )),
+    }
+}
+
+async fn set_limit(
+    State(svc): Svc,
+    b: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let bytes = body(b)?;
+    let map = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => return Err(bad("body", "the request body must be a JSON object").into()),
+        Err(e) => {
+            return Err(bad(
+                "body",
+                format!(
+                    "the request body is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            )
+            .into());
+        }
+    };
+    if let Some(k) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(bad(k, format!("unknown field `{k}`")).into());
+    }
+    let scope_name = text(&map, "scope", true)?.unwrap_or_default();
+    let scope = LimitScope::parse(scope_name)
+        .ok_or_else(|| bad("scope", "`scope` must be team, app, key or model"))?;
+    let id_field = if map.contains_key("scope_id") {
+        "scope_id"
+    } else {
+        "id"
+    };
+    let scope_id = text(&map, id_field, true)?.unwrap_or_default().to_string();
+    let model = text(&map, "model", false)?.unwrap_or_default().to_string();
+    if scope == LimitScope::Model && !model.is_empty() {
+        return Err(bad(
+            "model",
+            "a model-scope limit already names its model in `id`",
+        )
+        .into());
+    }
+    let store = svc.store().clone();
+    let scope_id = match scope {
+        LimitScope::Model => scope_id,
+        _ => {
+            let id = parse_id(&scope_id, id_field)?;
+            let exists = match scope {
+                LimitScope::Team => store.get_team(id).await.map(|t| t.is_some()),
+                LimitScope::App => store.get_app(id).await.map(|a| a.is_some()),
+                _ => store.get_credential(id).await.map(|c| c.is_some()),
+            }
+            .map_err(|e| internal(&e))?;
+            if !exists {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("no {} with this id", scope.as_str()),
+                )
+                .with_param(id_field)
+                .into());
+            }
+            id.hyphenated().to_string()
+        }
+    };
+    let changes = [
+        integer(&map, "rpm")?,
+        integer(&map, "concurrent")?,
+        integer(&map, "tpm")?,
+        integer(&map, "tokens_per_day")?,
+        integer(&map, "tokens_per_month")?,
+        usd(&map, "usd_per_day")?,
+        usd(&map, "usd_per_month")?,
+    ];
+    let existing = store
+        .list_limits()
+        .await
+        .map_err(|e| internal(&e))?
+        .into_iter()
+        .find(|l| l.scope == scope && l.scope_id == scope_id && l.model == model);
+    let created = existing.is_none();
+    let t = now();
+    let mut l = existing.unwrap_or(Limit {
+        id: new_id(),
+        scope,
+        scope_id,
+        model,
+        rpm: None,
+        concurrent: None,
+        tpm: None,
+        tokens_per_day: None,
+        tokens_per_month: None,
+        usd_micros_per_day: None,
+        usd_micros_per_month: None,
+        created_at: t,
+        updated_at: t,
+    });
+    l.updated_at = t;
+    let [rpm, concurrent, tpm, tpd, tpmo, usdd, usdm] = changes;
+    apply(rpm, &mut l.rpm);
+    apply(concurrent, &mut l.concurrent);
+    apply(tpm, &mut l.tpm);
+    apply(tpd, &mut l.tokens_per_day);
+    apply(tpmo, &mut l.tokens_per_month);
+    apply(usdd, &mut l.usd_micros_per_day);
+    apply(usdm, &mut l.usd_micros_per_month);
+    let stored = store.upsert_limit(&l).await.map_err(|e| internal(&e))?;
+    svc.bus().publish(BusEvent::LimitsChanged);
+    let view = view(&svc, &stored).await;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(view)).into_response())
+}
+
+async fn list_limits(State(svc): Svc) -> Result<Response> {
+    let rows = svc.store().list_limits().await.map_err(|e| internal(&e))?;
+    let mut data = Vec::with_capacity(rows.len());
+    for l in &rows {
+        data.push(view(&svc, l).await);
+    }
+    Ok(axum::Json(json!({ "data": data })).into_response())
+}
+
+async fn delete_limit(State(svc): Svc, Path(id): Path<String>) -> Result<Response> {
+    let id = parse_id(&id, "id")?;
+    if !svc
+        .store()
+        .delete_limit(id)
+        .await
+        .map_err(|e| internal(&e))?
+    {
+        return Err(ApiError::new(ErrorCode::NotFound, "no limit with this id")
+            .with_param("id")
+            .into());
+    }
+    svc.bus().publish(BusEvent::LimitsChanged);
+    Ok(axum::Json(json!({ "deleted": true, "id": id })).into_response())
+}
+
+/// A limit row with usage against each metric.
+async fn view(svc: &AdminService, l: &Limit) -> Value {
+    let buckets = limit_buckets(l);
+    let plain: Vec<_> = buckets.iter().map(|b| b.bucket.clone()).collect();
+    let (states, available) = match svc.counters().peek(&plain).await {
+        Ok(s) => (s, true),
+        Err(e) => {
+            tracing::warn!(error = %e, "counters unavailable; usage not shown");
+            (vec![Default::default(); plain.len()], false)
+        }
+    };
+    let mut limits = Map::new();
+    for (b, s) in buckets.iter().zip(states) {
+        let amount = |v: u64| {
+            if b.metric.is_spend() {
+                json!(v as f64 / 1_000_000.0)
+            } else {
+                json!(v)
+            }
+        };
+        limits.insert(
+            b.metric.as_str().to_string(),
+            json!({
+                "limit": amount(b.bucket.limit),
+                "used": amount(s.used),
+                "remaining": amount(b.bucket.limit.saturating_sub(s.used)),
+                "reset_ms": s.reset_ms,
+            }),
+        );
+    }
+    json!({
+        "id": l.id,
+        "scope": l.scope,
+        "scope_id": l.scope_id,
+        "model": if l.model.is_empty() { Value::Null } else { json!(l.model) },
+        "limits": limits,
+        "usage_available": available,
+        "created_at": l.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "updated_at": l.updated_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+    })
+}
+
+fn internal(e: &gatehouse_store::StoreError) -> AdminError {
+    tracing::error!(error = %e, "store error in the limits API");
+    AdminError(ApiError::internal())
+}

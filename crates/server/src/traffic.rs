@@ -1,0 +1,23 @@
+//! Traffic-control wiring (issue 6): which counters back rate limits, quotas and budgets.
+
+use std::sync::Arc;
+
+use gatehouse_gateway::TrafficDeps;
+use gatehouse_store::RedisCounters;
+
+/// Key namespace of Gatehouse counters in Redis.
+pub const REDIS_PREFIX: &str = "gatehouse:";
+
+/// In-memory counters without `redis_url`; Redis counters (shared by every node using the same
+/// Redis) with it. Errors: Redis unreachable or a bad URL (never echoes the URL).
+pub async fn traffic_deps(redis_url: Option<&str>) -> Result<TrafficDeps, String> {
+    let mut deps = TrafficDeps::default();
+    if let Some(url) = redis_url.filter(|u| !u.trim().is_empty()) {
+        let counters = RedisCounters::connect(url.trim(), REDIS_PREFIX)
+            .await
+            .map_err(|e| format!("cannot use Redis for rate limits: {e}"))?;
+        deps.counters = Arc::new(counters);
+        tracing::info!("rate-limit counters in Redis");
+    }
+    Ok(deps)
+}
