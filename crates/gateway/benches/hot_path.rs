@@ -53,6 +53,7 @@ async fn fixture() -> Fixture {
         revoked_at: None,
         last_used_at: None,
         created_at: now(),
+        security: Default::default(),
     };
     store.create_credential(&credential).await.expect("credential");
 

@@ -76,6 +76,9 @@ pub struct Authenticator {
     negative: Cache<[u8; 32], ()>,
     generation: AtomicU64,
     touch: mpsc::Sender<(Id, Timestamp)>,
+    /// Access, single-use and JWT tokens of the authorization server (issue 5); without it
+    /// such tokens are answered `invalid_token`.
+    oauth: Option<Arc<gatehouse_oauth::OAuth>>,
 }
 
 impl Authenticator {
@@ -90,8 +93,15 @@ impl Authenticator {
             negative: Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(NEGATIVE_TTL).build(),
             generation: AtomicU64::new(0),
             touch,
+            oauth: None,
         };
         (auth, rx)
+    }
+
+    /// Accepts the tokens of this OAuth authorization server too (issue 5): `gtha_…`,
+    /// `gths_…` (consumed on use) and RFC 9068 JWTs. Bus events are forwarded to it.
+    pub fn set_oauth(&mut self, oauth: Arc<gatehouse_oauth::OAuth>) {
+        self.oauth = Some(oauth);
     }
 
     /// Applies a bus event: `CredentialChanged` drops that digest from both caches (every digest
@@ -112,7 +122,10 @@ impl Authenticator {
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 self.flush();
             }
-            BusEvent::RoutingChanged | BusEvent::LimitsChanged => {}
+            BusEvent::RoutingChanged | BusEvent::LimitsChanged | BusEvent::TokenRevoked { .. } => {}
+        }
+        if let Some(o) = &self.oauth {
+            o.on_bus_event(event);
         }
     }
 
@@ -145,6 +158,13 @@ impl Authenticator {
     pub async fn verify_detailed(&self, token: &str) -> Result<Arc<Credential>, (ApiError, Option<(Arc<Credential>, &'static str)>)> {
         match gatehouse_auth::parse(token) {
             Ok(p) if p.kind == TokenKind::ApiKey && p.env == self.env => {}
+            // OAuth access tokens (`gtha_`), single-use tokens (`gths_`) and JWTs (issue 5).
+            Ok(p) if matches!(p.kind, TokenKind::Access | TokenKind::SingleUse) && let Some(o) = &self.oauth => {
+                return crate::oauth::authenticate(o, token).await.map_err(|e| (e, None));
+            }
+            Err(_) if gatehouse_oauth::jws::looks_like_jws(token) && let Some(o) = &self.oauth => {
+                return crate::oauth::authenticate(o, token).await.map_err(|e| (e, None));
+            }
             _ => return Err((invalid_token(), None)),
         }
         let credential = self.lookup(token).await.map_err(|e| (e, None))?.ok_or_else(|| (invalid_token(), None))?;

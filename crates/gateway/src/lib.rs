@@ -23,6 +23,7 @@ pub mod handlers;
 pub(crate) mod inbound;
 pub mod limits;
 pub mod pricing;
+pub mod oauth;
 pub mod request;
 pub mod routing;
 pub mod security;
@@ -70,6 +71,9 @@ pub struct GatewaySettings {
     /// Proxies whose `X-Forwarded-For` is believed when they are the socket peer (issue 5);
     /// empty (default) = the socket address is the client address.
     pub trusted_proxies: Vec<gatehouse_auth::cidr::Cidr>,
+    /// The OAuth issuer identifier and resource id of this data plane (RFC 8414 §2), e.g.
+    /// `https://gw.example.com`; default `http://127.0.0.1:8080`.
+    pub issuer: String,
 }
 
 impl Default for GatewaySettings {
@@ -79,6 +83,7 @@ impl Default for GatewaySettings {
             env: Env::Live,
             stream_drain: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
+            issuer: "http://127.0.0.1:8080".into(),
         }
     }
 }
@@ -130,6 +135,7 @@ pub struct AppState {
     pub(crate) shutdown: CancellationToken,
     pub(crate) audit: gatehouse_store::AuditSink,
     pub(crate) first_use: security::FirstUse,
+    pub(crate) oauth: Arc<gatehouse_oauth::OAuth>,
 }
 
 /// The data plane: state, background tasks (call-log writer, `last_used_at` batcher) and the
@@ -157,7 +163,18 @@ impl Gateway {
         // Concurrency leases of a crashed node expire after the longest possible call.
         let lease_ttl = deps.upstream.timeouts().total + Duration::from_secs(60);
         let limiter = Limiter::load(deps.store.clone(), traffic.counters, traffic.prices, tracker.clone(), lease_ttl).await?;
-        let (auth, touch_rx) = Authenticator::new(deps.store.clone(), deps.peppers.clone(), deps.settings.env);
+        let oauth = Arc::new(gatehouse_oauth::OAuth::new(gatehouse_oauth::OAuthDeps {
+            store: deps.store.clone(),
+            bus: deps.bus.clone(),
+            peppers: deps.peppers.clone(),
+            key_provider: deps.key_provider.clone(),
+            env: deps.settings.env,
+            issuer: deps.settings.issuer.clone(),
+            events: Arc::new(gatehouse_oauth::TracingEvents),
+        }));
+        oauth.load().await?;
+        let (mut auth, touch_rx) = Authenticator::new(deps.store.clone(), deps.peppers.clone(), deps.settings.env);
+        auth.set_oauth(oauth.clone());
         let (sink, log_rx) = CallLogSink::channel(calllog::CHANNEL_CAPACITY);
         let state = Arc::new(AppState {
             auth,
@@ -169,6 +186,7 @@ impl Gateway {
             shutdown: deps.shutdown,
             audit: deps.audit,
             first_use: security::FirstUse::default(),
+            oauth,
         });
         let weak = Arc::downgrade(&state);
         let handler: BusHandler = Arc::new(move |event| {
@@ -223,6 +241,7 @@ impl Gateway {
                 post(gemini_api::generate).fallback(|| async { dialect_method_not_allowed(Dialect::Gemini, "POST") }),
             )
             .route_layer(from_fn_with_state(state.clone(), auth::auth_middleware))
+            .merge(oauth::routes())
             .fallback(error::not_found)
             .layer(outer)
             .with_state(state)

@@ -363,6 +363,7 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             env,
             stream_drain: config.shutdown_drain,
             trusted_proxies: trusted_proxies()?,
+            issuer: issuer_for(&config.listen.to_string()),
         },
         shutdown: shutdown.clone(),
         audit,
@@ -468,4 +469,16 @@ async fn shutdown_signal() -> &'static str {
         () = ctrl_c => "SIGINT",
         () = term => "SIGTERM",
     }
+}
+
+/// The OAuth issuer (issue 5): `GATEHOUSE_PUBLIC_URL` if set, else `http://<listen address>`
+/// with an unspecified host replaced by `127.0.0.1`.
+fn issuer_for(listen: &str) -> String {
+    if let Ok(url) = std::env::var("GATEHOUSE_PUBLIC_URL")
+        && !url.trim().is_empty()
+    {
+        return url.trim().trim_end_matches('/').to_string();
+    }
+    let host = listen.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
+    format!("http://{host}")
 }

@@ -19,6 +19,10 @@ pub enum BusEvent {
     Resync,
     /// Rate limits, quotas or budgets changed (issue 6): reload the limits table.
     LimitsChanged,
+    /// An issued token, or an API key / OAuth client whose derived tokens must stop working,
+    /// was revoked (issue 5): its id joins every node's deny-list until the longest token
+    /// lifetime has passed, and cached tokens with that id, parent or client are dropped.
+    TokenRevoked { id: Id },
 }
 
 /// A handler for bus events. Must be quick and must not block.

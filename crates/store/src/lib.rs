@@ -142,6 +142,43 @@ pub trait Store: Send + Sync + 'static {
     async fn list_limits(&self) -> StoreResult<Vec<Limit>>;
     /// Removes a limit row; false if there was none.
     async fn delete_limit(&self, id: Id) -> StoreResult<bool>;
+
+
+    // --- OAuth 2.0 authorization server (issue 5; token-security.md §1.1-1.7, §5.2) ---
+    // Implementations: `sqlite/oauth.rs`, `postgres/oauth.rs`.
+    /// Errors with `Conflict` on a duplicate id.
+    async fn create_oauth_client(&self, client: &OAuthClient) -> StoreResult<()>;
+    async fn get_oauth_client(&self, id: Id) -> StoreResult<Option<OAuthClient>>;
+    /// Newest first.
+    async fn list_oauth_clients(&self, include_revoked: bool) -> StoreResult<Vec<OAuthClient>>;
+    /// Sets `revoked_at` on the client and on every unrevoked token it obtained, in one
+    /// transaction. Returns false if no such client.
+    async fn revoke_oauth_client(&self, id: Id, at: Timestamp) -> StoreResult<bool>;
+    /// Errors with `Conflict` on a duplicate id or digest.
+    async fn create_issued_token(&self, token: &IssuedToken) -> StoreResult<()>;
+    /// By `jti`.
+    async fn get_issued_token(&self, id: Id) -> StoreResult<Option<IssuedToken>>;
+    /// By digest (opaque kinds).
+    async fn find_issued_token(&self, digest: &[u8]) -> StoreResult<Option<IssuedToken>>;
+    /// Sets `revoked_at` on the token and on tokens derived from it (`parent_id`). Returns false
+    /// if no such token.
+    async fn revoke_issued_token(&self, id: Id, at: Timestamp) -> StoreResult<bool>;
+    /// Ids revoked at or after `since`: issued tokens, API keys and OAuth clients (the data
+    /// plane's deny-list for JWTs and derived tokens).
+    async fn list_revoked_ids(&self, since: Timestamp) -> StoreResult<Vec<Id>>;
+    /// G-9: consumes a single-use token with one conditional `UPDATE … RETURNING` (database
+    /// clock on PostgreSQL). Exactly one concurrent caller gets the row; everyone else `None`
+    /// (unknown, expired, revoked or already consumed).
+    async fn consume_single_use(&self, digest: &[u8]) -> StoreResult<Option<IssuedToken>>;
+    /// Errors with `Conflict` on a duplicate kid.
+    async fn create_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+    /// Every signing key, newest `sign_from` first (retired ones included).
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
+    /// Sets `retire_at` (earliest wins). Returns false if no such key.
+    async fn retire_signing_key(&self, kid: &str, at: Timestamp) -> StoreResult<bool>;
+    /// Records a client-assertion `jti` key (a digest) until `expires_at`: true the first time,
+    /// false on a replay (`INSERT … ON CONFLICT DO NOTHING`, §5.2). Purges expired rows.
+    async fn record_jti(&self, key: &[u8], expires_at: Timestamp) -> StoreResult<bool>;
 }
 
 /// Opens the store for a URL. Runs no migrations; call [`Store::migrate`].

@@ -23,6 +23,7 @@ use crate::{
 
 mod audit;
 mod security;
+mod oauth;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -1074,5 +1075,50 @@ impl Store for PostgresStore {
     }
     async fn delete_limit(&self, id: Id) -> StoreResult<bool> {
         self.limits_delete(id).await
+    }
+
+    // --- OAuth (issue 5): bodies in `postgres/oauth.rs` ---
+
+    async fn create_oauth_client(&self, client: &crate::OAuthClient) -> StoreResult<()> {
+        oauth::create_oauth_client(self, client).await
+    }
+    async fn get_oauth_client(&self, id: Id) -> StoreResult<Option<crate::OAuthClient>> {
+        oauth::get_oauth_client(self, id).await
+    }
+    async fn list_oauth_clients(&self, include_revoked: bool) -> StoreResult<Vec<crate::OAuthClient>> {
+        oauth::list_oauth_clients(self, include_revoked).await
+    }
+    async fn revoke_oauth_client(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        oauth::revoke_oauth_client(self, id, at).await
+    }
+    async fn create_issued_token(&self, token: &crate::IssuedToken) -> StoreResult<()> {
+        oauth::create_issued_token(self, token).await
+    }
+    async fn get_issued_token(&self, id: Id) -> StoreResult<Option<crate::IssuedToken>> {
+        oauth::get_issued_token(self, id).await
+    }
+    async fn find_issued_token(&self, digest: &[u8]) -> StoreResult<Option<crate::IssuedToken>> {
+        oauth::find_issued_token(self, digest).await
+    }
+    async fn revoke_issued_token(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        oauth::revoke_issued_token(self, id, at).await
+    }
+    async fn list_revoked_ids(&self, since: Timestamp) -> StoreResult<Vec<Id>> {
+        oauth::list_revoked_ids(self, since).await
+    }
+    async fn consume_single_use(&self, digest: &[u8]) -> StoreResult<Option<crate::IssuedToken>> {
+        oauth::consume_single_use(self, digest).await
+    }
+    async fn create_signing_key(&self, key: &crate::SigningKey) -> StoreResult<()> {
+        oauth::create_signing_key(self, key).await
+    }
+    async fn list_signing_keys(&self) -> StoreResult<Vec<crate::SigningKey>> {
+        oauth::list_signing_keys(self).await
+    }
+    async fn retire_signing_key(&self, kid: &str, at: Timestamp) -> StoreResult<bool> {
+        oauth::retire_signing_key(self, kid, at).await
+    }
+    async fn record_jti(&self, key: &[u8], expires_at: Timestamp) -> StoreResult<bool> {
+        oauth::record_jti(self, key, expires_at).await
     }
 }

@@ -293,3 +293,113 @@ pub struct Limit {
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
 }
+
+// ---------------------------------------------------------------------------------------------
+// OAuth 2.0 authorization server (issue 5; `token-security.md` §1.1, §1.5, §1.7, §5.2)
+
+/// A registered OAuth client (RFC 6749 §2). `id` is the wire `client_id`. Tokens it obtains act
+/// for `app_id` and never exceed its `scopes` / `models` (empty = everything the app may use).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OAuthClient {
+    pub id: Id,
+    pub team_id: Id,
+    pub app_id: Id,
+    pub name: String,
+    /// `client_secret_basic` (secret `gthc_…`, stored as HMAC digest) or `private_key_jwt`
+    /// (RFC 7523 assertion signed with the key in `public_jwk`).
+    pub auth_method: String,
+    /// HMAC-SHA-256(pepper_v, secret), 32 bytes; `None` for `private_key_jwt`.
+    #[serde(skip)]
+    pub secret_digest: Option<Vec<u8>>,
+    pub pepper_version: i32,
+    /// e.g. `gthc_live_…abcd`.
+    pub secret_hint: Option<String>,
+    /// The client's public JWK (JSON text) for `private_key_jwt`.
+    pub public_jwk: Option<String>,
+    /// `opaque` (`gtha_…`, default) or `jwt` (RFC 9068, ES256).
+    pub token_format: String,
+    /// Scopes the client may obtain; empty = all data-plane scopes.
+    pub scopes: Vec<String>,
+    /// Public model names tokens may use; empty = all.
+    pub models: Vec<String>,
+    /// Audiences the client may bind exchanged tokens to (RFC 8693 `audience`/`resource`).
+    pub audiences: Vec<String>,
+    /// Lifetime of access tokens in seconds (default 600).
+    pub access_ttl_secs: i64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// A token issued by the authorization server: opaque access token (`access`, `gtha_…`),
+/// single-use token (`single_use`, `gths_…`) or the record of a JWT access token (`jwt`, no
+/// digest; kept for revocation by `jti` and introspection). `id` is the `jti`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssuedToken {
+    pub id: Id,
+    /// `access`, `single_use` or `jwt`.
+    pub kind: String,
+    /// HMAC-SHA-256(pepper_v, token) for opaque kinds; `None` for `jwt`.
+    #[serde(skip)]
+    pub digest: Option<Vec<u8>>,
+    pub pepper_version: i32,
+    /// e.g. `gtha_live_…abcd`, or `jwt:<jti prefix>`.
+    pub hint: String,
+    pub team_id: Id,
+    pub app_id: Id,
+    /// The OAuth client that obtained it (`None` for `keys create --single-use`).
+    pub client_id: Option<Id>,
+    /// RFC 9068 / RFC 7662 `sub`: the client id, or the subject of an exchanged token.
+    pub subject: String,
+    /// The credential or token this one was derived from (token exchange, single-use keys):
+    /// revoking the parent revokes this one.
+    pub parent_id: Option<Id>,
+    pub scopes: Vec<String>,
+    /// Public model names; empty = all.
+    pub models: Vec<String>,
+    /// Bound audience (RFC 8693 / RFC 8707), if any.
+    pub audience: Option<String>,
+    /// Cap on `max_tokens`/`max_completion_tokens` of requests made with this token.
+    pub max_tokens: Option<i64>,
+    /// RFC 8693 §4.1 `act` claim as JSON text.
+    pub act: Option<String>,
+    /// DPoP key binding (RFC 9449 `cnf.jkt`).
+    pub binding_jkt: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub consumed_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// A JWT signing key of the authorization server; the private key is envelope-encrypted
+/// (G-8) like provider keys. Published in the JWKS until `retire_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SigningKey {
+    /// RFC 7638 thumbprint of the public key.
+    pub kid: String,
+    /// Always `ES256` for now.
+    pub alg: String,
+    /// Public JWK (JSON text).
+    pub public_jwk: String,
+    pub format_version: i16,
+    pub kek_id: String,
+    #[serde(skip)]
+    pub wrapped_dek: Vec<u8>,
+    #[serde(skip)]
+    pub nonce: Vec<u8>,
+    #[serde(skip)]
+    pub ciphertext: Vec<u8>,
+    /// The key signs from this instant (published earlier, for the overlap of §1.6).
+    #[serde(with = "time::serde::rfc3339")]
+    pub sign_from: Timestamp,
+    /// Removed from the JWKS (and never used again) at this instant.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub retire_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}

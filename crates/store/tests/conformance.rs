@@ -1647,3 +1647,7 @@ async fn limits(s: Arc<dyn Store>) {
     assert_eq!(s.list_limits().await.unwrap().len(), 2);
 }
 store_test!(limits);
+
+// OAuth authorization server tables (issue 5).
+#[path = "conformance/oauth.rs"]
+mod oauth;

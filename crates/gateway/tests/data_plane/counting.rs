@@ -213,4 +213,49 @@ impl Store for CountingStore {
         self.count(false);
         self.inner.delete_limit(id).await
     }
+
+    // --- OAuth (issue 5) ---
+    async fn create_oauth_client(&self, client: &OAuthClient) -> StoreResult<()> {
+        self.inner.create_oauth_client(client).await
+    }
+    async fn get_oauth_client(&self, id: Id) -> StoreResult<Option<OAuthClient>> {
+        self.inner.get_oauth_client(id).await
+    }
+    async fn list_oauth_clients(&self, include_revoked: bool) -> StoreResult<Vec<OAuthClient>> {
+        self.inner.list_oauth_clients(include_revoked).await
+    }
+    async fn revoke_oauth_client(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        self.inner.revoke_oauth_client(id, at).await
+    }
+    async fn create_issued_token(&self, token: &IssuedToken) -> StoreResult<()> {
+        self.inner.create_issued_token(token).await
+    }
+    async fn get_issued_token(&self, id: Id) -> StoreResult<Option<IssuedToken>> {
+        self.inner.get_issued_token(id).await
+    }
+    async fn find_issued_token(&self, digest: &[u8]) -> StoreResult<Option<IssuedToken>> {
+        self.count(false);
+        self.inner.find_issued_token(digest).await
+    }
+    async fn revoke_issued_token(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        self.inner.revoke_issued_token(id, at).await
+    }
+    async fn list_revoked_ids(&self, since: Timestamp) -> StoreResult<Vec<Id>> {
+        self.inner.list_revoked_ids(since).await
+    }
+    async fn consume_single_use(&self, digest: &[u8]) -> StoreResult<Option<IssuedToken>> {
+        self.inner.consume_single_use(digest).await
+    }
+    async fn create_signing_key(&self, key: &SigningKey) -> StoreResult<()> {
+        self.inner.create_signing_key(key).await
+    }
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        self.inner.list_signing_keys().await
+    }
+    async fn retire_signing_key(&self, kid: &str, at: Timestamp) -> StoreResult<bool> {
+        self.inner.retire_signing_key(kid, at).await
+    }
+    async fn record_jti(&self, key: &[u8], expires_at: Timestamp) -> StoreResult<bool> {
+        self.inner.record_jti(key, expires_at).await
+    }
 }

@@ -13,3 +13,4 @@ mod gemini;
 mod messages;
 mod token_security;
 mod limits;
+mod oauth;

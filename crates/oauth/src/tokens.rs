@@ -1,0 +1,926 @@
+//! Clients, client authentication, grants, verification, revocation and introspection.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use base64::Engine;
+use gatehouse_auth::token::{self, TokenKind};
+use gatehouse_store::{BusEvent, Credential, IssuedToken, OAuthClient};
+use gatehouse_types::{Id, Timestamp, new_id};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::jws::{self, EcPublicKey};
+use crate::{
+    DATA_PLANE_SCOPES, EXP_LEEWAY_SECS, FUTURE_SKEW_SECS, MAX_ASSERTION_LIFETIME_SECS, MAX_TTL, OAuth, OAuthError,
+    SINGLE_USE_TTL, now, token_types,
+};
+
+/// Longest `act` chain recorded on exchanged tokens (RFC 8693 §4.1; our cap).
+pub const MAX_ACT_DEPTH: usize = 5;
+
+/// Input of [`OAuth::create_client`] (validated by the admin layer for shapes and names).
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub team_id: Id,
+    pub app_id: Id,
+    pub name: String,
+    /// `client_secret_basic` or `private_key_jwt`.
+    pub auth_method: String,
+    /// Required for `private_key_jwt`: the client's public EC P-256 JWK.
+    pub public_jwk: Option<Value>,
+    /// `opaque` or `jwt`.
+    pub token_format: String,
+    pub scopes: Vec<String>,
+    pub models: Vec<String>,
+    pub audiences: Vec<String>,
+    pub access_ttl: Duration,
+}
+
+/// Who calls revocation / introspection.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// An authenticated OAuth client: sees and revokes only its own tokens.
+    Client(Box<OAuthClient>),
+    /// An operator (admin API / CLI): every token and API key.
+    Operator,
+}
+
+/// RFC 8693 §2.1 parameters (already de-duplicated; empty = absent).
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeRequest {
+    pub subject_token: Option<String>,
+    pub subject_token_type: Option<String>,
+    pub actor_token: Option<String>,
+    pub actor_token_type: Option<String>,
+    pub scope: Option<String>,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    pub requested_token_type: Option<String>,
+    /// Gatehouse extension: space-separated public model names (⊆ the subject's).
+    pub models: Option<String>,
+    /// Gatehouse extension: cap on `max_tokens` of calls made with the issued token.
+    pub max_tokens: Option<String>,
+    /// Gatehouse extension: requested lifetime in seconds (only shortens).
+    pub expires_in: Option<String>,
+}
+
+/// A successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1). `Debug` hides the token.
+pub struct TokenResponse {
+    pub access_token: SecretString,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+    pub issued_token_type: &'static str,
+    /// The stored record (its `id` is the `jti`).
+    pub record: IssuedToken,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse").field("jti", &self.record.id).field("expires_in", &self.expires_in).finish()
+    }
+}
+
+impl TokenResponse {
+    /// The JSON body (includes the token: answer with `Cache-Control: no-store`).
+    pub fn to_json(&self, exchange: bool) -> Value {
+        let mut v = json!({
+            "access_token": self.access_token.expose_secret(),
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        });
+        if exchange {
+            v["issued_token_type"] = json!(self.issued_token_type);
+        }
+        v
+    }
+}
+
+/// Why the data plane refuses a token: always 401 `invalid_token` for `Invalid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyError {
+    /// Unknown, malformed, expired, revoked, consumed, wrong audience/issuer/type, bad signature.
+    Invalid,
+    /// The store cannot be reached (503).
+    Unavailable,
+}
+
+/// What a token being exchanged, revoked or introspected resolves to.
+struct Subject {
+    id: Id,
+    team_id: Id,
+    app_id: Id,
+    client_id: Option<Id>,
+    sub: String,
+    scopes: Vec<String>,
+    models: Vec<String>,
+    audience: Option<String>,
+    max_tokens: Option<i64>,
+    act: Option<Value>,
+    binding_jkt: Option<String>,
+    expires_at: Option<Timestamp>,
+    issued_at: Timestamp,
+    kind: &'static str,
+}
+
+fn parse_scope(s: &str) -> Result<BTreeSet<String>, OAuthError> {
+    let set: BTreeSet<String> = s.split(' ').filter(|x| !x.is_empty()).map(str::to_string).collect();
+    if set.is_empty() || !s.bytes().all(|b| b == b' ' || (b'\x21'..=b'\x7e').contains(&b) && b != b'"' && b != b'\\') {
+        return Err(OAuthError::new("invalid_scope", "scope must be space-separated scope tokens"));
+    }
+    Ok(set)
+}
+
+/// `empty = all` lists intersected: the result is never broader than either side.
+fn intersect_all(a: &[String], b: &[String]) -> Vec<String> {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_vec(),
+        (_, true) => a.to_vec(),
+        _ => a.iter().filter(|x| b.contains(x)).cloned().collect(),
+    }
+}
+
+fn effective_scopes(list: &[String]) -> Vec<String> {
+    if list.is_empty() { DATA_PLANE_SCOPES.iter().map(|s| s.to_string()).collect() } else { list.to_vec() }
+}
+
+fn secs(ts: Timestamp) -> i64 {
+    ts.unix_timestamp()
+}
+
+fn kind_name(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Access => "access",
+        TokenKind::SingleUse => "single_use",
+        _ => "other",
+    }
+}
+
+impl OAuth {
+    fn unavailable(e: &gatehouse_store::StoreError) -> OAuthError {
+        tracing::error!(error = %e, "oauth store operation failed");
+        OAuthError::unavailable()
+    }
+
+    // ------------------------------------------------------------------ clients
+
+    /// Registers a client. Returns the stored client and, for `client_secret_basic`, the secret
+    /// `gthc_…` (shown exactly once).
+    pub async fn create_client(&self, req: NewClient) -> Result<(OAuthClient, Option<SecretString>), OAuthError> {
+        let invalid = |m: &str| OAuthError::new("invalid_request", m.to_string());
+        for s in &req.scopes {
+            if !DATA_PLANE_SCOPES.contains(&s.as_str()) {
+                return Err(OAuthError::new("invalid_scope", format!("unknown scope {s}; known: {}", DATA_PLANE_SCOPES.join(" "))));
+            }
+        }
+        if req.access_ttl.is_zero() || req.access_ttl > MAX_TTL {
+            return Err(invalid("access_ttl must be between 1 s and 1 h"));
+        }
+        if !matches!(req.token_format.as_str(), "opaque" | "jwt") {
+            return Err(invalid("token_format must be opaque or jwt"));
+        }
+        let (secret, digest, hint, jwk) = match req.auth_method.as_str() {
+            "client_secret_basic" => {
+                if req.public_jwk.is_some() {
+                    return Err(invalid("public_jwk is only for private_key_jwt"));
+                }
+                let g = token::generate(TokenKind::ClientSecret, self.deps.env).map_err(|_| OAuthError::server())?;
+                let d = self.deps.peppers.digest(g.token.expose_secret()).to_vec();
+                (Some(g.token), Some(d), Some(g.hint), None)
+            }
+            "private_key_jwt" => {
+                let jwk = req.public_jwk.as_ref().ok_or_else(|| invalid("private_key_jwt needs public_jwk"))?;
+                let key = EcPublicKey::from_jwk(jwk).map_err(|_| invalid("public_jwk must be a public EC P-256 JWK"))?;
+                (None, None, None, Some(key.to_jwk().to_string()))
+            }
+            _ => return Err(invalid("auth_method must be client_secret_basic or private_key_jwt")),
+        };
+        let client = OAuthClient {
+            id: new_id(),
+            team_id: req.team_id,
+            app_id: req.app_id,
+            name: req.name,
+            auth_method: req.auth_method,
+            secret_digest: digest,
+            pepper_version: self.deps.peppers.current_version(),
+            secret_hint: hint,
+            public_jwk: jwk,
+            token_format: req.token_format,
+            scopes: req.scopes,
+            models: req.models,
+            audiences: req.audiences,
+            access_ttl_secs: req.access_ttl.as_secs() as i64,
+            revoked_at: None,
+            created_at: now(),
+        };
+        self.deps.store.create_oauth_client(&client).await.map_err(|e| Self::unavailable(&e))?;
+        tracing::info!(client_id = %client.id, app_id = %client.app_id, "oauth client created");
+        Ok((client, secret))
+    }
+
+    /// Revokes a client and every token it obtained; effective on this node before returning.
+    /// Returns false for an unknown client.
+    pub async fn revoke_client(&self, id: Id) -> Result<bool, OAuthError> {
+        let found = self.deps.store.revoke_oauth_client(id, now()).await.map_err(|e| Self::unavailable(&e))?;
+        if found {
+            self.deps.bus.publish(BusEvent::TokenRevoked { id });
+            tracing::info!(client_id = %id, "oauth client revoked");
+        }
+        Ok(found)
+    }
+
+    // ------------------------------------------------------------------ client authentication
+
+    fn client_failure(&self, client: Option<Id>, detail: &'static str) -> OAuthError {
+        self.deps.events.record("client.auth_failed", client, detail);
+        OAuthError::new("invalid_client", "client authentication failed")
+    }
+
+    /// `client_secret_basic` (RFC 6749 §2.3.1): `credentials` is the part after `Basic `. The
+    /// id and secret are form-url-decoded after base64 (Appendix B). Any failure →
+    /// `invalid_client` (answer 401 with a `Basic` challenge).
+    pub async fn authenticate_basic(&self, credentials: &str) -> Result<OAuthClient, OAuthError> {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(credentials.trim())
+            .map_err(|_| self.client_failure(None, "basic_malformed"))?;
+        let raw = String::from_utf8(raw).map_err(|_| self.client_failure(None, "basic_malformed"))?;
+        let (id, secret) = raw.split_once(':').ok_or_else(|| self.client_failure(None, "basic_malformed"))?;
+        let decode = |s: &str| -> String { form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default() };
+        let (id, secret) = (decode(id), SecretString::from(decode(secret)));
+        let id = Id::parse_str(&id).map_err(|_| self.client_failure(None, "unknown_client"))?;
+        let client = self.deps.store.get_oauth_client(id).await.map_err(|e| Self::unavailable(&e))?;
+        // Compute the digest before looking at the result so unknown and wrong-secret cases
+        // do the same work.
+        let ok_format = token::parse(secret.expose_secret())
+            .is_ok_and(|p| p.kind == TokenKind::ClientSecret && p.env == self.deps.env);
+        let Some(client) = client else { return Err(self.client_failure(None, "unknown_client")) };
+        let expected = client.secret_digest.clone().unwrap_or_default();
+        let digest = self.deps.peppers.digest_with(client.pepper_version, secret.expose_secret()).unwrap_or([0; 32]);
+        let matches: bool = digest.ct_eq(expected.as_slice()).into();
+        if !ok_format || !matches || client.auth_method != "client_secret_basic" {
+            return Err(self.client_failure(Some(client.id), "bad_secret"));
+        }
+        if client.revoked_at.is_some() {
+            return Err(self.client_failure(Some(client.id), "client_revoked"));
+        }
+        Ok(client)
+    }
+
+    /// `private_key_jwt` (RFC 7523 §2.2, §3): the assertion is an ES256 JWS signed with the
+    /// client's registered key; `iss` = `sub` = client id (and = `client_id` if sent), `aud`
+    /// contains the token endpoint URL or the issuer, `exp` in the future and at most 5 min
+    /// away, `jti` unused (recorded until `exp`). Any failure → `invalid_client`.
+    pub async fn authenticate_assertion(&self, client_id: Option<&str>, assertion: &str, endpoint: &str) -> Result<OAuthClient, OAuthError> {
+        let unverified = jws::peek_claims(assertion).map_err(|_| self.client_failure(None, "assertion_malformed"))?;
+        let sub = unverified.get("sub").and_then(Value::as_str).ok_or_else(|| self.client_failure(None, "assertion_no_sub"))?;
+        let id = Id::parse_str(sub).map_err(|_| self.client_failure(None, "unknown_client"))?;
+        if client_id.is_some_and(|c| c != sub) {
+            return Err(self.client_failure(Some(id), "client_id_mismatch"));
+        }
+        let client = self.deps.store.get_oauth_client(id).await.map_err(|e| Self::unavailable(&e))?;
+        let Some(client) = client else { return Err(self.client_failure(None, "unknown_client")) };
+        if client.auth_method != "private_key_jwt" || client.revoked_at.is_some() {
+            return Err(self.client_failure(Some(id), "method_or_revoked"));
+        }
+        let key = client
+            .public_jwk
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<Value>(j).ok())
+            .and_then(|j| EcPublicKey::from_jwk(&j).ok())
+            .ok_or_else(|| self.client_failure(Some(id), "no_key"))?;
+        let v = jws::verify(assertion, None, |_| Some(key)).map_err(|_| self.client_failure(Some(id), "assertion_signature"))?;
+        let c = &v.claims;
+        let iss_ok = c.get("iss").and_then(Value::as_str) == Some(sub);
+        let issuer = self.issuer().trim_end_matches('/');
+        let aud_ok = audiences(c).iter().any(|a| a == endpoint || a.trim_end_matches('/') == issuer);
+        let t = secs(now());
+        let exp = c.get("exp").and_then(Value::as_i64);
+        let exp_ok = exp.is_some_and(|e| e + EXP_LEEWAY_SECS > t && e - t <= MAX_ASSERTION_LIFETIME_SECS);
+        let times_ok = time_claims_ok(c, t);
+        let jti = c.get("jti").and_then(Value::as_str).filter(|j| !j.is_empty() && j.len() <= 256);
+        let (true, true, true, true, Some(jti), Some(exp)) = (iss_ok, aud_ok, exp_ok, times_ok, jti, exp) else {
+            return Err(self.client_failure(Some(id), "assertion_claims"));
+        };
+        let key = Sha256::digest(format!("client-assertion\0{sub}\0{jti}").as_bytes());
+        let until = Timestamp::from_unix_timestamp(exp + EXP_LEEWAY_SECS).map_err(|_| OAuthError::server())?;
+        let first = self.deps.store.record_jti(&key, until).await.map_err(|e| Self::unavailable(&e))?;
+        if !first {
+            return Err(self.client_failure(Some(id), "assertion_replay"));
+        }
+        Ok(client)
+    }
+
+    // ------------------------------------------------------------------ grants
+
+    /// RFC 6749 §4.4: a token for the client itself. `scope` ⊆ the client's scopes (absent →
+    /// all of them), else `invalid_scope`.
+    pub async fn client_credentials(&self, client: &OAuthClient, scope: Option<&str>) -> Result<TokenResponse, OAuthError> {
+        let allowed = effective_scopes(&client.scopes);
+        let scopes: Vec<String> = match scope {
+            None => allowed,
+            Some(s) => {
+                let req = parse_scope(s)?;
+                if let Some(x) = req.iter().find(|x| !allowed.contains(x)) {
+                    return Err(OAuthError::new("invalid_scope", format!("scope {x} is not allowed for this client")));
+                }
+                req.into_iter().collect()
+            }
+        };
+        let ttl = Duration::from_secs(u64::try_from(client.access_ttl_secs).unwrap_or(600)).min(MAX_TTL);
+        let subject = Subject {
+            id: client.id,
+            team_id: client.team_id,
+            app_id: client.app_id,
+            client_id: Some(client.id),
+            sub: client.id.to_string(),
+            scopes,
+            models: client.models.clone(),
+            audience: None,
+            max_tokens: None,
+            act: None,
+            binding_jkt: None,
+            expires_at: None,
+            issued_at: now(),
+            kind: "client",
+        };
+        let kind = if client.token_format == "jwt" { "jwt" } else { "access" };
+        self.issue(&subject, client, kind, ttl, None, None, None).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn issue(
+        &self,
+        base: &Subject,
+        client: &OAuthClient,
+        kind: &str,
+        ttl: Duration,
+        parent: Option<Id>,
+        act: Option<Value>,
+        audience: Option<String>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let created_at = now();
+        let mut expires_at = created_at + time::Duration::try_from(ttl).map_err(|_| OAuthError::server())?;
+        if let Some(limit) = base.expires_at {
+            expires_at = expires_at.min(limit);
+        }
+        let expires_in = u64::try_from((expires_at - created_at).whole_seconds()).unwrap_or(0);
+        let id = new_id();
+        let mut record = IssuedToken {
+            id,
+            kind: kind.into(),
+            digest: None,
+            pepper_version: self.deps.peppers.current_version(),
+            hint: String::new(),
+            team_id: base.team_id,
+            app_id: base.app_id,
+            client_id: Some(client.id),
+            subject: base.sub.clone(),
+            parent_id: parent,
+            scopes: base.scopes.clone(),
+            models: base.models.clone(),
+            audience: audience.clone(),
+            max_tokens: base.max_tokens,
+            act: act.as_ref().map(Value::to_string),
+            binding_jkt: base.binding_jkt.clone(),
+            expires_at,
+            consumed_at: None,
+            revoked_at: None,
+            created_at,
+        };
+        let (secret, issued_type) = match kind {
+            "jwt" => {
+                let (kid, key) = self.signer.current().await?;
+                let iss = self.issuer().trim_end_matches('/').to_string();
+                let mut claims = json!({
+                    "iss": iss,
+                    "sub": base.sub,
+                    "aud": audience.clone().unwrap_or(iss.clone()),
+                    "client_id": client.id.to_string(),
+                    "scope": base.scopes.join(" "),
+                    "iat": secs(created_at),
+                    "exp": secs(expires_at),
+                    "jti": id.to_string(),
+                    "team_id": base.team_id.to_string(),
+                    "app_id": base.app_id.to_string(),
+                });
+                if !base.models.is_empty() {
+                    claims["models"] = json!(base.models);
+                }
+                if let Some(m) = base.max_tokens {
+                    claims["max_tokens"] = json!(m);
+                }
+                if let Some(a) = &act {
+                    claims["act"] = a.clone();
+                }
+                if let Some(p) = parent {
+                    claims["parent"] = json!(p.to_string());
+                }
+                if let Some(j) = &base.binding_jkt {
+                    claims["cnf"] = json!({"jkt": j});
+                }
+                let jwt = key.sign("at+jwt", &kid, &claims).map_err(|_| OAuthError::server())?;
+                record.hint = format!("jwt:{}", &id.simple().to_string()[..12]);
+                (SecretString::from(jwt), token_types::JWT)
+            }
+            _ => {
+                let tk = if kind == "single_use" { TokenKind::SingleUse } else { TokenKind::Access };
+                let g = token::generate(tk, self.deps.env).map_err(|_| OAuthError::server())?;
+                record.digest = Some(self.deps.peppers.digest(g.token.expose_secret()).to_vec());
+                record.hint = g.hint;
+                let t = if tk == TokenKind::SingleUse { token_types::SINGLE_USE } else { token_types::ACCESS_TOKEN };
+                (g.token, t)
+            }
+        };
+        self.deps.store.create_issued_token(&record).await.map_err(|e| Self::unavailable(&e))?;
+        tracing::info!(jti = %record.id, client_id = %client.id, kind, expires_in, "token issued");
+        Ok(TokenResponse {
+            access_token: secret,
+            token_type: "Bearer",
+            expires_in,
+            scope: base.scopes.join(" "),
+            issued_token_type: issued_type,
+            record,
+        })
+    }
+
+    /// Mints a single-use token for an API key's app (`gatehouse keys create --single-use`):
+    /// scopes/models as given (empty = all), lifetime `ttl` (≤ [`MAX_TTL`]).
+    pub async fn mint_single_use(
+        &self,
+        team_id: Id,
+        app_id: Id,
+        name: &str,
+        scopes: Vec<String>,
+        models: Vec<String>,
+        ttl: Duration,
+    ) -> Result<TokenResponse, OAuthError> {
+        let ttl = if ttl.is_zero() { SINGLE_USE_TTL } else { ttl.min(MAX_TTL) };
+        let pseudo = OAuthClient {
+            id: Id::nil(),
+            team_id,
+            app_id,
+            name: name.into(),
+            auth_method: String::new(),
+            secret_digest: None,
+            pepper_version: 0,
+            secret_hint: None,
+            public_jwk: None,
+            token_format: "opaque".into(),
+            scopes: vec![],
+            models: vec![],
+            audiences: vec![],
+            access_ttl_secs: 0,
+            revoked_at: None,
+            created_at: now(),
+        };
+        let subject = Subject {
+            id: Id::nil(),
+            team_id,
+            app_id,
+            client_id: None,
+            sub: format!("app:{app_id}"),
+            scopes: effective_scopes(&scopes),
+            models,
+            audience: None,
+            max_tokens: None,
+            act: None,
+            binding_jkt: None,
+            expires_at: None,
+            issued_at: now(),
+            kind: "operator",
+        };
+        let mut resp = self.issue(&subject, &pseudo, "single_use", ttl, None, None, None).await?;
+        // Not obtained by a client: do not record the placeholder id.
+        resp.record.client_id = None;
+        Ok(resp)
+    }
+
+    /// RFC 8693 token exchange with the G-6 rules: scope ⊆ subject ∩ client policy, models ⊆
+    /// subject ∩ client, `exp` ≤ subject `exp`, audience allowed for the client
+    /// (`invalid_target` otherwise), binding carried over, `act` = {sub: client, act: previous}.
+    pub async fn exchange(&self, client: &OAuthClient, req: &ExchangeRequest) -> Result<TokenResponse, OAuthError> {
+        let bad = |m: &str| OAuthError::new("invalid_request", m.to_string());
+        if req.actor_token.is_some() != req.actor_token_type.is_some() {
+            return Err(bad("actor_token and actor_token_type must be sent together"));
+        }
+        let (Some(subject_token), Some(subject_type)) = (&req.subject_token, &req.subject_token_type) else {
+            return Err(bad("subject_token and subject_token_type are required"));
+        };
+        if ![token_types::ACCESS_TOKEN, token_types::JWT, token_types::API_KEY].contains(&subject_type.as_str()) {
+            return Err(bad("unsupported subject_token_type"));
+        }
+        let subject = match self.resolve(subject_token).await? {
+            Some(s) if s.kind != "single_use" => s,
+            _ => return Err(bad("subject_token is invalid, expired or revoked")),
+        };
+        if subject.team_id != client.team_id {
+            return Err(bad("subject_token is invalid, expired or revoked"));
+        }
+        if let Some(actor) = &req.actor_token
+            && self.resolve(actor).await?.is_none_or(|a| a.team_id != client.team_id)
+        {
+            return Err(bad("actor_token is invalid, expired or revoked"));
+        }
+        // Audience (RFC 8693 `audience`, RFC 8707 `resource`): the issuer (this data plane) or
+        // one the client registered; the subject's own audience binding is never widened.
+        let issuer = self.issuer().trim_end_matches('/').to_string();
+        let target = match (&req.audience, &req.resource) {
+            (Some(_), Some(_)) => return Err(bad("send audience or resource, not both")),
+            (Some(a), None) | (None, Some(a)) => Some(a.clone()),
+            (None, None) => None,
+        };
+        if let Some(t) = &target
+            && t.trim_end_matches('/') != issuer
+            && !client.audiences.iter().any(|a| a == t)
+        {
+            return Err(OAuthError::new("invalid_target", "the requested audience is not allowed for this client"));
+        }
+        if let (Some(sa), Some(t)) = (&subject.audience, &target)
+            && sa != t
+        {
+            return Err(OAuthError::new("invalid_target", "the subject token is bound to another audience"));
+        }
+        let audience = target.or(subject.audience.clone()).filter(|a| a.trim_end_matches('/') != issuer);
+        // Scopes.
+        let allowed: Vec<String> = effective_scopes(&subject.scopes).into_iter().filter(|s| effective_scopes(&client.scopes).contains(s)).collect();
+        let scopes: Vec<String> = match &req.scope {
+            None => allowed.clone(),
+            Some(s) => {
+                let want = parse_scope(s)?;
+                if let Some(x) = want.iter().find(|x| !allowed.contains(x)) {
+                    return Err(OAuthError::new("invalid_scope", format!("scope {x} exceeds the subject token or client policy")));
+                }
+                want.into_iter().collect()
+            }
+        };
+        if scopes.is_empty() {
+            return Err(OAuthError::new("invalid_scope", "no scope is allowed for both the subject token and this client"));
+        }
+        // Models (empty = all).
+        let allowed_models = intersect_all(&subject.models, &client.models);
+        if !subject.models.is_empty() && !client.models.is_empty() && allowed_models.is_empty() {
+            return Err(OAuthError::new("invalid_scope", "no model is allowed for both the subject token and this client"));
+        }
+        let models = match &req.models {
+            None => allowed_models,
+            Some(m) => {
+                let want: Vec<String> = m.split(' ').filter(|x| !x.is_empty()).map(str::to_string).collect();
+                if want.is_empty() || (!allowed_models.is_empty() && want.iter().any(|x| !allowed_models.contains(x))) {
+                    return Err(OAuthError::new("invalid_scope", "models exceed the subject token or client policy"));
+                }
+                want
+            }
+        };
+        // Token cap.
+        let max_tokens = match &req.max_tokens {
+            None => subject.max_tokens,
+            Some(s) => {
+                let v: i64 = s.parse().ok().filter(|v| *v > 0).ok_or_else(|| bad("max_tokens must be a positive integer"))?;
+                if subject.max_tokens.is_some_and(|m| v > m) {
+                    return Err(OAuthError::new("invalid_scope", "max_tokens exceeds the subject token's cap"));
+                }
+                Some(v)
+            }
+        };
+        // Lifetime: ≤ client TTL, ≤ requested, ≤ subject exp (applied in `issue`).
+        let mut ttl = Duration::from_secs(u64::try_from(client.access_ttl_secs).unwrap_or(600)).min(MAX_TTL);
+        if let Some(s) = &req.expires_in {
+            let v: u64 = s.parse().ok().filter(|v| *v > 0).ok_or_else(|| bad("expires_in must be a positive integer"))?;
+            ttl = ttl.min(Duration::from_secs(v));
+        }
+        let kind = match req.requested_token_type.as_deref() {
+            None | Some(token_types::ACCESS_TOKEN) => {
+                if client.token_format == "jwt" { "jwt" } else { "access" }
+            }
+            Some(token_types::JWT) => "jwt",
+            Some(token_types::SINGLE_USE) => {
+                ttl = ttl.min(SINGLE_USE_TTL);
+                "single_use"
+            }
+            Some(_) => return Err(bad("unsupported requested_token_type")),
+        };
+        // act chain.
+        let mut depth = 1;
+        let mut cur = subject.act.as_ref();
+        while let Some(a) = cur {
+            depth += 1;
+            cur = a.get("act");
+        }
+        if depth > MAX_ACT_DEPTH {
+            return Err(bad("delegation chain too deep"));
+        }
+        let mut act = json!({"sub": client.id.to_string()});
+        if let Some(prev) = &subject.act {
+            act["act"] = prev.clone();
+        }
+        let base = Subject { scopes, models, max_tokens, ..subject };
+        let parent = Some(base.id);
+        let resp = self.issue(&base, client, kind, ttl, parent, Some(act), audience).await?;
+        tracing::info!(jti = %resp.record.id, parent = %base.id, client_id = %client.id, "token exchanged");
+        Ok(resp)
+    }
+
+    // ------------------------------------------------------------------ data plane
+
+    /// Verifies a presented `gtha_…`, `gths_…` or JWT access token for the data plane (this
+    /// resource: audience = issuer). A single-use token is consumed here (G-9): only one
+    /// concurrent caller gets `Ok`. Returns the token record (JWTs: built from the claims).
+    pub async fn verify(&self, presented: &str) -> Result<Arc<IssuedToken>, VerifyError> {
+        if jws::looks_like_jws(presented) {
+            let t = self.verify_jwt(presented).ok_or(VerifyError::Invalid)?;
+            if self.denied(&t) {
+                return Err(VerifyError::Invalid);
+            }
+            return Ok(Arc::new(t));
+        }
+        let parsed = token::parse(presented).map_err(|_| VerifyError::Invalid)?;
+        if parsed.env != self.deps.env {
+            return Err(VerifyError::Invalid);
+        }
+        let digest = self.deps.peppers.digest(presented);
+        let t = match parsed.kind {
+            TokenKind::Access => self.lookup_access(digest).await?,
+            TokenKind::SingleUse => self.consume(digest).await?,
+            _ => return Err(VerifyError::Invalid),
+        };
+        let at = now();
+        if t.kind != kind_name(parsed.kind) || t.revoked_at.is_some() || t.expires_at <= at || self.denied(&t) {
+            return Err(VerifyError::Invalid);
+        }
+        if t.audience.as_deref().is_some_and(|a| a.trim_end_matches('/') != self.issuer().trim_end_matches('/')) {
+            return Err(VerifyError::Invalid);
+        }
+        Ok(t)
+    }
+
+    async fn lookup_access(&self, digest: [u8; 32]) -> Result<Arc<IssuedToken>, VerifyError> {
+        if let Some(t) = self.cache.get(&digest) {
+            return Ok(t);
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let found = self.deps.store.find_issued_token(&digest).await.map_err(|e| {
+            tracing::error!(error = %e, "issued token lookup failed");
+            VerifyError::Unavailable
+        })?;
+        let t = Arc::new(found.ok_or(VerifyError::Invalid)?);
+        if self.generation.load(Ordering::SeqCst) == generation {
+            self.cache.insert(digest, t.clone());
+        }
+        Ok(t)
+    }
+
+    async fn consume(&self, digest: [u8; 32]) -> Result<Arc<IssuedToken>, VerifyError> {
+        let won = self.deps.store.consume_single_use(&digest).await.map_err(|e| {
+            tracing::error!(error = %e, "single-use consumption failed");
+            VerifyError::Unavailable
+        })?;
+        if let Some(t) = won {
+            tracing::info!(target: crate::SECURITY_TARGET, event = "single_use.consumed", jti = %t.id, "single-use token consumed");
+            return Ok(Arc::new(t));
+        }
+        // Classify for the audit trail only; the caller always gets the generic 401.
+        if let Ok(Some(t)) = self.deps.store.find_issued_token(&digest).await
+            && t.consumed_at.is_some()
+        {
+            self.deps.events.record("single_use.replay_rejected", Some(t.id), "already_consumed");
+        }
+        Err(VerifyError::Invalid)
+    }
+
+    /// RFC 9068 §4 validation; `None` on any failure.
+    fn verify_jwt(&self, presented: &str) -> Option<IssuedToken> {
+        let v = jws::verify(presented, Some("at+jwt"), |kid| kid.and_then(|k| self.signer.public_key(k))).ok()?;
+        let c = &v.claims;
+        let issuer = self.issuer().trim_end_matches('/');
+        if c.get("iss").and_then(Value::as_str) != Some(issuer) {
+            return None;
+        }
+        let auds = audiences(c);
+        if !auds.iter().any(|a| a.trim_end_matches('/') == issuer) {
+            return None;
+        }
+        let t = secs(now());
+        let exp = c.get("exp").and_then(Value::as_i64)?;
+        let iat = c.get("iat").and_then(Value::as_i64)?;
+        if exp + EXP_LEEWAY_SECS <= t || !time_claims_ok(c, t) {
+            return None;
+        }
+        let s = |k: &str| c.get(k).and_then(Value::as_str);
+        let id = Id::parse_str(s("jti")?).ok()?;
+        let client_id = Id::parse_str(s("client_id")?).ok()?;
+        let sub = s("sub")?.to_string();
+        let scopes: Vec<String> = s("scope").unwrap_or("").split(' ').filter(|x| !x.is_empty()).map(str::to_string).collect();
+        let models: Vec<String> = match c.get("models") {
+            None => vec![],
+            Some(Value::Array(a)) => a.iter().map(|m| m.as_str().map(str::to_string)).collect::<Option<_>>()?,
+            Some(_) => return None,
+        };
+        let max_tokens = match c.get("max_tokens") {
+            None => None,
+            Some(v) => Some(v.as_i64()?),
+        };
+        let parent = match c.get("parent") {
+            None => None,
+            Some(v) => Some(Id::parse_str(v.as_str()?).ok()?),
+        };
+        let binding = c.get("cnf").and_then(|x| x.get("jkt")).and_then(Value::as_str).map(str::to_string);
+        Some(IssuedToken {
+            id,
+            kind: "jwt".into(),
+            digest: None,
+            pepper_version: 0,
+            hint: format!("jwt:{}", &id.simple().to_string()[..12]),
+            team_id: Id::parse_str(s("team_id")?).ok()?,
+            app_id: Id::parse_str(s("app_id")?).ok()?,
+            client_id: Some(client_id),
+            subject: sub,
+            parent_id: parent,
+            scopes,
+            models,
+            audience: None,
+            max_tokens,
+            act: c.get("act").map(Value::to_string),
+            binding_jkt: binding,
+            expires_at: Timestamp::from_unix_timestamp(exp).ok()?,
+            consumed_at: None,
+            revoked_at: None,
+            created_at: Timestamp::from_unix_timestamp(iat).ok()?,
+        })
+    }
+
+    // ------------------------------------------------------------------ resolve / revoke / introspect
+
+    /// Resolves any live Gatehouse credential without consuming it. `Ok(None)` = not active.
+    async fn resolve(&self, presented: &str) -> Result<Option<Subject>, OAuthError> {
+        if jws::looks_like_jws(presented) {
+            return Ok(self.verify_jwt(presented).filter(|t| !self.denied(t)).map(|t| Self::subject_of(&t, "jwt")));
+        }
+        let Ok(parsed) = token::parse(presented) else { return Ok(None) };
+        if parsed.env != self.deps.env {
+            return Ok(None);
+        }
+        let at = now();
+        match parsed.kind {
+            TokenKind::ApiKey => {
+                let Some(c) = self.find_key(presented).await? else { return Ok(None) };
+                if c.revoked_at.is_some() || c.expires_at.is_some_and(|e| e <= at) || self.deny.contains_key(&c.id) {
+                    return Ok(None);
+                }
+                Ok(Some(Subject {
+                    id: c.id,
+                    team_id: c.team_id,
+                    app_id: c.app_id,
+                    client_id: None,
+                    sub: c.id.to_string(),
+                    scopes: c.scopes.clone(),
+                    models: c.models.clone(),
+                    audience: None,
+                    max_tokens: None,
+                    act: None,
+                    binding_jkt: None,
+                    expires_at: c.expires_at,
+                    issued_at: c.created_at,
+                    kind: "api_key",
+                }))
+            }
+            TokenKind::Access | TokenKind::SingleUse => {
+                let digest = self.deps.peppers.digest(presented);
+                let t = self.deps.store.find_issued_token(&digest).await.map_err(|e| Self::unavailable(&e))?;
+                Ok(t.filter(|t| {
+                    t.revoked_at.is_none() && t.consumed_at.is_none() && t.expires_at > at && !self.denied(t) && t.kind == kind_name(parsed.kind)
+                })
+                .map(|t| Self::subject_of(&t, if parsed.kind == TokenKind::SingleUse { "single_use" } else { "access" })))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn find_key(&self, presented: &str) -> Result<Option<Credential>, OAuthError> {
+        let current = self.deps.peppers.current_version();
+        for v in (1..=current).rev() {
+            if let Some(d) = self.deps.peppers.digest_with(v, presented)
+                && let Some(c) = self.deps.store.find_credential(&d).await.map_err(|e| Self::unavailable(&e))?
+            {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    fn subject_of(t: &IssuedToken, kind: &'static str) -> Subject {
+        Subject {
+            id: t.id,
+            team_id: t.team_id,
+            app_id: t.app_id,
+            client_id: t.client_id,
+            sub: t.subject.clone(),
+            scopes: t.scopes.clone(),
+            models: t.models.clone(),
+            audience: t.audience.clone(),
+            max_tokens: t.max_tokens,
+            act: t.act.as_deref().and_then(|a| serde_json::from_str(a).ok()),
+            binding_jkt: t.binding_jkt.clone(),
+            expires_at: Some(t.expires_at),
+            issued_at: t.created_at,
+            kind,
+        }
+    }
+
+    /// RFC 7009: revokes `presented` if the caller may (a client: only tokens it obtained; an
+    /// operator: any token or API key). Unknown, invalid and foreign tokens are answered the
+    /// same (`Ok`), foreign attempts are recorded as security events. Takes effect on this node
+    /// before returning (bus).
+    pub async fn revoke(&self, presented: &str, caller: &Caller) -> Result<(), OAuthError> {
+        let Some(s) = self.resolve(presented).await? else { return Ok(()) };
+        if let Caller::Client(c) = caller
+            && s.client_id != Some(c.id)
+        {
+            self.deps.events.record("token.revoke_foreign", Some(c.id), "not_owner");
+            return Ok(());
+        }
+        let at = now();
+        if s.kind == "api_key" {
+            self.deps.store.revoke_credential(s.id, at).await.map_err(|e| Self::unavailable(&e))?;
+            if let Ok(Some(c)) = self.find_key(presented).await {
+                self.deps.bus.publish(BusEvent::CredentialChanged { id: c.id, digest: c.digest });
+            }
+        } else {
+            self.deps.store.revoke_issued_token(s.id, at).await.map_err(|e| Self::unavailable(&e))?;
+        }
+        self.deps.bus.publish(BusEvent::TokenRevoked { id: s.id });
+        tracing::info!(id = %s.id, kind = s.kind, "token revoked");
+        Ok(())
+    }
+
+    /// RFC 7662 §2.2: `{"active": false}` for anything not active or not visible to the caller
+    /// (a client sees only tokens it obtained); otherwise the token's metadata.
+    pub async fn introspect(&self, presented: &str, caller: &Caller) -> Result<Value, OAuthError> {
+        let inactive = json!({"active": false});
+        let Some(s) = self.resolve(presented).await? else { return Ok(inactive) };
+        if let Caller::Client(c) = caller
+            && s.client_id != Some(c.id)
+        {
+            return Ok(inactive);
+        }
+        let iss = self.issuer().trim_end_matches('/').to_string();
+        let mut v = Map::new();
+        v.insert("active".into(), json!(true));
+        v.insert("scope".into(), json!(effective_scopes(&s.scopes).join(" ")));
+        if let Some(c) = s.client_id {
+            v.insert("client_id".into(), json!(c.to_string()));
+        }
+        v.insert("token_type".into(), json!(if s.binding_jkt.is_some() { "DPoP" } else { "Bearer" }));
+        if let Some(e) = s.expires_at {
+            v.insert("exp".into(), json!(secs(e)));
+        }
+        v.insert("iat".into(), json!(secs(s.issued_at)));
+        v.insert("sub".into(), json!(s.sub));
+        v.insert("aud".into(), json!(s.audience.clone().unwrap_or(iss.clone())));
+        v.insert("iss".into(), json!(iss));
+        v.insert("jti".into(), json!(s.id.to_string()));
+        v.insert("gatehouse_token_kind".into(), json!(s.kind));
+        if !s.models.is_empty() {
+            v.insert("models".into(), json!(s.models));
+        }
+        if let Some(m) = s.max_tokens {
+            v.insert("max_tokens".into(), json!(m));
+        }
+        if let Some(a) = s.act {
+            v.insert("act".into(), a);
+        }
+        if let Some(j) = s.binding_jkt {
+            v.insert("cnf".into(), json!({"jkt": j}));
+        }
+        Ok(Value::Object(v))
+    }
+}
+
+/// `aud` as a list (string or array of strings; anything else → empty).
+fn audiences(c: &Map<String, Value>) -> Vec<String> {
+    match c.get("aud") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        _ => vec![],
+    }
+}
+
+/// `iat`/`nbf`, if present, are numbers at most [`FUTURE_SKEW_SECS`] ahead (G-10); a wrong JSON
+/// type is a failure, never "absent" (CVE-2026-25537 class). `exp`, if present, is a number.
+fn time_claims_ok(c: &Map<String, Value>, now: i64) -> bool {
+    for k in ["iat", "nbf"] {
+        match c.get(k) {
+            None => {}
+            Some(v) => match v.as_i64() {
+                Some(x) if x <= now + FUTURE_SKEW_SECS => {}
+                _ => return false,
+            },
+        }
+    }
+    !matches!(c.get("exp"), Some(v) if v.as_i64().is_none())
+}

@@ -1,0 +1,176 @@
+//! Conformance tests of the OAuth methods (issue 5): clients, issued tokens, single-use
+//! consumption (G-9), revocation cascades, signing keys, client-assertion `jti` replay.
+
+use std::sync::Arc;
+
+use gatehouse_store::{IssuedToken, OAuthClient, SigningKey, Store};
+use time::Duration;
+
+use super::*;
+
+fn client(app: &App) -> OAuthClient {
+    OAuthClient {
+        id: new_id(),
+        team_id: app.team_id,
+        app_id: app.id,
+        name: "svc".into(),
+        auth_method: "client_secret_basic".into(),
+        secret_digest: Some(digest(90)),
+        pepper_version: 1,
+        secret_hint: Some("gthc_live_…abcd".into()),
+        public_jwk: None,
+        token_format: "opaque".into(),
+        scopes: vec!["chat:invoke".into()],
+        models: vec!["demo".into()],
+        audiences: vec!["https://api.example".into()],
+        access_ttl_secs: 600,
+        revoked_at: None,
+        created_at: now_us(),
+    }
+}
+
+fn issued(app: &App, kind: &str, seed: u8, client_id: Option<Id>, parent: Option<Id>) -> IssuedToken {
+    IssuedToken {
+        id: new_id(),
+        kind: kind.into(),
+        digest: Some(digest(seed)),
+        pepper_version: 1,
+        hint: "gtha_live_…abcd".into(),
+        team_id: app.team_id,
+        app_id: app.id,
+        client_id,
+        subject: "svc".into(),
+        parent_id: parent,
+        scopes: vec!["chat:invoke".into()],
+        models: vec![],
+        audience: Some("https://api.example".into()),
+        max_tokens: Some(100),
+        act: Some(r#"{"sub":"svc"}"#.into()),
+        binding_jkt: None,
+        expires_at: now_us() + Duration::minutes(10),
+        consumed_at: None,
+        revoked_at: None,
+        created_at: now_us(),
+    }
+}
+
+async fn oauth_clients_round_trip_and_revoke_cascades(s: Arc<dyn Store>) {
+    let (_, app) = seed_app(&s).await;
+    let c = client(&app);
+    s.create_oauth_client(&c).await.unwrap();
+    assert_conflict(s.create_oauth_client(&c).await);
+    assert_eq!(s.get_oauth_client(c.id).await.unwrap(), Some(c.clone()));
+    assert_eq!(s.list_oauth_clients(false).await.unwrap(), vec![c.clone()]);
+    let t = issued(&app, "access", 1, Some(c.id), None);
+    s.create_issued_token(&t).await.unwrap();
+    let at = now_us();
+    assert!(s.revoke_oauth_client(c.id, at).await.unwrap());
+    assert!(!s.revoke_oauth_client(new_id(), at).await.unwrap());
+    assert!(s.list_oauth_clients(false).await.unwrap().is_empty());
+    assert_eq!(s.list_oauth_clients(true).await.unwrap().len(), 1);
+    assert_eq!(s.get_issued_token(t.id).await.unwrap().unwrap().revoked_at, Some(at));
+    let revoked = s.list_revoked_ids(at - Duration::seconds(1)).await.unwrap();
+    assert!(revoked.contains(&c.id) && revoked.contains(&t.id), "{revoked:?}");
+    assert!(s.list_revoked_ids(at + Duration::seconds(1)).await.unwrap().is_empty());
+}
+store_test!(oauth_clients_round_trip_and_revoke_cascades);
+
+async fn issued_tokens_by_digest_and_parent_revocation(s: Arc<dyn Store>) {
+    let (_, app) = seed_app(&s).await;
+    let parent = issued(&app, "access", 2, None, None);
+    let child = issued(&app, "access", 3, None, Some(parent.id));
+    let mut jwt = issued(&app, "jwt", 0, None, None);
+    jwt.digest = None;
+    let mut jwt2 = jwt.clone();
+    jwt2.id = new_id();
+    for t in [&parent, &child, &jwt, &jwt2] {
+        s.create_issued_token(t).await.unwrap();
+    }
+    assert_conflict(s.create_issued_token(&parent).await);
+    assert_eq!(s.find_issued_token(&digest(3)).await.unwrap(), Some(child.clone()));
+    assert_eq!(s.find_issued_token(&digest(99)).await.unwrap(), None);
+    assert_eq!(s.get_issued_token(jwt.id).await.unwrap(), Some(jwt.clone()));
+    let at = now_us();
+    assert!(s.revoke_issued_token(parent.id, at).await.unwrap());
+    assert_eq!(s.get_issued_token(child.id).await.unwrap().unwrap().revoked_at, Some(at));
+    // Revoking again keeps the first instant.
+    assert!(s.revoke_issued_token(parent.id, at + Duration::seconds(5)).await.unwrap());
+    assert_eq!(s.get_issued_token(parent.id).await.unwrap().unwrap().revoked_at, Some(at));
+    assert!(!s.revoke_issued_token(new_id(), at).await.unwrap());
+    assert_eq!(s.get_issued_token(jwt2.id).await.unwrap().unwrap().revoked_at, None);
+}
+store_test!(issued_tokens_by_digest_and_parent_revocation);
+
+async fn single_use_is_consumed_exactly_once_under_50_concurrent_attempts(s: Arc<dyn Store>) {
+    let (_, app) = seed_app(&s).await;
+    let t = issued(&app, "single_use", 7, None, None);
+    s.create_issued_token(&t).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move { s.consume_single_use(&digest(7)).await.unwrap() }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        if let Some(row) = task.await.unwrap() {
+            wins += 1;
+            assert_eq!(row.id, t.id);
+            assert!(row.consumed_at.is_some());
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(s.consume_single_use(&digest(7)).await.unwrap(), None);
+}
+store_test!(single_use_is_consumed_exactly_once_under_50_concurrent_attempts);
+
+async fn single_use_refuses_expired_revoked_and_other_kinds(s: Arc<dyn Store>) {
+    let (_, app) = seed_app(&s).await;
+    let mut expired = issued(&app, "single_use", 10, None, None);
+    expired.expires_at = now_us() - Duration::seconds(1);
+    let revoked = issued(&app, "single_use", 11, None, None);
+    let access = issued(&app, "access", 12, None, None);
+    for t in [&expired, &revoked, &access] {
+        s.create_issued_token(t).await.unwrap();
+    }
+    s.revoke_issued_token(revoked.id, now_us()).await.unwrap();
+    for d in [10, 11, 12, 13] {
+        assert_eq!(s.consume_single_use(&digest(d)).await.unwrap(), None, "seed {d}");
+    }
+}
+store_test!(single_use_refuses_expired_revoked_and_other_kinds);
+
+async fn signing_keys_and_jti_replay(s: Arc<dyn Store>) {
+    let key = |kid: &str, offset: i64| SigningKey {
+        kid: kid.into(),
+        alg: "ES256".into(),
+        public_jwk: format!(r#"{{"kid":"{kid}"}}"#),
+        format_version: 1,
+        kek_id: "local:v1".into(),
+        wrapped_dek: vec![1; 40],
+        nonce: vec![2; 12],
+        ciphertext: vec![3; 60],
+        sign_from: now_us() + Duration::seconds(offset),
+        retire_at: None,
+        created_at: now_us(),
+    };
+    let old = key("old", -100);
+    let new = key("new", 0);
+    s.create_signing_key(&old).await.unwrap();
+    s.create_signing_key(&new).await.unwrap();
+    assert_conflict(s.create_signing_key(&new).await);
+    assert_eq!(s.list_signing_keys().await.unwrap(), vec![new.clone(), old.clone()]);
+    let at = now_us() + Duration::minutes(15);
+    assert!(s.retire_signing_key("old", at).await.unwrap());
+    assert!(s.retire_signing_key("old", at + Duration::minutes(1)).await.unwrap());
+    assert!(!s.retire_signing_key("nope", at).await.unwrap());
+    assert_eq!(s.list_signing_keys().await.unwrap()[1].retire_at, Some(at));
+
+    let exp = now_us() + Duration::minutes(5);
+    assert!(s.record_jti(&digest(1), exp).await.unwrap());
+    assert!(!s.record_jti(&digest(1), exp).await.unwrap());
+    assert!(s.record_jti(&digest(2), exp).await.unwrap());
+    // An expired record is purged, so the key may be recorded again.
+    assert!(s.record_jti(&digest(3), now_us() - Duration::seconds(1)).await.unwrap());
+    assert!(s.record_jti(&digest(3), exp).await.unwrap());
+}
+store_test!(signing_keys_and_jti_replay);
