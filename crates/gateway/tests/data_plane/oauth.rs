@@ -102,11 +102,11 @@ async fn oauth_error(resp: reqwest::Response, status: u16, error: &str) -> Value
 #[tokio::test]
 async fn client_credentials_opaque_token_calls_v1_and_is_logged_by_jti() {
     let mut h = Harness::start().await;
-    let c = client(&h, &["chat:invoke"], &["demo"], "opaque").await;
+    let c = client(&h, &["chat:invoke", "models:read"], &["demo"], "opaque").await;
     let v = token(&h, &c, &[("grant_type", "client_credentials")]).await;
     assert_eq!(v["token_type"], "Bearer");
     assert_eq!(v["expires_in"], 600);
-    assert_eq!(v["scope"], "chat:invoke");
+    assert_eq!(v["scope"], "chat:invoke models:read");
     assert!(v.get("refresh_token").is_none());
     let at = v["access_token"].as_str().unwrap();
     assert!(at.starts_with("gtha_live_"));
@@ -117,10 +117,16 @@ async fn client_credentials_opaque_token_calls_v1_and_is_logged_by_jti() {
     // The client's model allow-list applies like an API key's.
     let resp = h.post("/v1/chat/completions", Some(at), &json!({"model": "demo-claude", "messages": [{"role": "user", "content": "hi"}]})).await;
     assert!(resp.status() == 403 || resp.status() == 404, "{}", resp.status());
+    // The token's scopes go through the same check as an API key's (T15 for tokens).
+    let resp = h.post("/v1/embeddings", Some(at), &json!({"model": "demo", "input": "hi"})).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"gatehouse\", error=\"insufficient_scope\", scope=\"embeddings:invoke\"");
     let logs = h.finish().await;
     let v1: Vec<_> = logs.iter().filter(|l| l.endpoint.contains(" /v1/")).collect();
-    assert_eq!(v1.len(), 3);
-    assert!(v1.iter().all(|l| l.credential_id.is_some() && l.team_id == Some(h.team_id)));
+    assert_eq!(v1.len(), 4);
+    let ok: Vec<_> = v1.iter().filter(|l| l.status == 200).collect();
+    assert_eq!(ok.len(), 2);
+    assert!(ok.iter().all(|l| l.credential_id.is_some() && l.team_id == Some(h.team_id)));
     // Token-endpoint calls are logged too, without any credential id.
     assert!(logs.iter().any(|l| l.endpoint == "POST /oauth/token" && l.credential_id.is_none()));
     let dump = h.store.debug_dump().await.unwrap();
