@@ -230,7 +230,9 @@ pub struct UpsertProviderRequest {
 }
 
 impl UpsertProviderRequest {
-    /// Reads `{"name", "kind": "openai"|"anthropic", "base_url"?, "api_key"?}`.
+    /// Reads `{"name", "kind", "base_url"?, "api_key"?}`; `kind` is any
+    /// [`ProviderKindName`] name (`openai`, `anthropic`, `gemini`, `azure`, `ollama`, `mistral`, …);
+    /// `base_url` is required for `azure` and `generic`.
     pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
         let mut f = Fields::from_body(body)?;
         f.deny_unknown(&["name", "kind", "base_url", "api_key"])?;
@@ -240,8 +242,11 @@ impl UpsertProviderRequest {
         }
         let kind_s = f.string("kind")?;
         let kind = ProviderKindName::parse(&kind_s)
-            .ok_or_else(|| bad("kind", format!("unknown provider kind `{}` (expected openai or anthropic)", clip(&kind_s))))?;
+            .ok_or_else(|| bad("kind", format!("unknown provider kind `{}` (expected one of {})", clip(&kind_s), gatehouse_config::kind_names())))?;
         let base_url = f.opt_string("base_url")?;
+        if base_url.is_none() && kind.needs_base_url() {
+            return Err(bad("base_url", format!("a provider of kind `{}` needs a `base_url`", kind.as_str())));
+        }
         if let Some(u) = &base_url {
             check_base_url(u).map_err(|e| bad("base_url", e))?;
         }
@@ -319,10 +324,7 @@ fn not_found(what: &str, field: &str) -> ApiError {
 
 /// Default base URL per kind (used when a provider is created without `base_url`).
 pub fn default_base_url(kind: ProviderKindName) -> &'static str {
-    match kind {
-        ProviderKindName::OpenAi => "https://api.openai.com/v1",
-        ProviderKindName::Anthropic => "https://api.anthropic.com",
-    }
+    kind.default_base_url()
 }
 
 /// Checks the shape of an operator token before any store access: a string that looks like

@@ -262,7 +262,7 @@ async fn bad_input_is_400_naming_the_field_and_unknown_ids_404() {
         ("GET", "/admin/v1/keys/0190a4b0-0000-7000-8000-000000000000", None, 404, "id"),
         ("POST", "/admin/v1/keys/0190a4b0-0000-7000-8000-000000000000/revoke", None, 404, "id"),
         ("GET", "/admin/v1/keys?include_revoked=maybe", None, 400, "include_revoked"),
-        ("POST", "/admin/v1/providers", Some(json!({"name": "p", "kind": "gemini", "api_key": "k"})), 400, "kind"),
+        ("POST", "/admin/v1/providers", Some(json!({"name": "p", "kind": "palm", "api_key": "k"})), 400, "kind"),
         ("POST", "/admin/v1/providers", Some(json!({"name": "a/b", "kind": "openai", "api_key": "k"})), 400, "name"),
         ("POST", "/admin/v1/providers", Some(json!({"name": "p", "kind": "openai", "base_url": "ftp://x"})), 400, "base_url"),
         ("POST", "/admin/v1/providers", Some(json!({"name": "p", "kind": "openai", "api_key": ""})), 400, "api_key"),

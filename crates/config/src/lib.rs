@@ -106,33 +106,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// Wire dialect of a configured provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKindName {
-    /// OpenAI or any OpenAI-compatible base URL.
-    OpenAi,
-    /// Anthropic Messages API.
-    Anthropic,
-}
-
-impl ProviderKindName {
-    /// Parses `openai`, `openai-compatible`, `openai_compatible` or `anthropic`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "openai" | "openai-compatible" | "openai_compatible" => Some(Self::OpenAi),
-            "anthropic" => Some(Self::Anthropic),
-            _ => None,
-        }
-    }
-
-    /// `"openai"` or `"anthropic"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OpenAi => "openai",
-            Self::Anthropic => "anthropic",
-        }
-    }
-}
+/// Wire dialect of a configured provider: the one [`gatehouse_types::ProviderKind`] (parse with
+/// `ProviderKindName::parse`, print with `as_str`).
+pub type ProviderKindName = gatehouse_types::ProviderKind;
 
 /// Upstream client timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -525,7 +501,13 @@ fn build(
         }
         let kind = ProviderKindName::parse(&p.kind);
         if kind.is_none() {
-            issues.push(ConfigIssue::new(format!("{path}.kind"), format!("unknown provider kind `{}` (expected openai, openai-compatible or anthropic)", p.kind)));
+            issues.push(ConfigIssue::new(format!("{path}.kind"), format!("unknown provider kind `{}` (expected one of {})", p.kind, kind_names())));
+        }
+        if let Some(k) = kind
+            && k.needs_base_url()
+            && p.base_url.is_none()
+        {
+            issues.push(ConfigIssue::new(format!("{path}.base_url"), format!("a provider of kind `{}` needs a base_url", k.as_str())));
         }
         if let Some(url) = &p.base_url
             && let Err(e) = check_base_url(url)
@@ -612,26 +594,89 @@ fn build(
     })
 }
 
-/// Providers from the standard variables: `OPENAI_API_KEY` (+ `OPENAI_BASE_URL`) → `openai`,
-/// `ANTHROPIC_API_KEY` (+ `ANTHROPIC_BASE_URL`) → `anthropic`. Empty keys count as unset.
+/// The canonical kind names, comma-separated (for error messages).
+pub fn kind_names() -> String {
+    ProviderKindName::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// One provider read from the standard environment variables of its vendor.
+struct EnvProvider {
+    /// Provider name (used in `provider/model`); the kind's canonical name.
+    kind: ProviderKindName,
+    /// Variable holding the key. `None` for keyless providers (Ollama, vLLM).
+    key_var: Option<&'static str>,
+    /// Variable holding the base URL (or host, for `OLLAMA_HOST`).
+    url_var: &'static str,
+    /// The provider is configured when the key is set; for keyless ones when the URL is set.
+    /// `key_optional_var`: a key read when present (e.g. `VLLM_API_KEY`).
+    key_optional_var: Option<&'static str>,
+}
+
+/// The environment providers, in order. See [`env_providers`].
+const ENV_PROVIDERS: [EnvProvider; 13] = [
+    EnvProvider { kind: ProviderKindName::OpenAi, key_var: Some("OPENAI_API_KEY"), url_var: "OPENAI_BASE_URL", key_optional_var: None },
+    EnvProvider { kind: ProviderKindName::Anthropic, key_var: Some("ANTHROPIC_API_KEY"), url_var: "ANTHROPIC_BASE_URL", key_optional_var: None },
+    EnvProvider { kind: ProviderKindName::Gemini, key_var: Some("GEMINI_API_KEY"), url_var: "GEMINI_BASE_URL", key_optional_var: None },
+    EnvProvider { kind: ProviderKindName::Azure, key_var: Some("AZURE_OPENAI_API_KEY"), url_var: "AZURE_OPENAI_ENDPOINT", key_optional_var: None },
+    EnvProvider { kind: ProviderKindName::Mistral, key_var: Some("MISTRAL_API_KEY"), url_var: "MISTRAL_BASE_URL", key_optional_var: None },
+    EnvProvider { kind: ProviderKindName::DeepSeek, key_var: Some("DEEPSEEK_API_KEY"), url_var: "DEEPSEEK_BASE_URL", key_optional_var: None },
+    EnvProvider { kind: ProviderKindName::Groq, key_var: Some("GROQ_API_KEY"), url_var: "GROQ_BASE_URL", key_optional_var: None },
+    EnvProvider { kind: ProviderKindName::OpenRouter, key_var: Some("OPENROUTER_API_KEY"), url_var: "OPENROUTER_BASE_URL", key_optional_var: None },
+    EnvProvider { kind: ProviderKindName::Together, key_var: Some("TOGETHER_API_KEY"), url_var: "TOGETHER_BASE_URL", key_optional_var: None },
+    EnvProvider { kind: ProviderKindName::Fireworks, key_var: Some("FIREWORKS_API_KEY"), url_var: "FIREWORKS_BASE_URL", key_optional_var: None },
+    EnvProvider { kind: ProviderKindName::Xai, key_var: Some("XAI_API_KEY"), url_var: "XAI_BASE_URL", key_optional_var: None },
+    EnvProvider { kind: ProviderKindName::Ollama, key_var: None, url_var: "OLLAMA_HOST", key_optional_var: Some("OLLAMA_API_KEY") },
+    EnvProvider { kind: ProviderKindName::Vllm, key_var: None, url_var: "VLLM_BASE_URL", key_optional_var: Some("VLLM_API_KEY") },
+];
+
+/// Providers from the vendors' standard variables, each named after its kind: `OPENAI_API_KEY`
+/// (+ `OPENAI_BASE_URL`) → `openai`, `ANTHROPIC_API_KEY` (+ `ANTHROPIC_BASE_URL`) →
+/// `anthropic`, `GEMINI_API_KEY` (+ `GEMINI_BASE_URL`) → `gemini`, `AZURE_OPENAI_API_KEY` +
+/// `AZURE_OPENAI_ENDPOINT` (required) → `azure`, `MISTRAL_API_KEY`, `DEEPSEEK_API_KEY`,
+/// `GROQ_API_KEY`, `OPENROUTER_API_KEY`, `TOGETHER_API_KEY`, `FIREWORKS_API_KEY`, `XAI_API_KEY`
+/// (each + `<VENDOR>_BASE_URL`), `OLLAMA_HOST` (`host:port` or a URL; + optional
+/// `OLLAMA_API_KEY`) → `ollama`, `VLLM_BASE_URL` (+ optional `VLLM_API_KEY`) → `vllm`.
+/// Empty values count as unset.
 fn env_providers(env: &dyn EnvSource, issues: &mut Vec<ConfigIssue>) -> Vec<ProviderConfig> {
     let mut out = Vec::new();
-    for (name, kind, key_var, url_var) in [
-        ("openai", ProviderKindName::OpenAi, "OPENAI_API_KEY", "OPENAI_BASE_URL"),
-        ("anthropic", ProviderKindName::Anthropic, "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
-    ] {
-        let Some(key) = env.var(key_var).filter(|k| !k.trim().is_empty()) else { continue };
-        let base_url = env.var(url_var).filter(|u| !u.is_empty());
-        if let Some(url) = &base_url
-            && let Err(e) = check_base_url(url)
+    let get = |var: &str| env.var(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    for ep in &ENV_PROVIDERS {
+        let mut base_url = get(ep.url_var);
+        let api_key = match ep.key_var {
+            Some(var) => match get(var) {
+                Some(k) => Some(k),
+                None => continue,
+            },
+            None => {
+                if base_url.is_none() {
+                    continue;
+                }
+                ep.key_optional_var.and_then(get)
+            }
+        };
+        if ep.kind == ProviderKindName::Ollama
+            && let Some(host) = &base_url
+            && !host.contains("://")
         {
-            issues.push(ConfigIssue::new(format!("env {url_var}"), e));
+            // `OLLAMA_HOST` is commonly `host:port` (the Ollama CLI's own convention).
+            base_url = Some(format!("http://{host}"));
+        }
+        match &base_url {
+            Some(url) => {
+                if let Err(e) = check_base_url(url) {
+                    issues.push(ConfigIssue::new(format!("env {}", ep.url_var), e));
+                }
+            }
+            None if ep.kind.needs_base_url() => {
+                issues.push(ConfigIssue::new(format!("env {}", ep.url_var), format!("must be set when {} is set", ep.key_var.unwrap_or("the key"))));
+            }
+            None => {}
         }
         out.push(ProviderConfig {
-            name: name.to_string(),
-            kind,
-            base_url,
-            api_key: Some(SecretString::from(key.trim().to_string())),
+            name: ep.kind.as_str().to_string(),
+            kind: ep.kind,
+            base_url: base_url.map(|u| u.trim_end_matches('/').to_string()),
+            api_key: api_key.map(SecretString::from),
         });
     }
     out

@@ -141,7 +141,7 @@ kind = "openai"
 
 [[providers]]
 name = "dup"
-kind = "gemini"
+kind = "palm"
 base_url = "ftp://example.com"
 
 [[providers]]
@@ -247,4 +247,47 @@ fn units() {
     assert!(parse_duration_str("").is_err());
     assert_eq!(parse_size(&raw::RawSize::Text("512KiB".into())).unwrap(), 512 * 1024);
     assert!(parse_size(&raw::RawSize::Bytes(-1)).is_err());
+}
+
+#[test]
+fn every_vendor_env_provider() {
+    let e = env(&[
+        ("GEMINI_API_KEY", "g-key"),
+        ("GEMINI_BASE_URL", "http://127.0.0.1:9/"),
+        ("MISTRAL_API_KEY", "m-key"),
+        ("DEEPSEEK_API_KEY", "d-key"),
+        ("GROQ_API_KEY", " "),
+        ("AZURE_OPENAI_API_KEY", "a-key"),
+        ("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com"),
+        ("OLLAMA_HOST", "127.0.0.1:11434"),
+    ]);
+    let cfg = load_with(None, &e, Overrides::default()).unwrap();
+    let get = |n: &str| cfg.providers.iter().find(|p| p.name == n);
+    let g = get("gemini").unwrap();
+    assert_eq!(g.kind, ProviderKindName::Gemini);
+    assert_eq!(g.base_url.as_deref(), Some("http://127.0.0.1:9"));
+    assert_eq!(g.api_key.as_ref().unwrap().expose_secret(), "g-key");
+    assert_eq!(get("mistral").unwrap().kind, ProviderKindName::Mistral);
+    assert!(get("mistral").unwrap().base_url.is_none(), "the kind's default applies");
+    assert_eq!(get("deepseek").unwrap().kind, ProviderKindName::DeepSeek);
+    assert!(get("groq").is_none(), "a blank key counts as unset");
+    assert_eq!(get("azure").unwrap().base_url.as_deref(), Some("https://res.openai.azure.com"));
+    let o = get("ollama").unwrap();
+    assert_eq!(o.base_url.as_deref(), Some("http://127.0.0.1:11434"));
+    assert!(o.api_key.is_none());
+    // Azure without its endpoint is a configuration error naming the variable.
+    let e = env(&[("AZURE_OPENAI_API_KEY", "a-key")]);
+    let err = load_with(None, &e, Overrides::default()).unwrap_err();
+    assert!(err.to_string().contains("AZURE_OPENAI_ENDPOINT"), "{err}");
+    assert!(!err.to_string().contains("a-key"));
+}
+
+#[test]
+fn file_provider_kinds() {
+    let p = tmp_file("kinds", "[[providers]]\nname = \"g\"\nkind = \"gemini\"\napi_key = \"k\"\n[[providers]]\nname = \"x\"\nkind = \"generic\"\n");
+    let err = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err();
+    assert!(err.to_string().contains("providers[1].base_url"), "{err}");
+    let p = tmp_file("kinds2", "[[providers]]\nname = \"g\"\nkind = \"bard\"\n");
+    let err = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err();
+    assert!(err.to_string().contains("gemini"), "the message lists the kinds: {err}");
 }

@@ -98,7 +98,7 @@ impl UpstreamError {
     /// `message` come from the error envelope (OpenAI `{"error":{"message","type","code"}}`
     /// §1.6, Anthropic `{"type":"error","error":{"type","message"}}` §2.7, Mistral
     /// `{"object":"error","message","type","code"}`, Ollama `{"error":"text"}`, FastAPI
-    /// `{"detail":…}`; §7.8); `retry_after` from the headers ([`retry_after_seconds`]).
+    /// `{"detail":…}`, Google `{"error":{"code","message","status"}}`; §7.8); `retry_after` from the headers ([`retry_after_seconds`]).
     /// `provider_code` prefers the specific `code` string over the coarse `type`.
     pub fn from_status(status: u16, headers: &HeaderMap, body: &[u8]) -> Self {
         let (provider_code, message) = parse_error_envelope(body);
@@ -128,7 +128,8 @@ pub(crate) fn parse_error_envelope(body: &[u8]) -> (Option<String>, Option<Strin
     };
     let str_of = |v: Option<&serde_json::Value>| v.and_then(|x| x.as_str()).filter(|s| !s.is_empty()).map(truncate);
     // `code` may be a string (OpenAI) or an integer (vLLM): only strings are codes.
-    let code_or_type = |o: &serde_json::Value| str_of(o.get("code")).or_else(|| str_of(o.get("type")));
+    // Google RPC envelopes carry the code name in `status` (`RESOURCE_EXHAUSTED`, §3.4).
+    let code_or_type = |o: &serde_json::Value| str_of(o.get("code")).or_else(|| str_of(o.get("type"))).or_else(|| str_of(o.get("status")));
     match v.get("error") {
         Some(serde_json::Value::String(s)) => return (None, Some(truncate(s))),
         Some(obj @ serde_json::Value::Object(_)) => return (code_or_type(obj), str_of(obj.get("message"))),

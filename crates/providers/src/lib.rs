@@ -16,8 +16,13 @@
 //!   (never the upstream body for auth failures; `Retry-After` kept).
 
 pub mod anthropic;
+mod common;
+pub mod compat;
 pub mod error;
 pub mod inbound;
+pub mod gemini;
+pub mod ndjson;
+pub mod ollama;
 pub mod openai;
 pub mod sse;
 mod stream;
@@ -30,45 +35,11 @@ use futures::Stream;
 use gatehouse_types::Usage;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
+use stream::Framing;
 
 pub use error::{UpstreamError, retry_after_seconds};
 
-/// The wire dialect of an upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    /// OpenAI and every OpenAI-compatible base URL (`wire-formats.md` §1, §4).
-    OpenAi,
-    /// Anthropic Messages API (`wire-formats.md` §2).
-    Anthropic,
-}
-
-impl ProviderKind {
-    /// `"openai"` or `"anthropic"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OpenAi => "openai",
-            Self::Anthropic => "anthropic",
-        }
-    }
-
-    /// Parses `"openai"` / `"anthropic"` (also `"openai-compatible"` → OpenAi).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "openai" | "openai-compatible" | "openai_compatible" => Some(Self::OpenAi),
-            "anthropic" => Some(Self::Anthropic),
-            _ => None,
-        }
-    }
-
-    /// The vendor's default base URL (`https://api.openai.com/v1`, `https://api.anthropic.com`).
-    pub fn default_base_url(self) -> &'static str {
-        match self {
-            Self::OpenAi => "https://api.openai.com/v1",
-            Self::Anthropic => "https://api.anthropic.com",
-        }
-    }
-}
+pub use gatehouse_types::ProviderKind;
 
 /// Where and how one call goes: built by the gateway from a deployment.
 #[derive(Clone)]
@@ -146,6 +117,8 @@ pub struct StreamingResponse {
 pub struct Upstream {
     client: reqwest::Client,
     timeouts: Timeouts,
+    /// Gemini `thoughtSignature`s by tool-call id (§7.9).
+    signatures: gemini::SignatureCache,
 }
 
 /// Largest upstream error body read (bytes); the rest is ignored.
@@ -160,7 +133,7 @@ impl Upstream {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;
-        Ok(Self { client, timeouts })
+        Ok(Self { client, timeouts, signatures: gemini::SignatureCache::default() })
     }
 
     /// The timeouts this client applies.
@@ -182,29 +155,59 @@ impl Upstream {
         target: &Target,
         request: serde_json::Map<String, serde_json::Value>,
     ) -> Result<ChatResponse, UpstreamError> {
-        let (url, headers, body) = match target.kind {
-            ProviderKind::OpenAi => (
-                endpoint(&target.base_url, "/chat/completions"),
-                openai_headers(target, false)?,
-                openai::chat_body(request, &target.upstream_model, false)?,
-            ),
-            ProviderKind::Anthropic => (
-                anthropic_endpoint(&target.base_url),
-                anthropic_headers(target, false)?,
-                json_bytes(&anthropic::build_request(&request, &target.upstream_model, false)?)?,
-            ),
-        };
+        let (url, headers, body) = self.prepare(target, request, false)?;
         let call = async {
-            let resp = self.send(&url, headers, body).await?;
+            let resp = self.send(target.kind, &url, headers, body).await?;
             let upstream_request_id = request_id(resp.headers());
             let bytes = resp.bytes().await.map_err(|e| UpstreamError::Connect(e.without_url().to_string()))?;
             let (body, usage) = match target.kind {
-                ProviderKind::OpenAi => openai::parse_body(&bytes, "chat")?,
                 ProviderKind::Anthropic => anthropic::parse_response(&bytes, &target.upstream_model)?,
+                ProviderKind::Gemini => gemini::parse_response(&bytes, &target.upstream_model, &self.signatures)?,
+                ProviderKind::Ollama => ollama::parse_response(&bytes, &target.upstream_model)?,
+                kind => compat::parse_response(kind, &bytes)?,
             };
             Ok(ChatResponse { body, usage, upstream_request_id })
         };
         tokio::time::timeout(self.timeouts.total, call).await.map_err(|_| UpstreamError::Timeout("total"))?
+    }
+
+    /// The URL, headers and body of a chat call for `target` (nothing is sent).
+    fn prepare(
+        &self,
+        target: &Target,
+        request: serde_json::Map<String, serde_json::Value>,
+        stream: bool,
+    ) -> Result<(String, HeaderMap, Vec<u8>), UpstreamError> {
+        if target.base_url.trim().is_empty() {
+            return Err(UpstreamError::Config("the provider has no base URL"));
+        }
+        Ok(match target.kind {
+            ProviderKind::Anthropic => (
+                anthropic_endpoint(&target.base_url),
+                anthropic_headers(target, stream)?,
+                json_bytes(&anthropic::build_request(&request, &target.upstream_model, stream)?)?,
+            ),
+            ProviderKind::Gemini => (
+                gemini::endpoint(&target.base_url, &target.upstream_model, stream),
+                gemini_headers(target, stream)?,
+                json_bytes(&gemini::build_request(&request, &target.upstream_model, &self.signatures)?)?,
+            ),
+            ProviderKind::Ollama => (
+                endpoint(&target.base_url, "/api/chat"),
+                ollama_headers(target, stream)?,
+                json_bytes(&ollama::build_request(&request, &target.upstream_model, stream)?)?,
+            ),
+            ProviderKind::Azure => (
+                compat::azure_endpoint(&target.base_url, &target.upstream_model, "/chat/completions"),
+                azure_headers(target, stream)?,
+                compat::chat_body(target.kind, request, &target.upstream_model, stream)?,
+            ),
+            kind => (
+                endpoint(&target.base_url, "/chat/completions"),
+                openai_headers(target, stream)?,
+                compat::chat_body(kind, request, &target.upstream_model, stream)?,
+            ),
+        })
     }
 
     /// Streamed chat; `include_usage` is the client's `stream_options.include_usage`.
@@ -216,51 +219,55 @@ impl Upstream {
     /// stream that ends without its terminator yields what arrived, then
     /// `Err(UpstreamError::EarlyClose)`; in-band errors are `Err(UpstreamError::MidStream)`.
     /// No item follows an `Err`. `[DONE]` is never yielded (the gateway frames it).
+    ///
+    /// Terminators: `[DONE]` (OpenAI-compatible kinds), `message_stop` (Anthropic), a
+    /// `finishReason` on every requested candidate or a blocked prompt (Gemini, which sends no
+    /// terminator), a `"done": true` line (Ollama).
     pub async fn chat_stream(
         &self,
         target: &Target,
         request: serde_json::Map<String, serde_json::Value>,
         include_usage: bool,
     ) -> Result<StreamingResponse, UpstreamError> {
-        match target.kind {
-            ProviderKind::OpenAi => {
-                let body = openai::chat_body(request, &target.upstream_model, true)?;
-                let url = endpoint(&target.base_url, "/chat/completions");
-                let resp = self.send(&url, openai_headers(target, true)?, body).await?;
-                let resp = self.expect_event_stream(resp).await?;
-                let upstream_request_id = request_id(resp.headers());
-                let stream = stream::drive(resp, openai::OpenAiStream::new(include_usage), self.timeouts.idle);
-                Ok(StreamingResponse { stream, upstream_request_id })
+        let candidates = request.get("n").and_then(serde_json::Value::as_u64).unwrap_or(1).clamp(1, 8) as usize;
+        let (url, headers, body) = self.prepare(target, request, true)?;
+        let resp = self.send(target.kind, &url, headers, body).await?;
+        let idle = self.timeouts.idle;
+        let model = &target.upstream_model;
+        // Ollama streams `application/x-ndjson` (a JSON error line is handled by its mapper).
+        let resp = if target.kind == ProviderKind::Ollama { resp } else { self.expect_event_stream(resp).await? };
+        let upstream_request_id = request_id(resp.headers());
+        let stream = match target.kind {
+            ProviderKind::Anthropic => stream::drive(resp, anthropic::AnthropicStream::new(model, include_usage), idle, Framing::Sse),
+            ProviderKind::Gemini => {
+                let mapper = gemini::GeminiStream::new(model, include_usage, candidates, self.signatures.clone());
+                stream::drive(resp, mapper, idle, Framing::SseRawJson)
             }
-            ProviderKind::Anthropic => {
-                let body = json_bytes(&anthropic::build_request(&request, &target.upstream_model, true)?)?;
-                let url = anthropic_endpoint(&target.base_url);
-                let resp = self.send(&url, anthropic_headers(target, true)?, body).await?;
-                let resp = self.expect_event_stream(resp).await?;
-                let upstream_request_id = request_id(resp.headers());
-                let mapper = anthropic::AnthropicStream::new(&target.upstream_model, include_usage);
-                let stream = stream::drive(resp, mapper, self.timeouts.idle);
-                Ok(StreamingResponse { stream, upstream_request_id })
-            }
-        }
+            ProviderKind::Ollama => stream::drive(resp, ollama::OllamaStream::new(model, include_usage), idle, Framing::Ndjson),
+            kind => stream::drive(resp, compat::CompatStream::new(kind, include_usage), idle, Framing::Sse),
+        };
+        Ok(StreamingResponse { stream, upstream_request_id })
     }
 
-    /// Embeddings (OpenAI kind only; Anthropic answers `UpstreamError::Unsupported`).
-    /// `POST {base_url}/embeddings` with `model` replaced; the body is returned as the upstream
-    /// sent it, usage from its `usage` (`prompt_tokens`).
+    /// Embeddings (OpenAI-compatible kinds, Azure included; the others answer
+    /// `UpstreamError::Unsupported`). `POST {base_url}/embeddings` with `model` replaced; the
+    /// body is returned as the upstream sent it, usage from its `usage` (`prompt_tokens`).
     pub async fn embeddings(
         &self,
         target: &Target,
         request: serde_json::Map<String, serde_json::Value>,
     ) -> Result<ChatResponse, UpstreamError> {
-        if target.kind != ProviderKind::OpenAi {
+        if !target.kind.is_openai_compatible() {
             return Err(UpstreamError::Unsupported("embeddings"));
         }
         let body = openai::embeddings_body(request, &target.upstream_model)?;
-        let url = endpoint(&target.base_url, "/embeddings");
-        let headers = openai_headers(target, false)?;
+        let (url, headers) = if target.kind == ProviderKind::Azure {
+            (compat::azure_endpoint(&target.base_url, &target.upstream_model, "/embeddings"), azure_headers(target, false)?)
+        } else {
+            (endpoint(&target.base_url, "/embeddings"), openai_headers(target, false)?)
+        };
         let call = async {
-            let resp = self.send(&url, headers, body).await?;
+            let resp = self.send(target.kind, &url, headers, body).await?;
             let upstream_request_id = request_id(resp.headers());
             let bytes = resp.bytes().await.map_err(|e| UpstreamError::Connect(e.without_url().to_string()))?;
             let (body, usage) = openai::parse_body(&bytes, "embeddings")?;
@@ -290,7 +297,7 @@ impl Upstream {
 
     /// POSTs and waits for the response headers (first-byte timeout). A non-2xx status is read
     /// (bounded) and returned as [`UpstreamError::Status`].
-    async fn send(&self, url: &str, headers: HeaderMap, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {
+    async fn send(&self, kind: ProviderKind, url: &str, headers: HeaderMap, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {
         let send = self.client.post(url).headers(headers).body(body).send();
         let resp = tokio::time::timeout(self.timeouts.first_byte, send)
             .await
@@ -303,6 +310,7 @@ impl Upstream {
         let headers = resp.headers().clone();
         let body = tokio::time::timeout(self.timeouts.idle, read_limited(resp, MAX_ERROR_BODY)).await.unwrap_or_default();
         let err = UpstreamError::from_status(status.as_u16(), &headers, &body);
+        let err = if kind == ProviderKind::Gemini { gemini::refine_status(err, &body) } else { err };
         tracing::warn!(status = status.as_u16(), error = %err, provider_code = ?provider_code(&err), "upstream answered an error");
         Err(err)
     }
@@ -385,11 +393,36 @@ fn anthropic_headers(target: &Target, stream: bool) -> Result<HeaderMap, Upstrea
     Ok(h)
 }
 
+/// `x-goog-api-key` (§3; never the `?key=` query form, which would put the key in URLs and logs).
+fn gemini_headers(target: &Target, stream: bool) -> Result<HeaderMap, UpstreamError> {
+    let mut h = base_headers(stream);
+    h.insert("x-goog-api-key", secret_header(target.api_key.expose_secret())?);
+    Ok(h)
+}
+
+/// Azure `api-key` header (§5).
+fn azure_headers(target: &Target, stream: bool) -> Result<HeaderMap, UpstreamError> {
+    let mut h = base_headers(stream);
+    h.insert("api-key", secret_header(target.api_key.expose_secret())?);
+    Ok(h)
+}
+
+/// Ollama needs no key; a configured one is sent as a Bearer token (Ollama behind a proxy,
+/// ollama.com). NDJSON is accepted.
+fn ollama_headers(target: &Target, stream: bool) -> Result<HeaderMap, UpstreamError> {
+    let mut h = if target.api_key.expose_secret().is_empty() { base_headers(false) } else { openai_headers(target, false)? };
+    if stream {
+        h.insert(ACCEPT, HeaderValue::from_static("application/x-ndjson"));
+    }
+    Ok(h)
+}
+
 /// The provider's request id: `x-request-id` (OpenAI) or `request-id` (Anthropic).
 fn request_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-request-id")
         .or_else(|| headers.get("request-id"))
+        .or_else(|| headers.get("apim-request-id"))
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
 }

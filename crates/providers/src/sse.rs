@@ -60,7 +60,23 @@ pub struct SseDecoder {
     retry_ms: Option<u64>,
     ready: VecDeque<SseEvent>,
     max_bytes: usize,
+    /// Raw-JSON mode ([`SseDecoder::with_raw_json`]): the object being accumulated and its
+    /// brace depth / string state.
+    raw_json: bool,
+    raw: Raw,
 }
+
+/// Accumulation state of a raw (non-`data:`) JSON value.
+#[derive(Debug, Default)]
+struct Raw {
+    text: String,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+}
+
+/// Event name of a raw JSON value dispatched in raw-JSON mode.
+pub const RAW_JSON_EVENT: &str = "raw-json";
 
 impl Default for SseDecoder {
     fn default() -> Self {
@@ -90,7 +106,55 @@ impl SseDecoder {
             retry_ms: None,
             ready: VecDeque::new(),
             max_bytes,
+            raw_json: false,
+            raw: Raw::default(),
         }
+    }
+
+    /// Also reports JSON values written *without* `data:` framing (a line starting with `{` or
+    /// `[`, continued over lines until its brackets balance) as events named
+    /// [`RAW_JSON_EVENT`]. Gemini writes a bare JSON error object into an SSE body when it fails
+    /// after the stream started (`wire-formats.md` §3.3); the official SDK detects it the same way.
+    pub fn with_raw_json(mut self) -> Self {
+        self.raw_json = true;
+        self
+    }
+
+    /// Raw-JSON mode: consumes `line` if it starts or continues a bare JSON value.
+    fn raw_line(&mut self, line: &[u8]) -> Result<bool, SseError> {
+        if self.raw.depth == 0 && !matches!(line.first(), Some(b'{' | b'[')) {
+            return Ok(false);
+        }
+        for &b in line {
+            let r = &mut self.raw;
+            if r.in_string {
+                if r.escaped {
+                    r.escaped = false;
+                } else if b == b'\\' {
+                    r.escaped = true;
+                } else if b == b'"' {
+                    r.in_string = false;
+                }
+            } else {
+                match b {
+                    b'"' => r.in_string = true,
+                    b'{' | b'[' => r.depth = r.depth.saturating_add(1),
+                    b'}' | b']' => r.depth = r.depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+        }
+        push_utf8(&mut self.raw.text, line);
+        self.raw.text.push('\n');
+        if self.raw.text.len() > self.max_bytes {
+            self.raw = Raw::default();
+            return Err(SseError::TooLarge(self.max_bytes));
+        }
+        if self.raw.depth == 0 {
+            let raw = std::mem::take(&mut self.raw);
+            self.ready.push_back(SseEvent { event: RAW_JSON_EVENT.to_string(), data: raw.text, id: self.last_id.clone() });
+        }
+        Ok(true)
     }
 
     /// The last `retry:` reconnection time in milliseconds, if any.
@@ -190,6 +254,9 @@ impl SseDecoder {
     }
 
     fn process_line(&mut self, line: &[u8]) -> Result<(), SseError> {
+        if self.raw_json && self.raw_line(line)? {
+            return Ok(());
+        }
         if line.is_empty() {
             self.dispatch();
             return Ok(());

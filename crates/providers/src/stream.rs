@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{FutureExt, Stream, StreamExt};
 
-use crate::sse::{SseDecoder, SseEvent};
+use crate::ndjson::NdjsonDecoder;
+use crate::sse::{SseDecoder, SseError, SseEvent};
 use crate::{ChatStream, StreamEvent, UpstreamError};
 
 /// Output queue of a mapper.
@@ -23,11 +24,59 @@ pub(crate) trait StreamMapper: Send + 'static {
     fn on_event(&mut self, event: SseEvent, out: &mut Out) -> bool;
 }
 
+/// How the upstream body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// Server-sent events.
+    Sse,
+    /// Server-sent events plus bare JSON values outside `data:` (Gemini, see
+    /// [`SseDecoder::with_raw_json`]).
+    SseRawJson,
+    /// One JSON value per line (Ollama); each line reaches the mapper as an event's `data`.
+    Ndjson,
+}
+
+enum Decoder {
+    Sse(SseDecoder),
+    Ndjson(NdjsonDecoder),
+}
+
+impl Decoder {
+    fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Sse => Self::Sse(SseDecoder::new()),
+            Framing::SseRawJson => Self::Sse(SseDecoder::new().with_raw_json()),
+            Framing::Ndjson => Self::Ndjson(NdjsonDecoder::new()),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Result<(), SseError> {
+        match self {
+            Self::Sse(d) => d.push(bytes),
+            Self::Ndjson(d) => d.push(bytes),
+        }
+    }
+
+    fn finish(&mut self) {
+        match self {
+            Self::Sse(d) => d.finish(),
+            Self::Ndjson(d) => d.finish(),
+        }
+    }
+
+    fn next_event(&mut self) -> Option<SseEvent> {
+        match self {
+            Self::Sse(d) => d.next_event(),
+            Self::Ndjson(d) => d.next_line().map(|data| SseEvent { event: String::new(), data, id: None }),
+        }
+    }
+}
+
 type Body = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 struct Driver<M> {
     body: Option<Body>,
-    decoder: SseDecoder,
+    decoder: Decoder,
     mapper: M,
     queue: Out,
     idle: Duration,
@@ -70,10 +119,10 @@ impl<M: StreamMapper> Driver<M> {
 }
 
 /// The [`ChatStream`] of one upstream response. Dropping it drops the response.
-pub(crate) fn drive<M: StreamMapper>(resp: reqwest::Response, mapper: M, idle: Duration) -> ChatStream {
+pub(crate) fn drive<M: StreamMapper>(resp: reqwest::Response, mapper: M, idle: Duration, framing: Framing) -> ChatStream {
     let driver = Driver {
         body: Some(Box::pin(resp.bytes_stream())),
-        decoder: SseDecoder::new(),
+        decoder: Decoder::new(framing),
         mapper,
         queue: VecDeque::new(),
         idle,

@@ -304,7 +304,7 @@ fn upstream() -> Upstream {
 fn target(kind: ProviderKind, base: &str, model: &str) -> Target {
     let base_url = match kind {
         ProviderKind::OpenAi => format!("{base}/v1"),
-        ProviderKind::Anthropic => base.to_string(),
+        _ => base.to_string(),
     };
     Target { kind, base_url, api_key: SecretString::from(KEY), upstream_model: model.to_string() }
 }

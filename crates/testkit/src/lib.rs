@@ -24,6 +24,9 @@
 //! | `POST /v1/embeddings` | OpenAI embeddings (§1.7): deterministic unit vectors (16 floats, or `dimensions`), `encoding_format` `float` or `base64` (little-endian f32) |
 //! | `GET /v1/models`, `GET /v1/models/{id}` | OpenAI list/object (§1.8); Anthropic's shape (§2.8) when the request has `anthropic-version` or `x-api-key` |
 //! | `POST /v1/messages` | Anthropic Messages (§2.5), and SSE (§2.6) in the exact order `message_start`, `content_block_start`, `ping`, `content_block_delta`…, `content_block_stop`, (more blocks), `message_delta`, `message_stop` |
+//! | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent[?alt=sse]` (also `/v1/models/…`) | Gemini (§3): key in `x-goog-api-key` (a bad key is 400 `API_KEY_INVALID`, as Google does), CRLF-framed SSE without terminator, whole `functionCall` parts (the first with a `thoughtSignature` and no `id`, the second with an `id`), usage on every chunk, `finish=blocked` → `promptFeedback` only, `error-mid-stream` → a bare JSON error object; without `alt=sse` one JSON array |
+//! | `POST /api/chat` | Ollama native (§4.4): `stream` defaults to true, NDJSON lines, final `done: true` line with `prompt_eval_count`/`eval_count`, `{"error": …}` line mid-stream |
+//! | `POST /openai/deployments/{d}/chat/completions?api-version=…`, `POST /openai/v1/chat/completions` | Azure OpenAI (§5): key in `api-key`, deployment selects the model, missing `api-version` → 404; OpenAI answers with Azure's empty-`choices` content-filter chunk first |
 //! | anything else | 404 in the vendor's error envelope |
 //!
 //! Auth is checked like the vendors do: OpenAI routes read `Authorization: Bearer <key>`,
@@ -93,7 +96,10 @@
 //! the upstream stream.
 
 mod anthropic;
+mod azure;
 mod common;
+mod gemini;
+mod ollama;
 mod openai;
 mod respond;
 pub mod scenario;
@@ -102,6 +108,7 @@ pub mod state;
 mod stream;
 
 pub use anthropic::{ANTHROPIC_MODELS, TOOL_PREAMBLE};
+pub use gemini::MOCK_THOUGHT_SIGNATURE;
 pub use openai::{DEFAULT_EMBEDDING_DIMS, OPENAI_MODELS};
 pub use scenario::{
     FIXED_REPLY, Failure, Reply, SCENARIO_HEADER, SLOW_DELAY, Scenario, ScenarioError, ToolMode,

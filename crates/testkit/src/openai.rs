@@ -143,14 +143,26 @@ pub(crate) async fn chat_completions(
     resp
 }
 
-async fn chat_inner(
+/// The Chat Completions answer, recorded under `path` (Azure's routes reuse it).
+pub(crate) async fn chat_inner(
     st: &Arc<MockState>,
     method: Method,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
+    chat_at(st, method, "/v1/chat/completions", headers, body).await
+}
+
+/// [`chat_inner`] recorded under `path`.
+pub(crate) async fn chat_at(
+    st: &Arc<MockState>,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
     let d = Dialect::OpenAi;
-    let p = match respond::prepare(st, d, method, "/v1/chat/completions", headers, body) {
+    let p = match respond::prepare(st, d, method, path, headers, body) {
         Ok(p) => p,
         Err(resp) => return resp,
     };
@@ -469,6 +481,7 @@ pub(crate) async fn list_models(
                 .collect::<Vec<_>>(),
         }),
         Dialect::Anthropic => crate::anthropic::models_list(),
+        Dialect::Gemini | Dialect::Ollama => json!({"object": "list", "data": []}),
     };
     respond::json_ok(d, &value, &Scenario::default())
 }
@@ -488,6 +501,7 @@ pub(crate) async fn get_model(
     let value = match d {
         Dialect::OpenAi => openai_model(&id),
         Dialect::Anthropic => crate::anthropic::model_object(&id),
+        Dialect::Gemini | Dialect::Ollama => openai_model(&id),
     };
     respond::json_ok(d, &value, &Scenario::default())
 }

@@ -19,6 +19,10 @@ use crate::stream::{ScriptedBody, Step};
 pub(crate) enum Dialect {
     OpenAi,
     Anthropic,
+    /// Google Gemini (`x-goog-api-key`, Google RPC error envelope).
+    Gemini,
+    /// Ollama native (`{"error": "text"}` envelope, no auth unless a key is expected).
+    Ollama,
 }
 
 impl Dialect {
@@ -54,6 +58,21 @@ pub(crate) fn prepare(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Prepared, Response> {
+    prepare_with_model(st, dialect, method, path, headers, body, None)
+}
+
+/// [`prepare`] with the model taken from the URL (Gemini's `models/{model}:generateContent`)
+/// instead of the body when `url_model` is given.
+#[allow(clippy::result_large_err)] // the error is the finished answer
+pub(crate) fn prepare_with_model(
+    st: &Arc<MockState>,
+    dialect: Dialect,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    url_model: Option<&str>,
+) -> Result<Prepared, Response> {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     st.record(method, path, headers, parsed.clone());
     check_auth(st, dialect, headers)?;
@@ -77,9 +96,14 @@ pub(crate) fn prepare(
             &Scenario::default(),
         ));
     }
-    let Some(model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
+    let model = match url_model {
+        Some(m) => Some(m.to_owned()),
+        None => body.get("model").and_then(Value::as_str).map(str::to_owned),
+    };
+    let Some(model) = model else {
         let msg = match dialect {
-            Dialect::OpenAi => "you must provide a model parameter",
+            Dialect::OpenAi | Dialect::Gemini => "you must provide a model parameter",
+            Dialect::Ollama => "model is required",
             Dialect::Anthropic => "model: Field required",
         };
         return Err(error(
@@ -148,11 +172,14 @@ pub(crate) fn check_auth(
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
     let presented = match dialect {
-        Dialect::OpenAi => bearer,
+        // `api-key` is Azure's header (the Azure routes reuse the OpenAI dialect).
+        Dialect::OpenAi => bearer.or_else(|| headers.get("api-key").and_then(|v| v.to_str().ok())),
+        Dialect::Ollama => bearer,
         Dialect::Anthropic => headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
             .or(bearer),
+        Dialect::Gemini => headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()),
     };
     if let Some(expected) = &st.expected_key {
         let ok = presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.as_bytes()));
@@ -164,8 +191,12 @@ pub(crate) fn check_auth(
                 (Dialect::OpenAi, Some(_)) => "Incorrect API key provided.",
                 (Dialect::Anthropic, None) => "x-api-key header is required",
                 (Dialect::Anthropic, Some(_)) => "invalid x-api-key",
+                (Dialect::Gemini, _) => "API key not valid. Please pass a valid API key.",
+                (Dialect::Ollama, _) => "unauthorized",
             };
-            return Err(error(dialect, 401, Some(msg), None, &Scenario::default()));
+            // Gemini answers a bad key with 400 INVALID_ARGUMENT / API_KEY_INVALID (§3.4).
+            let status = if dialect == Dialect::Gemini { 400 } else { 401 };
+            return Err(error(dialect, status, Some(msg), None, &Scenario::default()));
         }
     }
     if dialect == Dialect::Anthropic && !headers.contains_key("anthropic-version") {
@@ -218,6 +249,10 @@ pub(crate) fn error(
                 "request_id": request_id,
             })
         }
+        Dialect::Gemini => gemini_error_body(status, message),
+        Dialect::Ollama => {
+            json!({"error": message.unwrap_or(openai_error_kind(status).2)})
+        }
     };
     let status_code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = Response::new(Body::from(body.to_string()));
@@ -252,6 +287,36 @@ pub(crate) fn error(
         h.insert("x-ratelimit-reset-requests", HeaderValue::from_static("1s"));
     }
     resp
+}
+
+/// Google RPC error envelope (`wire-formats.md` §3.4): `{"error":{"code","message","status",
+/// "details"}}`; a bad key is `API_KEY_INVALID`, 429 carries `RetryInfo`.
+pub(crate) fn gemini_error_body(status: u16, message: Option<&str>) -> Value {
+    let (name, default_msg) = match status {
+        400 => ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+        401 => ("UNAUTHENTICATED", "Request had invalid authentication credentials."),
+        403 => ("PERMISSION_DENIED", "The caller does not have permission"),
+        404 => ("NOT_FOUND", "models/mock is not found for API version v1beta."),
+        429 => ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+        500 => ("INTERNAL", "An internal error has occurred."),
+        503 => ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+        504 => ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
+        _ => ("UNKNOWN", "Request rejected (scripted by gatehouse-mock)."),
+    };
+    let msg = message.unwrap_or(default_msg);
+    let mut details = Vec::new();
+    if msg.starts_with("API key not valid") {
+        details.push(json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+            "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}));
+    }
+    if status == 429 {
+        details.push(json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2s"}));
+    }
+    let mut err = json!({"code": status, "message": msg, "status": name});
+    if !details.is_empty() {
+        err["details"] = Value::Array(details);
+    }
+    json!({"error": err})
 }
 
 fn openai_error_kind(status: u16) -> (&'static str, Option<&'static str>, &'static str) {
@@ -342,6 +407,7 @@ pub(crate) fn set_request_id(h: &mut HeaderMap, dialect: Dialect, id: &str) {
             Dialect::Anthropic => {
                 h.insert("request-id", v);
             }
+            Dialect::Gemini | Dialect::Ollama => {}
         }
     }
 }

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::respond::{self, Dialect};
 use crate::scenario::Scenario;
 use crate::state::{MockState, RecordedRequest};
-use crate::{anthropic, openai};
+use crate::{anthropic, azure, gemini, ollama, openai};
 
 /// Largest request body the mock reads (Anthropic's edge limit, `wire-formats.md` §2.7).
 pub const BODY_LIMIT_BYTES: usize = 32 * 1024 * 1024;
@@ -161,6 +161,24 @@ impl MockProvider {
         self.base_url()
     }
 
+    /// Base URL for Gemini clients: `http://127.0.0.1:PORT` (they append
+    /// `/v1beta/models/{model}:generateContent`).
+    pub fn gemini_base_url(&self) -> String {
+        self.base_url()
+    }
+
+    /// Base URL for Ollama clients: `http://127.0.0.1:PORT` (they append `/api/chat`).
+    pub fn ollama_base_url(&self) -> String {
+        self.base_url()
+    }
+
+    /// Azure resource endpoint: `http://127.0.0.1:PORT` (clients append
+    /// `/openai/deployments/{deployment}/chat/completions?api-version=…`); the `/openai/v1` form
+    /// is `{azure_base_url}/openai/v1`.
+    pub fn azure_base_url(&self) -> String {
+        self.base_url()
+    }
+
     /// Requests received on any route since start (or [`MockProvider::reset`]), including
     /// rejected ones (bad key, bad JSON, scripted failures).
     pub fn calls(&self) -> usize {
@@ -254,8 +272,12 @@ pub(crate) fn router(state: Arc<MockState>) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::list_models))
-        .route("/v1/models/{id}", get(openai::get_model))
+        .route("/v1/models/{id}", get(openai::get_model).post(gemini::generate))
+        .route("/v1beta/models/{id}", post(gemini::generate))
         .route("/v1/messages", post(anthropic::messages))
+        .route("/api/chat", post(ollama::chat))
+        .route("/openai/deployments/{deployment}/chat/completions", post(azure::deployment_chat))
+        .route("/openai/v1/chat/completions", post(azure::v1_chat))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))

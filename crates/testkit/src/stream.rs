@@ -92,6 +92,15 @@ impl SseScript {
         self.steps.push(Step::Write(Bytes::from(bytes)));
     }
 
+    /// Appends bytes outside any SSE framing (e.g. Gemini's bare JSON error object).
+    pub(crate) fn raw(&mut self, bytes: Vec<u8>) {
+        if self.events > 0 && !self.delay.is_zero() {
+            self.steps.push(Step::Sleep(self.delay));
+        }
+        self.events += 1;
+        self.steps.push(Step::Write(Bytes::from(bytes)));
+    }
+
     /// Ends the script by aborting the connection, after a pause so that everything written
     /// so far (headers included) has been flushed to the socket.
     pub(crate) fn abort(&mut self) {
