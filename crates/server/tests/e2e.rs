@@ -343,7 +343,7 @@ fn check_config_reports_every_error_and_ok() {
     let bad = dir.join("bad.toml");
     std::fs::write(
         &bad,
-        "listen = \"nope\"\ncolour = 1\n[[providers]]\nname = \"p\"\nkind = \"gemini\"\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"ghost\", model = \"x\" }]\n",
+        "listen = \"nope\"\ncolour = 1\n[[providers]]\nname = \"p\"\nkind = \"palm\"\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"ghost\", model = \"x\" }]\n",
     )
     .unwrap();
     let out = Command::new(BIN).arg("check-config").arg(&bad).env_remove("OPENAI_API_KEY").output().unwrap();
@@ -353,7 +353,7 @@ fn check_config_reports_every_error_and_ok() {
     // structural errors come first; fix them and the semantic ones are all listed
     std::fs::write(
         &bad,
-        "listen = \"nope\"\n[[providers]]\nname = \"p\"\nkind = \"gemini\"\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"ghost\", model = \"x\" }]\n",
+        "listen = \"nope\"\n[[providers]]\nname = \"p\"\nkind = \"palm\"\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"ghost\", model = \"x\" }]\n",
     )
     .unwrap();
     let out = Command::new(BIN).arg("check-config").arg(&bad).env_remove("OPENAI_API_KEY").output().unwrap();
