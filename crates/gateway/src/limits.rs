@@ -228,7 +228,7 @@ impl Limiter {
         let price = if applicable.iter().any(|b| b.metric.is_spend()) {
             let p = self.prices.price(call.provider, call.upstream_model);
             if p.is_none() {
-                tracing::warn!(
+                tracing::debug!(
                     provider = call.provider,
                     upstream_model = call.upstream_model,
                     "no price known: spend limits charge 0 for this call"

@@ -2,8 +2,8 @@
 //! (issue 4) is meant to replace [`StaticPrices`] once it lands; until then the built-in table
 //! covers a few public list prices and operators/tests can supply their own.
 //!
-//! A model without a price is charged 0 USD (spend limits cannot hold for it; a warning is
-//! logged once per call that has spend limits).
+//! A model without a price is charged 0 USD (spend limits cannot hold for it; logged at debug
+//! level per call, to keep the hot path quiet).
 
 use std::collections::HashMap;
 
