@@ -7,12 +7,14 @@
 //! * [`envelope`]: AES-256-GCM envelope encryption of provider keys with AAD binding (G-8).
 //! * [`password`]: argon2id hashing of human passwords (§2.3).
 //! * [`cidr`]: CIDR allow-lists and the client address behind trusted proxies (issue 5).
+//! * [`dpop`]: RFC 9449 DPoP proof verification (`verify_proof`), RFC 7638 thumbprints.
 //! * [`extract`]: the `Authorization` header parsing algorithm (G-1, G-2; RFC 6750 §2.1).
 //!
 //! No I/O happens here; every function is synchronous and never panics on input.
 #![forbid(unsafe_code)]
 
 pub mod cidr;
+pub mod dpop;
 pub mod envelope;
 pub mod extract;
 pub mod master_key;
