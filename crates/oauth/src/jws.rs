@@ -72,6 +72,14 @@ impl EcPublicKey {
         if obj.get("use").is_some_and(|u| u.as_str() != Some("sig")) || obj.get("alg").is_some_and(|a| a.as_str() != Some(ALG)) {
             return Err(JwsError::Key);
         }
+        // RFC 7517 §4.3: `key_ops`, if present, must allow `verify` (and not be combined with
+        // `use`); Wycheproof `rejectWrongKeyOps`.
+        if let Some(ops) = obj.get("key_ops") {
+            let allows = ops.as_array().is_some_and(|a| a.iter().any(|o| o.as_str() == Some("verify")));
+            if !allows || obj.contains_key("use") {
+                return Err(JwsError::Key);
+            }
+        }
         let coord = |name: &str| -> Result<Vec<u8>, JwsError> {
             let s = obj.get(name).and_then(Value::as_str).ok_or(JwsError::Key)?;
             let b = b64_decode(s).ok_or(JwsError::Key)?;
