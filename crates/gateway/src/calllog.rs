@@ -18,6 +18,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use gatehouse_providers::catalog::Catalog;
 use gatehouse_store::{CallLog, Store};
 use gatehouse_types::{Id, Timestamp, Usage, new_id, now};
 use tokio::sync::mpsc;
@@ -38,13 +39,28 @@ pub const CLIENT_DISCONNECTED: &str = "client_disconnected";
 #[derive(Clone)]
 pub struct CallLogSink {
     tx: mpsc::Sender<CallLog>,
+    /// Prices for `CallLog::cost_usd` (none: cost not computed).
+    catalog: Option<Arc<Catalog>>,
 }
 
 impl CallLogSink {
     /// A sink and the receiver for [`run_writer`].
     pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<CallLog>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Self { tx }, rx)
+        (Self { tx, catalog: None }, rx)
+    }
+
+    /// The same sink, pricing every record with `catalog` (`CallLog::cost_usd`).
+    pub fn with_catalog(mut self, catalog: Arc<Catalog>) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// The cost of a call in USD: its upstream model's catalog prices applied to its exact
+    /// usage; `None` when the call was not routed or the model is not in the catalog.
+    pub fn cost_usd(&self, upstream_model: Option<&str>, usage: &Usage) -> Option<f64> {
+        let entry = self.catalog.as_ref()?.lookup(upstream_model?)?;
+        Some(entry.cost_usd(usage))
     }
 
     /// Queues a record without waiting. Full or closed channel: the record is dropped and a
@@ -228,6 +244,9 @@ impl CallRecorder {
                 completion_tokens: d.usage.completion_tokens,
                 cached_tokens: d.usage.cached_tokens,
                 upstream_request_id: d.upstream_request_id.clone(),
+                cache_write_tokens: d.usage.cache_write_tokens,
+                reasoning_tokens: d.usage.reasoning_tokens,
+                cost_usd: self.sink.cost_usd(d.upstream_model.as_deref(), &d.usage),
             }
         };
         self.sink.send(record);
@@ -323,6 +342,24 @@ mod tests {
         let (r, mut rx) = recorder();
         drop(RecordGuard::for_request(r));
         assert_eq!(rx.try_recv().unwrap().status, STATUS_CLIENT_CLOSED);
+    }
+
+    #[test]
+    fn cost_is_priced_from_the_catalog_when_known() {
+        let (sink, mut rx) = CallLogSink::channel(4);
+        let sink = sink.with_catalog(Arc::new(Catalog::builtin()));
+        let r = CallRecorder::new(sink.clone(), "r", "e", Instant::now(), now());
+        r.update(|d| {
+            d.upstream_model = Some("gpt-4o-mini-2024-07-18".into());
+            d.usage = Usage { prompt_tokens: 1000, completion_tokens: 500, ..Usage::default() };
+        });
+        r.finish(200, None);
+        let cost = rx.try_recv().unwrap().cost_usd.unwrap();
+        assert!((cost - (1000.0 * 0.15 + 500.0 * 0.60) / 1e6).abs() < 1e-12, "{cost}");
+        let r = CallRecorder::new(sink, "r2", "e", Instant::now(), now());
+        r.update(|d| d.upstream_model = Some("unknown-model".into()));
+        r.finish(200, None);
+        assert_eq!(rx.try_recv().unwrap().cost_usd, None);
     }
 
     #[test]

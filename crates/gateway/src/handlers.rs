@@ -109,14 +109,19 @@ async fn embed(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: B
 }
 
 /// `GET /v1/models`: `{"object":"list","data":[{"id","object":"model","created","owned_by"}]}`
-/// with exactly the models the caller's key may use.
+/// with exactly the models the caller's key may use. Models whose upstream model is in the
+/// catalog also show `context_window`, `max_output_tokens`, `pricing` (USD per million tokens)
+/// and `reasoning` (issue 4).
 pub async fn list_models(State(state): State<Arc<AppState>>, Extension(auth): Extension<AuthContext>) -> Response {
-    let data = state.routing.list_models(&auth.credential.models).await;
+    let mut data = Vec::new();
+    for m in state.routing.list_models(&auth.credential.models).await {
+        data.push(with_catalog(&state, m).await);
+    }
     Json(json!({ "object": "list", "data": data })).into_response()
 }
 
-/// `GET /v1/models/{model}`: one model object, or 404 `model_not_found` if the key may not use
-/// it or it does not exist.
+/// `GET /v1/models/{model}`: one model object (with its catalog entry, as in the list), or 404
+/// `model_not_found` if the key may not use it or it does not exist.
 pub async fn get_model(
     State(state): State<Arc<AppState>>,
     Extension(auth): Extension<AuthContext>,
@@ -124,9 +129,22 @@ pub async fn get_model(
 ) -> Response {
     let list = state.routing.list_models(&auth.credential.models).await;
     match list.into_iter().find(|m| m.id == model) {
-        Some(m) => Json(m).into_response(),
+        Some(m) => Json(with_catalog(&state, m).await).into_response(),
         None => error_response(&model_not_found(&model)),
     }
+}
+
+/// A model object plus the catalog entry of its primary deployment's upstream model.
+async fn with_catalog(state: &AppState, m: crate::routing::ModelInfo) -> serde_json::Value {
+    let upstream = state.routing.resolve(&m.id).await.ok().and_then(|r| r.primary().map(|c| c.upstream_model.clone()));
+    let mut v = serde_json::to_value(&m).unwrap_or_else(|_| json!({ "id": m.id, "object": "model" }));
+    if let (Some(up), serde_json::Value::Object(obj)) = (upstream, &mut v)
+        && let Some(entry) = state.settings.catalog.lookup(&up)
+        && let serde_json::Value::Object(extra) = entry.public_json()
+    {
+        obj.extend(extra);
+    }
+    v
 }
 
 /// Allow-list check (403 before any routing, so a restricted key cannot probe what exists),

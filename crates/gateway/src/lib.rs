@@ -39,6 +39,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use gatehouse_auth::{Env, KeyProvider, Peppers};
 use gatehouse_providers::Upstream;
+use gatehouse_providers::catalog::Catalog;
 use gatehouse_store::bus::BusHandler;
 use gatehouse_store::{Bus, Counters, MemoryCounters, Store, StoreError};
 use http::{HeaderValue, header};
@@ -74,6 +75,9 @@ pub struct GatewaySettings {
     /// The OAuth issuer identifier and resource id of this data plane (RFC 8414 §2), e.g.
     /// `https://gw.example.com`; default `http://127.0.0.1:8080`.
     pub issuer: String,
+    /// Model catalog (limits, prices): call-log `cost_usd`, `GET /v1/models` details, which
+    /// models take `reasoning_effort`. Default: the built-in catalog.
+    pub catalog: Arc<Catalog>,
 }
 
 impl Default for GatewaySettings {
@@ -84,6 +88,7 @@ impl Default for GatewaySettings {
             stream_drain: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
             issuer: "http://127.0.0.1:8080".into(),
+            catalog: Arc::new(Catalog::builtin()),
         }
     }
 }
@@ -176,6 +181,7 @@ impl Gateway {
         let (mut auth, touch_rx) = Authenticator::new(deps.store.clone(), deps.peppers.clone(), deps.settings.env);
         auth.set_oauth(oauth.clone());
         let (sink, log_rx) = CallLogSink::channel(calllog::CHANNEL_CAPACITY);
+        let sink = sink.with_catalog(deps.settings.catalog.clone());
         let state = Arc::new(AppState {
             auth,
             routing,
@@ -269,8 +275,8 @@ fn dialect_method_not_allowed(dialect: Dialect, allow: &'static str) -> Response
 impl AppState {
     /// Whether the catalog knows `target`'s upstream model as a reasoning model (`None`: not in
     /// the catalog).
-    pub(crate) fn reasoning_model(&self, _target: &gatehouse_providers::Target) -> Option<bool> {
-        None
+    pub(crate) fn reasoning_model(&self, target: &gatehouse_providers::Target) -> Option<bool> {
+        self.settings.catalog.lookup(&target.upstream_model).map(|e| e.reasoning_model)
     }
 }
 

@@ -18,6 +18,7 @@
 pub mod anthropic;
 mod common;
 pub mod compat;
+pub mod catalog;
 pub mod error;
 pub mod inbound;
 pub mod gemini;

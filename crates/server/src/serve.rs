@@ -364,6 +364,10 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             stream_drain: config.shutdown_drain,
             trusted_proxies: trusted_proxies()?,
             issuer: issuer_for(&config.listen.to_string()),
+            // Built-in model catalog, overridden by `<data_dir>/models.toml` when present.
+            catalog: Arc::new(
+                gatehouse_providers::catalog::Catalog::load(&config.data_dir.join("models.toml")).map_err(|e| e.to_string())?,
+            ),
         },
         shutdown: shutdown.clone(),
         audit,

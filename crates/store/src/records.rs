@@ -206,6 +206,16 @@ pub struct CallLog {
     pub completion_tokens: u64,
     pub cached_tokens: u64,
     pub upstream_request_id: Option<String>,
+    /// Input tokens written to the provider's prompt cache (part of `prompt_tokens`; issue 4).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// Output tokens spent on reasoning (part of `completion_tokens`; issue 4).
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+    /// Cost of the call in USD from its usage and the model catalog's prices (issue 4);
+    /// `None` when the upstream model is not in the catalog.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
 }
 
 /// Filter and page for [`crate::Store::query_call_logs`].

@@ -326,6 +326,9 @@ fn call_log_row(row: &SqliteRow) -> StoreResult<CallLog> {
         completion_tokens: i64_to_u64(col(row, "completion_tokens")?),
         cached_tokens: i64_to_u64(col(row, "cached_tokens")?),
         upstream_request_id: col(row, "upstream_request_id")?,
+        cache_write_tokens: i64_to_u64(col(row, "cache_write_tokens")?),
+        reasoning_tokens: i64_to_u64(col(row, "reasoning_tokens")?),
+        cost_usd: col(row, "cost_usd")?,
     })
 }
 
@@ -379,7 +382,7 @@ macro_rules! call_log_cols {
     () => {
         "id, created_at, request_id, team_id, app_id, credential_id, endpoint, model, provider, \
          upstream_model, stream, status, error_code, latency_ms, upstream_latency_ms, ttft_ms, \
-         prompt_tokens, completion_tokens, cached_tokens, upstream_request_id"
+         prompt_tokens, completion_tokens, cached_tokens, upstream_request_id, cache_write_tokens, reasoning_tokens, cost_usd"
     };
 }
 
@@ -993,7 +996,10 @@ impl Store for SqliteStore {
                     .push_bind(u64_to_i64(l.prompt_tokens))
                     .push_bind(u64_to_i64(l.completion_tokens))
                     .push_bind(u64_to_i64(l.cached_tokens))
-                    .push_bind(l.upstream_request_id.clone());
+                    .push_bind(l.upstream_request_id.clone())
+                    .push_bind(u64_to_i64(l.cache_write_tokens))
+                    .push_bind(u64_to_i64(l.reasoning_tokens))
+                    .push_bind(l.cost_usd.filter(|c| c.is_finite()));
             });
             qb.build()
                 .execute(&mut *tx)

@@ -281,6 +281,10 @@ fn call_log(i: u64, at: Timestamp) -> CallLog {
         completion_tokens: 2 * i,
         cached_tokens: 0,
         upstream_request_id: Some(format!("up-{i}")),
+        cache_write_tokens: i % 3,
+        reasoning_tokens: i % 2,
+        // Issue 4: NULL (model not in the catalog) and exact f64 values round-trip.
+        cost_usd: if i.is_multiple_of(4) { None } else { Some(i as f64 * 0.000_123_456_789) },
     }
 }
 

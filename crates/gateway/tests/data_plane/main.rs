@@ -8,6 +8,7 @@ mod harness;
 mod auth;
 mod calllog;
 mod chat;
+mod cost;
 mod failures;
 mod gemini;
 mod messages;
