@@ -53,7 +53,7 @@ use crate::calllog::{CallLogSink, CallRecorder, RecordGuard};
 use crate::dialect::{Dialect, render_error};
 use crate::error::{ErrorCodeTag, method_not_allowed};
 use crate::limits::Limiter;
-use crate::pricing::{Prices, StaticPrices};
+use crate::pricing::Prices;
 use crate::routing::Routing;
 
 /// Name of the request-id header set on every response (errors included).
@@ -109,15 +109,17 @@ pub struct GatewayDeps {
 
 /// Traffic control dependencies (issue 6): the shared counters of rate limits, quotas and
 /// budgets, and the price lookup for spend limits. Default: in-memory counters (one node) and
-/// [`StaticPrices::builtin`].
+/// the model catalog of [`GatewaySettings::catalog`] as the price list (one source of prices for
+/// call-log cost and spend limits).
 pub struct TrafficDeps {
     pub counters: Arc<dyn Counters>,
-    pub prices: Arc<dyn Prices>,
+    /// `None`: the catalog of the gateway settings.
+    pub prices: Option<Arc<dyn Prices>>,
 }
 
 impl Default for TrafficDeps {
     fn default() -> Self {
-        Self { counters: Arc::new(MemoryCounters::new()), prices: Arc::new(StaticPrices::builtin()) }
+        Self { counters: Arc::new(MemoryCounters::new()), prices: None }
     }
 }
 
@@ -167,7 +169,8 @@ impl Gateway {
         let tracker = TaskTracker::new();
         // Concurrency leases of a crashed node expire after the longest possible call.
         let lease_ttl = deps.upstream.timeouts().total + Duration::from_secs(60);
-        let limiter = Limiter::load(deps.store.clone(), traffic.counters, traffic.prices, tracker.clone(), lease_ttl).await?;
+        let prices = traffic.prices.unwrap_or_else(|| deps.settings.catalog.clone() as Arc<dyn Prices>);
+        let limiter = Limiter::load(deps.store.clone(), traffic.counters, prices, tracker.clone(), lease_ttl).await?;
         let oauth = Arc::new(gatehouse_oauth::OAuth::new(gatehouse_oauth::OAuthDeps {
             store: deps.store.clone(),
             bus: deps.bus.clone(),

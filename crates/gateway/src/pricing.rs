@@ -1,6 +1,7 @@
-//! Prices for spend limits: a small lookup behind the [`Prices`] trait. The model catalog
-//! (issue 4) is meant to replace [`StaticPrices`] once it lands; until then the built-in table
-//! covers a few public list prices and operators/tests can supply their own.
+//! Prices for spend limits behind the [`Prices`] trait. In a running gateway the model catalog
+//! (`gatehouse_providers::catalog`, the same list that prices the call log) answers;
+//! [`StaticPrices`] is a fixed table for tests and embedders. Spend limits charge uncached
+//! input and output prices (a conservative reservation: cached input is never dearer).
 //!
 //! A model without a price is charged 0 USD (spend limits cannot hold for it; logged at debug
 //! level per call, to keep the hot path quiet).
@@ -15,6 +16,12 @@ pub struct Price {
 }
 
 impl Price {
+    /// From USD per million tokens; negative, NaN or infinite prices count as 0.
+    pub fn from_usd(input_usd_per_mtok: f64, output_usd_per_mtok: f64) -> Self {
+        let micros = |usd: f64| if usd.is_finite() && usd > 0.0 { (usd * 1_000_000.0).round() as u64 } else { 0 };
+        Self { input_micros_per_mtok: micros(input_usd_per_mtok), output_micros_per_mtok: micros(output_usd_per_mtok) }
+    }
+
     /// Cost in micro-USD of `input` + `output` tokens, rounded up.
     pub fn cost_micros(&self, input: u64, output: u64) -> u64 {
         let total = u128::from(input) * u128::from(self.input_micros_per_mtok)
@@ -43,34 +50,15 @@ impl StaticPrices {
 
     /// Adds or replaces the price of `model` in USD per million tokens.
     pub fn with(mut self, model: &str, input_usd_per_mtok: f64, output_usd_per_mtok: f64) -> Self {
-        let micros = |usd: f64| {
-            if usd.is_finite() && usd > 0.0 {
-                (usd * 1_000_000.0).round() as u64
-            } else {
-                0
-            }
-        };
-        self.by_model.insert(
-            model.to_string(),
-            Price {
-                input_micros_per_mtok: micros(input_usd_per_mtok),
-                output_micros_per_mtok: micros(output_usd_per_mtok),
-            },
-        );
+        self.by_model.insert(model.to_string(), Price::from_usd(input_usd_per_mtok, output_usd_per_mtok));
         self
     }
+}
 
-    /// A few public list prices (USD per 1M tokens, input/output) as of 2025.
-    pub fn builtin() -> Self {
-        Self::new()
-            .with("gpt-4o", 2.5, 10.0)
-            .with("gpt-4o-mini", 0.15, 0.6)
-            .with("gpt-4.1", 2.0, 8.0)
-            .with("gpt-4.1-mini", 0.4, 1.6)
-            .with("o4-mini", 1.1, 4.4)
-            .with("claude-sonnet-4-5", 3.0, 15.0)
-            .with("claude-haiku-4-5", 1.0, 5.0)
-            .with("claude-opus-4-1", 15.0, 75.0)
+impl Prices for gatehouse_providers::catalog::Catalog {
+    /// Catalog lookup by upstream model (date suffixes and aliases normalised by the catalog).
+    fn price(&self, _provider: &str, upstream_model: &str) -> Option<Price> {
+        self.lookup(upstream_model).map(|e| Price::from_usd(e.input, e.output))
     }
 }
 
@@ -86,7 +74,8 @@ mod tests {
 
     #[test]
     fn cost_rounds_up_in_micro_usd() {
-        let p = StaticPrices::builtin()
+        let p = StaticPrices::new()
+            .with("gpt-4o", 2.5, 10.0)
             .price("openai", "gpt-4o")
             .unwrap_or(Price {
                 input_micros_per_mtok: 0,
@@ -96,5 +85,13 @@ mod tests {
         assert_eq!(p.cost_micros(1000, 100), 3500);
         assert_eq!(p.cost_micros(1, 0), 3);
         assert_eq!(StaticPrices::new().price("x", "gpt-4o"), None);
+    }
+
+    #[test]
+    fn the_catalog_prices_spend_limits() {
+        let catalog = gatehouse_providers::catalog::Catalog::builtin();
+        let p = catalog.price("openai", "gpt-4o-mini").expect("gpt-4o-mini is in the catalog");
+        assert!(p.input_micros_per_mtok > 0 && p.output_micros_per_mtok >= p.input_micros_per_mtok);
+        assert_eq!(catalog.price("openai", "no-such-model-xyz"), None);
     }
 }

@@ -1,10 +1,11 @@
-//! Micro-benchmark of upstream SSE decoding per chunk (`wire-formats.md` §0.1): an OpenAI
-//! `chat.completion.chunk` stream of 50 events arriving in network-sized pieces, and an
-//! Anthropic event stream of the same length. Run: `cargo bench -p gatehouse-providers`.
+//! Micro-benchmarks of the per-chunk stream work (`wire-formats.md` §0.1, §7.4): SSE decoding of
+//! a 50-event stream arriving in network-sized pieces, and decoding + translation into OpenAI
+//! chunks (OpenAI passthrough; Anthropic → OpenAI). Run: `cargo bench -p gatehouse-providers`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gatehouse_providers::bench_support::{Dialect, decode_and_translate};
 use gatehouse_providers::sse::SseDecoder;
 
 fn openai_stream(chunks: usize) -> Vec<u8> {
@@ -48,6 +49,14 @@ fn stream(c: &mut Criterion) {
     for (name, bytes) in [("openai", openai_stream(50)), ("anthropic", anthropic_stream(50))] {
         g.throughput(Throughput::Elements(50));
         g.bench_function(name, |b| b.iter(|| decode(black_box(&bytes), 1460)));
+    }
+    g.finish();
+    let mut g = c.benchmark_group("decode_and_translate_50_events");
+    for (name, dialect, bytes) in
+        [("openai_passthrough", Dialect::OpenAi, openai_stream(50)), ("anthropic_to_openai", Dialect::Anthropic, anthropic_stream(50))]
+    {
+        g.throughput(Throughput::Elements(50));
+        g.bench_function(name, |b| b.iter(|| decode_and_translate(dialect, black_box(&bytes), 1460)));
     }
     g.finish();
 }

@@ -16,6 +16,8 @@
 //!   (never the upstream body for auth failures; `Retry-After` kept).
 
 pub mod anthropic;
+#[doc(hidden)]
+pub mod bench_support;
 mod common;
 pub mod compat;
 pub mod catalog;

@@ -103,7 +103,7 @@ impl Harness {
             traffic.counters = c;
         }
         if let Some(p) = opts.prices {
-            traffic.prices = p;
+            traffic.prices = Some(p);
         }
         let gateway = Gateway::with_traffic(deps, traffic).await.unwrap();
         let router = gateway.router();
