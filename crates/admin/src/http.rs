@@ -87,6 +87,7 @@ pub fn router(service: Arc<AdminService>) -> Router {
         .route("/audit", get(crate::audit::query_audit))
         .route("/audit/verify", get(crate::audit::verify_audit))
         .merge(crate::limits::routes())
+        .merge(crate::oauth_http::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside operator_auth: sees the authenticated operator; records mutating requests.

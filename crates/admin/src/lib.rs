@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod http;
 pub mod input;
+pub mod oauth_http;
 pub mod security_http;
 pub mod limits;
 pub mod service;

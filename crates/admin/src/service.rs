@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::input::{Fields, Params, bad};
 
+pub mod oauth_clients;
 mod rotation;
 pub use rotation::{DEFAULT_GRACE, KEY_SCOPES, MAX_GRACE};
 /// Body readers of the rotation and leak endpoints.
@@ -57,6 +58,9 @@ pub struct AdminService {
     deps: AdminDeps,
     /// Rate-limit counters, to show usage against limits (issue 6; in-memory by default).
     counters: Arc<dyn gatehouse_store::Counters>,
+    /// The node's authorization server (issue 5), attached by the server after the data plane
+    /// is built ([`AdminService::attach_oauth`]).
+    oauth: Arc<std::sync::OnceLock<Arc<gatehouse_oauth::OAuth>>>,
 }
 
 /// Secrets to use at first start instead of generated ones (for automation).
@@ -354,7 +358,7 @@ fn generate_password() -> Result<SecretString, ApiError> {
 impl AdminService {
     /// A service over shared dependencies.
     pub fn new(deps: AdminDeps) -> Self {
-        Self { deps, counters: Arc::new(gatehouse_store::MemoryCounters::new()) }
+        Self { deps, counters: Arc::new(gatehouse_store::MemoryCounters::new()), oauth: Arc::default() }
     }
 
     /// Uses `counters` (the data plane's) for usage against limits (issue 6).
@@ -603,6 +607,8 @@ impl AdminService {
             );
         }
         self.deps.bus.publish(BusEvent::CredentialChanged { id, digest: key.digest.clone() });
+        // Tokens exchanged from this key (parent = key id) die with it.
+        self.deps.bus.publish(BusEvent::TokenRevoked { id });
         tracing::info!(key_id = %id, "api key revoked");
         self.get_key(id).await
     }

@@ -178,7 +178,8 @@ impl Gateway {
             key_provider: deps.key_provider.clone(),
             env: deps.settings.env,
             issuer: deps.settings.issuer.clone(),
-            events: Arc::new(gatehouse_oauth::TracingEvents),
+            // Security events of the authorization server go to the audit log (issue 5).
+            events: Arc::new(gatehouse_oauth::AuditEvents::new(deps.audit.clone())),
         }));
         oauth.load().await?;
         let (mut auth, touch_rx) = Authenticator::new(deps.store.clone(), deps.peppers.clone(), deps.settings.env);
@@ -254,6 +255,12 @@ impl Gateway {
             .fallback(error::not_found)
             .layer(outer)
             .with_state(state)
+    }
+
+    /// The authorization server of this node (shared with the admin API for OAuth clients,
+    /// revocation and introspection, so both act on the same deny-list and signing keys).
+    pub fn oauth(&self) -> Arc<gatehouse_oauth::OAuth> {
+        self.state.oauth.clone()
     }
 
     /// Stops the background tasks after flushing: waits until every queued call-log record and

@@ -20,6 +20,7 @@
 //! failures) go to the [`SecurityEvents`] hook; the default writes `tracing` events at target
 //! [`SECURITY_TARGET`] with public ids only, never a token (G-11).
 
+pub mod audit;
 pub mod jws;
 pub mod signing;
 mod tokens;
@@ -33,6 +34,7 @@ use gatehouse_types::{Id, Timestamp};
 use moka::sync::Cache;
 use serde_json::Value;
 
+pub use audit::{AuditEvents, EventGate};
 pub use tokens::{Caller, ExchangeRequest, NewClient, TokenResponse, VerifyError};
 
 /// Data-plane scopes (RFC 6749 §3.3: case-sensitive).

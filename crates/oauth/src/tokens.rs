@@ -162,6 +162,15 @@ fn kind_name(kind: TokenKind) -> &'static str {
     }
 }
 
+/// `kind` as a static string for event details.
+fn kind_static(kind: &str) -> &'static str {
+    match kind {
+        "jwt" => "jwt",
+        "single_use" => "single_use",
+        _ => "access",
+    }
+}
+
 impl OAuth {
     fn unavailable(e: &gatehouse_store::StoreError) -> OAuthError {
         tracing::error!(error = %e, "oauth store operation failed");
@@ -221,6 +230,7 @@ impl OAuth {
         };
         self.deps.store.create_oauth_client(&client).await.map_err(|e| Self::unavailable(&e))?;
         tracing::info!(client_id = %client.id, app_id = %client.app_id, "oauth client created");
+        self.deps.events.record("oauth_client.created", Some(client.id), if secret.is_some() { "client_secret_basic" } else { "private_key_jwt" });
         Ok((client, secret))
     }
 
@@ -231,6 +241,7 @@ impl OAuth {
         if found {
             self.deps.bus.publish(BusEvent::TokenRevoked { id });
             tracing::info!(client_id = %id, "oauth client revoked");
+            self.deps.events.record("oauth_client.revoked", Some(id), "operator");
         }
         Ok(found)
     }
@@ -439,6 +450,7 @@ impl OAuth {
         };
         self.deps.store.create_issued_token(&record).await.map_err(|e| Self::unavailable(&e))?;
         tracing::info!(jti = %record.id, client_id = %client.id, kind, expires_in, "token issued");
+        self.deps.events.record("token.issued", Some(record.id), kind_static(kind));
         Ok(TokenResponse {
             access_token: secret,
             token_type: "Bearer",
@@ -837,12 +849,20 @@ impl OAuth {
     /// same (`Ok`), foreign attempts are recorded as security events. Takes effect on this node
     /// before returning (bus).
     pub async fn revoke(&self, presented: &str, caller: &Caller) -> Result<(), OAuthError> {
-        let Some(s) = self.resolve(presented).await? else { return Ok(()) };
+        self.revoke_detailed(presented, caller).await.map(|_| ())
+    }
+
+    /// [`Self::revoke`], telling the caller what was revoked: `Some((id, kind))` with the public
+    /// id (`jti` or key id) and `api_key` / `access` / `single_use` / `jwt`; `None` when nothing
+    /// was (unknown, inactive or foreign). Records `token.revoked` through the events hook.
+    /// Only for operators' answers and audit records: RFC 7009 clients always get 200.
+    pub async fn revoke_detailed(&self, presented: &str, caller: &Caller) -> Result<Option<(Id, &'static str)>, OAuthError> {
+        let Some(s) = self.resolve(presented).await? else { return Ok(None) };
         if let Caller::Client(c) = caller
             && s.client_id != Some(c.id)
         {
             self.deps.events.record("token.revoke_foreign", Some(c.id), "not_owner");
-            return Ok(());
+            return Ok(None);
         }
         let at = now();
         if s.kind == "api_key" {
@@ -855,7 +875,9 @@ impl OAuth {
         }
         self.deps.bus.publish(BusEvent::TokenRevoked { id: s.id });
         tracing::info!(id = %s.id, kind = s.kind, "token revoked");
-        Ok(())
+        let by = if matches!(caller, Caller::Operator) { "operator" } else { "client" };
+        self.deps.events.record("token.revoked", Some(s.id), by);
+        Ok(Some((s.id, s.kind)))
     }
 
     /// RFC 7662 §2.2: `{"active": false}` for anything not active or not visible to the caller

@@ -8,6 +8,8 @@ pub mod audit;
 
 pub mod limits;
 
+pub mod oauth;
+
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -64,6 +66,10 @@ pub enum KeysCmd {
         /// Suspend the key automatically when its use looks anomalous.
         #[arg(long)]
         auto_suspend: bool,
+        /// Mint a single-use token (gths_…) instead: exactly one successful call, 5 min default
+        /// lifetime (at most 1h).
+        #[arg(long, conflicts_with_all = ["ip_allow", "labels", "auto_suspend"])]
+        single_use: bool,
     },
     /// Rotate a key: prints the successor once; the old key keeps working for the grace period.
     Rotate {
@@ -265,7 +271,10 @@ pub async fn keys(args: ClientArgs<KeysCmd>) -> ExitCode {
 async fn keys_inner(args: ClientArgs<KeysCmd>) -> Result<(), String> {
     let c = Client::new(&args.conn)?;
     match args.cmd {
-        KeysCmd::Create { name, models, expires_in, app, scopes, ip_allow, labels, auto_suspend } => {
+        KeysCmd::Create { name, models, expires_in, app, scopes, single_use: true, .. } => {
+            oauth::single_use(&c, name, app, scopes, models, expires_in).await?;
+        }
+        KeysCmd::Create { name, models, expires_in, app, scopes, ip_allow, labels, auto_suspend, single_use: false } => {
             let mut body = json!({ "name": name });
             let scopes: Vec<String> = scopes.into_iter().map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
             if !scopes.is_empty() {

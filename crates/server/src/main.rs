@@ -3,7 +3,7 @@
 //! * `gatehouse serve` — data plane + admin API (see [`serve`]).
 //! * `gatehouse check-config FILE` — validates a config file, reporting every error at once.
 //! * `gatehouse migrate` — applies database migrations and exits.
-//! * `gatehouse keys|providers|models|logs …` — a client of the admin API (see [`cli`]), reading
+//! * `gatehouse keys|providers|models|logs|audit|limits|oauth-clients|tokens …` — a client of the admin API (see [`cli`]), reading
 //!   `GATEHOUSE_ADMIN_URL` (default `http://127.0.0.1:8081`) and `GATEHOUSE_ADMIN_TOKEN`.
 //!
 //! Exit codes: 0 success, 1 failure (bad config, unreachable store, admin API error), 2 usage
@@ -52,6 +52,10 @@ enum Command {
     Audit(cli::audit::AuditArgs),
     /// Rate limits, token quotas and spend budgets: set, list (with usage), remove.
     Limits(cli::ClientArgs<cli::limits::LimitsCmd>),
+    /// OAuth clients of the token endpoint: create (secret shown once), list, revoke.
+    OauthClients(cli::ClientArgs<cli::oauth::OAuthClientsCmd>),
+    /// Revoke or introspect any API key or issued token (read from stdin, never echoed).
+    Tokens(cli::ClientArgs<cli::oauth::TokensCmd>),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +78,8 @@ fn main() -> ExitCode {
             Command::Logs(args) => cli::logs(args).await,
             Command::Audit(args) => cli::audit::audit(args).await,
             Command::Limits(args) => cli::limits::limits(args).await,
+            Command::OauthClients(args) => cli::oauth::oauth_clients(args).await,
+            Command::Tokens(args) => cli::oauth::tokens(args).await,
         }
     })
 }

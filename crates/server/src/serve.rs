@@ -374,6 +374,8 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
     }, traffic)
     .await
     .map_err(|e| format!("cannot start the gateway: {e}"))?;
+    // OAuth clients, revocation and introspection in the admin API use the data plane's server.
+    admin.attach_oauth(gateway.oauth());
 
     let data_listener = bind(config.listen, "data plane").await?;
     let admin_listener = bind(config.admin_listen, "admin API").await?;

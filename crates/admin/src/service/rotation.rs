@@ -154,6 +154,7 @@ impl AdminService {
                 self.deps.audit.record(NewAuditEvent::new(kinds::KEY_REVOKED, "leak-report").credential(c.id).reason("leak_report"));
             }
             self.deps.bus.publish(BusEvent::CredentialChanged { id: c.id, digest: c.digest.clone() });
+            self.deps.bus.publish(BusEvent::TokenRevoked { id: c.id });
         }
         let source: Option<String> = source.map(|s| s.chars().take(128).collect());
         self.deps.audit.record(
