@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +26,7 @@ use gatehouse_types::{ApiError, ErrorCode};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use crate::authz::{Permission, Principal, Scope, Visible, authorize};
 use crate::input::{Params, bad, parse_id};
 use crate::service::{
     AdminService, CreateKeyRequest, UpsertModelRequest, UpsertProviderRequest, log_query_from_params,
@@ -88,8 +89,11 @@ pub fn router(service: Arc<AdminService>) -> Router {
         .route("/audit/verify", get(crate::audit::verify_audit))
         .merge(crate::limits::routes())
         .merge(crate::oauth_http::routes())
+        .merge(crate::tenancy_http::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Innermost: the route gate (issue 7) authorizes the principal for the matched route.
+        .layer(middleware::from_fn_with_state(service.clone(), crate::authz_http::gate))
         // Inside operator_auth: sees the authenticated operator; records mutating requests.
         .layer(middleware::from_fn_with_state(service.clone(), crate::audit::record_admin_action))
         .layer(middleware::from_fn_with_state(service.clone(), operator_auth))
@@ -103,7 +107,18 @@ pub fn router(service: Arc<AdminService>) -> Router {
 }
 
 async fn operator_auth(State(svc): Svc, request: Request, next: Next) -> Response {
+    if crate::authz_http::is_public(request.method(), request.uri().path()) {
+        let mut resp = next.run(request).await;
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return resp;
+    }
+    let cookie = crate::tenancy_http::session_cookie(request.headers());
     let verdict = match extract_authorization(request.headers()) {
+        // No Authorization header but a portal session cookie (issue 7).
+        Ok(None) if cookie.is_some() => {
+            let value = cookie.unwrap_or_default();
+            svc.authenticate_session(&value).await.map(|p| (p.user_id, p))
+        }
         Err(e) => Err(ApiError::new(ErrorCode::InvalidCredentialRequest, e.to_string())),
         Ok(None) => Err(ApiError::new(
             ErrorCode::MissingCredential,
@@ -112,12 +127,16 @@ async fn operator_auth(State(svc): Svc, request: Request, next: Next) -> Respons
         Ok(Some(c)) if c.scheme != Scheme::Bearer => {
             Err(ApiError::new(ErrorCode::InvalidToken, "the admin API accepts only Bearer operator tokens"))
         }
-        Ok(Some(c)) => svc.authenticate_operator(c.token).await.map(|t| t.id),
+        Ok(Some(c)) => match svc.authenticate_operator(c.token).await {
+            Ok(t) => svc.principal_for_token(&t).await.map(|p| (t.id, p)),
+            Err(e) => Err(e),
+        },
     };
     let mut request = request;
     let mut resp = match verdict {
-        Ok(operator) => {
+        Ok((operator, principal)) => {
             request.extensions_mut().insert(crate::audit::OperatorId(operator));
+            request.extensions_mut().insert(principal);
             next.run(request).await
         }
         Err(e) => AdminError(e).into_response(),
@@ -160,8 +179,9 @@ fn params(q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>
         .map_err(|_| AdminError(bad("query", "the query string is malformed")))
 }
 
-async fn create_key(State(svc): Svc, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn create_key(State(svc): Svc, Extension(p): Extension<Principal>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let req = CreateKeyRequest::from_json(&body(b)?)?;
+    svc.authorize_app(&p, req.app_id, Permission::KeysWrite).await?;
     let created = svc.create_key(req).await?;
     let mut value = serde_json::to_value(&created.view).map_err(|_| AdminError(ApiError::internal()))?;
     value["key"] = json!(created.key.expose_secret());
@@ -170,10 +190,20 @@ async fn create_key(State(svc): Svc, b: std::result::Result<Bytes, BytesRejectio
     Ok(resp)
 }
 
-async fn list_keys(State(svc): Svc, q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Response> {
+async fn list_keys(
+    State(svc): Svc,
+    Extension(who): Extension<Principal>,
+    q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response> {
     let p = params(q)?;
     p.deny_unknown(&["app_id", "include_revoked"])?;
-    let data = svc.list_keys(p.id("app_id")?, p.bool("include_revoked")?).await?;
+    let app_id = p.id("app_id")?;
+    if app_id.is_some() {
+        svc.authorize_app(&who, app_id, Permission::KeysRead).await?;
+    }
+    let visible = who.visible_teams(Permission::KeysRead);
+    let mut data = svc.list_keys(app_id, p.bool("include_revoked")?).await?;
+    data.retain(|k| visible.contains(k.team_id));
     Ok(axum::Json(json!({ "data": data })).into_response())
 }
 
@@ -219,17 +249,44 @@ async fn delete_model(State(svc): Svc, Path(name): Path<String>) -> Result<Respo
     Ok(axum::Json(json!({ "deleted": true, "name": name })).into_response())
 }
 
-async fn query_logs(State(svc): Svc, q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Response> {
-    let query = log_query_from_params(&params(q)?)?;
+async fn query_logs(
+    State(svc): Svc,
+    Extension(who): Extension<Principal>,
+    q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response> {
+    let mut query = log_query_from_params(&params(q)?)?;
+    match (query.team_id, who.visible_teams(Permission::LogsRead)) {
+        (Some(t), _) => authorize(&who, Scope::Team(t), Permission::LogsRead)?,
+        (None, Visible::All) => {}
+        (None, Visible::Teams(teams)) => match teams.as_slice() {
+            [] => return Ok(axum::Json(json!({ "data": [], "next_before": null })).into_response()),
+            [only] => query.team_id = Some(*only),
+            _ => return Err(AdminError(bad("team_id", "you belong to several teams: name one with `team_id`"))),
+        },
+    }
     Ok(axum::Json(svc.query_logs(query).await?).into_response())
 }
 
-async fn list_teams(State(svc): Svc) -> Result<Response> {
-    Ok(axum::Json(json!({ "data": svc.list_teams().await? })).into_response())
+async fn list_teams(State(svc): Svc, Extension(who): Extension<Principal>) -> Result<Response> {
+    let visible = who.visible_teams(Permission::TeamsList);
+    let mut data = svc.list_teams().await?;
+    data.retain(|t| visible.contains(t.id));
+    Ok(axum::Json(json!({ "data": data })).into_response())
 }
 
-async fn list_apps(State(svc): Svc, q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Response> {
+async fn list_apps(
+    State(svc): Svc,
+    Extension(who): Extension<Principal>,
+    q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response> {
     let p = params(q)?;
     p.deny_unknown(&["team_id"])?;
-    Ok(axum::Json(json!({ "data": svc.list_apps(p.id("team_id")?).await? })).into_response())
+    let team_id = p.id("team_id")?;
+    if let Some(t) = team_id {
+        authorize(&who, Scope::Team(t), Permission::AppsRead)?;
+    }
+    let visible = who.visible_teams(Permission::AppsRead);
+    let mut data = svc.list_apps(team_id).await?;
+    data.retain(|a| visible.contains(a.team_id));
+    Ok(axum::Json(json!({ "data": data })).into_response())
 }

@@ -13,12 +13,15 @@
 //! API key), an error message or a log line.
 
 pub mod audit;
+pub mod authz;
+pub mod authz_http;
 pub mod http;
 pub mod input;
 pub mod oauth_http;
 pub mod security_http;
 pub mod limits;
 pub mod service;
+pub mod tenancy_http;
 
 pub use http::router;
 pub use service::{AdminDeps, AdminService, BootstrapOptions, BootstrapOutput};

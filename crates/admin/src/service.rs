@@ -21,6 +21,7 @@ use crate::input::{Fields, Params, bad};
 
 pub mod oauth_clients;
 mod rotation;
+pub mod tenancy;
 pub use rotation::{DEFAULT_GRACE, KEY_SCOPES, MAX_GRACE};
 /// Body readers of the rotation and leak endpoints.
 pub mod rotation_api {

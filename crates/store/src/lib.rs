@@ -11,6 +11,7 @@ pub mod error;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;
+pub mod tenancy;
 
 use async_trait::async_trait;
 use gatehouse_types::{Id, Timestamp};
@@ -22,6 +23,7 @@ pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
+pub use tenancy::{TeamMember, UserSession};
 
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -57,6 +59,29 @@ pub trait Store: Send + Sync + 'static {
     /// Errors with `Conflict` if the username is taken.
     async fn create_user(&self, user: &User) -> StoreResult<()>;
     async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
+
+    // --- issue 7 (tenancy): users, team memberships, login sessions. Implementations live in
+    // `sqlite/tenancy.rs` and `postgres/tenancy.rs`. ---
+    async fn get_user(&self, id: Id) -> StoreResult<Option<User>>;
+    /// Every user, ordered by username.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Replaces `password_hash` and `system_role`; false if no such user.
+    async fn update_user(&self, user: &User) -> StoreResult<bool>;
+    /// Insert, or replace the role of an existing (team, user) membership. `NotFound` if the
+    /// team or user does not exist.
+    async fn upsert_team_member(&self, member: &TeamMember) -> StoreResult<()>;
+    /// False if there was no such membership.
+    async fn remove_team_member(&self, team_id: Id, user_id: Id) -> StoreResult<bool>;
+    /// Members of a team, oldest first.
+    async fn list_team_members(&self, team_id: Id) -> StoreResult<Vec<TeamMember>>;
+    /// Memberships of a user, oldest first.
+    async fn list_user_memberships(&self, user_id: Id) -> StoreResult<Vec<TeamMember>>;
+    /// Errors with `Conflict` on a duplicate id or digest.
+    async fn create_session(&self, session: &UserSession) -> StoreResult<()>;
+    /// By digest, whatever its state (the caller checks expiry and revocation).
+    async fn find_session(&self, digest: &[u8]) -> StoreResult<Option<UserSession>>;
+    /// Sets `revoked_at` if not yet revoked; false if no such session.
+    async fn revoke_session(&self, id: Id, at: Timestamp) -> StoreResult<bool>;
 
     // --- operator tokens (admin API bearer tokens, `gtho_…`) ---
     async fn create_operator_token(&self, token: &OperatorToken) -> StoreResult<()>;

@@ -6,6 +6,7 @@
 
 
 mod limits;
+mod tenancy;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -430,6 +431,38 @@ impl Store for PostgresStore {
         .await
         .map_err(|e| StoreError::from_sqlx("user", e))?;
         row.as_ref().map(user_row).transpose()
+    }
+
+    // --- issue 7 (tenancy): `tenancy.rs` ---
+    async fn get_user(&self, id: Id) -> StoreResult<Option<User>> {
+        self.tenancy_get_user(id).await
+    }
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        self.tenancy_list_users().await
+    }
+    async fn update_user(&self, user: &User) -> StoreResult<bool> {
+        self.tenancy_update_user(user).await
+    }
+    async fn upsert_team_member(&self, member: &crate::TeamMember) -> StoreResult<()> {
+        self.tenancy_upsert_member(member).await
+    }
+    async fn remove_team_member(&self, team_id: Id, user_id: Id) -> StoreResult<bool> {
+        self.tenancy_remove_member(team_id, user_id).await
+    }
+    async fn list_team_members(&self, team_id: Id) -> StoreResult<Vec<crate::TeamMember>> {
+        self.tenancy_list_members("team_id", team_id).await
+    }
+    async fn list_user_memberships(&self, user_id: Id) -> StoreResult<Vec<crate::TeamMember>> {
+        self.tenancy_list_members("user_id", user_id).await
+    }
+    async fn create_session(&self, session: &crate::UserSession) -> StoreResult<()> {
+        self.tenancy_create_session(session).await
+    }
+    async fn find_session(&self, digest: &[u8]) -> StoreResult<Option<crate::UserSession>> {
+        self.tenancy_find_session(digest).await
+    }
+    async fn revoke_session(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        self.tenancy_revoke_session(id, at).await
     }
 
     // --- operator tokens ---

@@ -1655,3 +1655,6 @@ store_test!(limits);
 // OAuth authorization server tables (issue 5).
 #[path = "conformance/oauth.rs"]
 mod oauth;
+
+#[path = "conformance/tenancy.rs"]
+mod tenancy;

@@ -23,6 +23,9 @@ pub enum ErrorCode {
     InvalidToken,
     /// 403: the credential is valid but may not do this (RFC 6750 §3.1 `insufficient_scope`).
     InsufficientScope,
+    /// 403: the admin-API user's system or team role does not allow this action (issue 7,
+    /// `docs/permissions.md`).
+    PermissionDenied,
     /// 404: the model does not exist or is not configured.
     ModelNotFound,
     /// 404: the resource does not exist (or is not visible to the caller).
@@ -73,7 +76,7 @@ impl ErrorCode {
     pub fn anthropic_type(self) -> &'static str {
         match self {
             Self::MissingCredential | Self::InvalidToken => "authentication_error",
-            Self::InsufficientScope => "permission_error",
+            Self::InsufficientScope | Self::PermissionDenied => "permission_error",
             Self::ModelNotFound | Self::NotFound => "not_found_error",
             Self::PayloadTooLarge => "request_too_large",
             Self::RateLimitExceeded => "rate_limit_error",
@@ -93,6 +96,7 @@ impl ErrorCode {
             Self::MissingCredential => ("missing_credential", S::UNAUTHORIZED, "authentication_error"),
             Self::InvalidToken => ("invalid_api_key", S::UNAUTHORIZED, "authentication_error"),
             Self::InsufficientScope => ("insufficient_scope", S::FORBIDDEN, "permission_error"),
+            Self::PermissionDenied => ("permission_denied", S::FORBIDDEN, "permission_error"),
             Self::ModelNotFound => ("model_not_found", S::NOT_FOUND, "invalid_request_error"),
             Self::NotFound => ("not_found", S::NOT_FOUND, "invalid_request_error"),
             Self::MethodNotAllowed => ("method_not_allowed", S::METHOD_NOT_ALLOWED, "invalid_request_error"),
@@ -111,12 +115,13 @@ impl ErrorCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::InvalidRequest,
         Self::InvalidCredentialRequest,
         Self::MissingCredential,
         Self::InvalidToken,
         Self::InsufficientScope,
+        Self::PermissionDenied,
         Self::ModelNotFound,
         Self::NotFound,
         Self::MethodNotAllowed,

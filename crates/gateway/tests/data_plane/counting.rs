@@ -84,6 +84,47 @@ impl Store for CountingStore {
         self.count(false);
         self.inner.get_user_by_username(username).await
     }
+    // issue 7 (tenancy)
+    async fn get_user(&self, id: Id) -> StoreResult<Option<User>> {
+        self.count(false);
+        self.inner.get_user(id).await
+    }
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        self.count(false);
+        self.inner.list_users().await
+    }
+    async fn update_user(&self, user: &User) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.update_user(user).await
+    }
+    async fn upsert_team_member(&self, member: &TeamMember) -> StoreResult<()> {
+        self.count(false);
+        self.inner.upsert_team_member(member).await
+    }
+    async fn remove_team_member(&self, team_id: Id, user_id: Id) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.remove_team_member(team_id, user_id).await
+    }
+    async fn list_team_members(&self, team_id: Id) -> StoreResult<Vec<TeamMember>> {
+        self.count(false);
+        self.inner.list_team_members(team_id).await
+    }
+    async fn list_user_memberships(&self, user_id: Id) -> StoreResult<Vec<TeamMember>> {
+        self.count(false);
+        self.inner.list_user_memberships(user_id).await
+    }
+    async fn create_session(&self, session: &UserSession) -> StoreResult<()> {
+        self.count(false);
+        self.inner.create_session(session).await
+    }
+    async fn find_session(&self, digest: &[u8]) -> StoreResult<Option<UserSession>> {
+        self.count(false);
+        self.inner.find_session(digest).await
+    }
+    async fn revoke_session(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.revoke_session(id, at).await
+    }
     async fn create_operator_token(&self, token: &OperatorToken) -> StoreResult<()> {
         self.count(false);
         self.inner.create_operator_token(token).await

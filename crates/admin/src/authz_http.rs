@@ -1,0 +1,184 @@
+//! The route gate of the admin API (issue 7): every `/admin/v1` route has an entry in
+//! [`ROUTES`] naming its [`Permission`] and where its team comes from; the gate calls
+//! [`authorize`] before the handler runs. A route missing from the table is treated as
+//! [`Permission::Unlisted`] (system admins only), so a new endpoint is never open to members by
+//! accident. Routes whose team is known only from the query or the body ([`Target::Handler`])
+//! call [`authorize`] / [`Principal::visible_teams`] in their handler.
+//!
+//! Adding an endpoint: add a [`RoutePolicy`] line here (and the route to the router); the
+//! cross-team walk test in `tests/isolation.rs` reads this table, so it covers the endpoint.
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use gatehouse_types::{ApiError, Id};
+
+use crate::authz::{Permission, Principal, Scope, authorize, invisible};
+use crate::http::AdminError;
+use crate::service::AdminService;
+
+/// Where the team of a route's resource comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Installation-wide (or a cross-team action): checked with [`Scope::System`].
+    System,
+    /// `{id}` in the path is a team id.
+    TeamParam,
+    /// `{id}` in the path is an API key id; its team is looked up.
+    KeyParam,
+    /// `{id}` in the path is an app id; its team is looked up.
+    AppParam,
+    /// The handler checks (team from the query or the body; lists filter by visible teams).
+    Handler,
+}
+
+/// One row of the route table.
+#[derive(Debug, Clone)]
+pub struct RoutePolicy {
+    pub method: Method,
+    /// The route pattern below `/admin/v1`, as given to the router (`/keys/{id}`).
+    pub path: &'static str,
+    pub permission: Permission,
+    pub target: Target,
+}
+
+const fn r(method: Method, path: &'static str, permission: Permission, target: Target) -> RoutePolicy {
+    RoutePolicy { method, path, permission, target }
+}
+
+use Permission as P;
+use Target as T;
+
+/// Every authenticated `/admin/v1` route. (`POST /session` — the login — is the one route
+/// without a principal and is not gated.)
+pub static ROUTES: &[RoutePolicy] = &[
+    r(Method::GET, "/me", P::SelfRead, T::System),
+    r(Method::POST, "/me/tokens", P::TokensCreateOwn, T::System),
+    r(Method::DELETE, "/session", P::SelfRead, T::System),
+    r(Method::GET, "/users", P::UsersList, T::System),
+    r(Method::POST, "/users", P::UsersCreate, T::System),
+    r(Method::PATCH, "/users/{id}", P::UsersUpdate, T::System),
+    r(Method::GET, "/teams", P::TeamsList, T::Handler),
+    r(Method::POST, "/teams", P::TeamsCreate, T::System),
+    r(Method::GET, "/teams/{id}", P::TeamsRead, T::TeamParam),
+    r(Method::GET, "/teams/{id}/members", P::MembersRead, T::TeamParam),
+    r(Method::PUT, "/teams/{id}/members/{user_id}", P::MembersManage, T::TeamParam),
+    r(Method::DELETE, "/teams/{id}/members/{user_id}", P::MembersManage, T::TeamParam),
+    r(Method::GET, "/apps", P::AppsRead, T::Handler),
+    r(Method::POST, "/apps", P::AppsWrite, T::Handler),
+    r(Method::GET, "/apps/{id}", P::AppsRead, T::AppParam),
+    r(Method::POST, "/keys", P::KeysWrite, T::Handler),
+    r(Method::GET, "/keys", P::KeysRead, T::Handler),
+    r(Method::GET, "/keys/{id}", P::KeysRead, T::KeyParam),
+    r(Method::POST, "/keys/{id}/revoke", P::KeysWrite, T::KeyParam),
+    r(Method::POST, "/keys/{id}/rotate", P::KeysWrite, T::KeyParam),
+    r(Method::GET, "/logs", P::LogsRead, T::Handler),
+    r(Method::GET, "/providers", P::ProvidersRead, T::System),
+    r(Method::POST, "/providers", P::ProvidersWrite, T::System),
+    r(Method::DELETE, "/providers/{name}", P::ProvidersWrite, T::System),
+    r(Method::GET, "/models", P::ModelsRead, T::System),
+    r(Method::POST, "/models", P::ModelsWrite, T::System),
+    r(Method::DELETE, "/models/{name}", P::ModelsWrite, T::System),
+    // Limits mix team, app, key and model scopes in one list: system admins only for now.
+    r(Method::GET, "/limits", P::LimitsRead, T::System),
+    r(Method::POST, "/limits", P::LimitsWrite, T::System),
+    r(Method::DELETE, "/limits/{id}", P::LimitsWrite, T::System),
+    r(Method::POST, "/credentials/report-leak", P::LeaksReport, T::System),
+    // OAuth clients are team data, but their handlers are not team-scoped yet: admins only.
+    r(Method::POST, "/oauth-clients", P::OAuthClientsWrite, T::System),
+    r(Method::GET, "/oauth-clients", P::OAuthClientsRead, T::System),
+    r(Method::GET, "/oauth-clients/{id}", P::OAuthClientsRead, T::System),
+    r(Method::POST, "/oauth-clients/{id}/revoke", P::OAuthClientsWrite, T::System),
+    r(Method::POST, "/tokens/revoke", P::TokensManage, T::System),
+    r(Method::POST, "/tokens/introspect", P::TokensManage, T::System),
+    r(Method::POST, "/tokens/single-use", P::TokensManage, T::System),
+    r(Method::GET, "/audit", P::AuditRead, T::System),
+    r(Method::GET, "/audit/verify", P::AuditRead, T::System),
+];
+
+/// The one `/admin/v1` route that needs no credential: `POST /admin/v1/session` (login).
+pub fn is_public(method: &Method, path: &str) -> bool {
+    *method == Method::POST && (path == "/admin/v1/session" || path == "/session")
+}
+
+/// The policy of a route (`path` below `/admin/v1`), if listed.
+pub fn policy(method: &Method, path: &str) -> Option<&'static RoutePolicy> {
+    ROUTES.iter().find(|p| p.method == *method && p.path == path)
+}
+
+/// The first `{…}` parameter of `pattern` read from `path` (same number of segments).
+fn first_param(pattern: &str, path: &str) -> Option<String> {
+    let (pat, got): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    if pat.len() != got.len() {
+        return None;
+    }
+    pat.iter().zip(got).find(|(p, _)| p.starts_with('{')).map(|(_, g)| g.to_string())
+}
+
+/// Middleware (inside the authentication layer): looks up the route's policy and calls
+/// [`authorize`]. Requests that matched no route pass on to the 404/405 fallbacks.
+pub async fn gate(State(svc): State<Arc<AdminService>>, request: Request, next: Next) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        if is_public(request.method(), request.uri().path()) {
+            return next.run(request).await;
+        }
+        // Only reachable if the layer order is wrong: refuse rather than serve.
+        return AdminError(ApiError::internal()).into_response();
+    };
+    let Some(matched) = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()) else {
+        return next.run(request).await;
+    };
+    let route = matched.strip_prefix("/admin/v1").unwrap_or(&matched);
+    let verdict = match policy(request.method(), route) {
+        None => authorize(&principal, Scope::System, P::Unlisted),
+        Some(p) => {
+            // inside the nested router the URI may already be stripped of `/admin/v1`
+            let path = request.uri().path();
+            check(&svc, &principal, p, path.strip_prefix("/admin/v1").unwrap_or(path)).await
+        }
+    };
+    match verdict {
+        Ok(()) => next.run(request).await,
+        Err(e) => AdminError(e).into_response(),
+    }
+}
+
+async fn check(svc: &AdminService, principal: &Principal, p: &RoutePolicy, path: &str) -> Result<(), ApiError> {
+    if principal.is_admin() || matches!(p.target, T::Handler) {
+        return Ok(());
+    }
+    let id = || first_param(p.path, path).and_then(|s| Id::parse_str(&s).ok()).ok_or_else(invisible);
+    let team = match p.target {
+        T::System => return authorize(principal, Scope::System, p.permission),
+        T::Handler => return Ok(()),
+        T::TeamParam => id()?,
+        T::KeyParam => svc.key_team(id()?).await?.ok_or_else(invisible)?,
+        T::AppParam => svc.app_team(id()?).await?.ok_or_else(invisible)?,
+    };
+    authorize(principal, Scope::Team(team), p.permission)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_param_reads_the_segment() {
+        assert_eq!(first_param("/keys/{id}/rotate", "/keys/abc/rotate").as_deref(), Some("abc"));
+        assert_eq!(first_param("/teams/{id}/members/{user_id}", "/teams/t/members/u").as_deref(), Some("t"));
+        assert_eq!(first_param("/keys/{id}", "/keys/a/b"), None);
+    }
+
+    #[test]
+    fn table_has_no_duplicates_and_every_path_param_route_names_its_target() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            assert!(!ROUTES[i + 1..].iter().any(|b| b.method == a.method && b.path == a.path), "{} {}", a.method, a.path);
+            if a.path.contains("{id}") {
+                assert!(a.target != T::Handler, "{} {} should be checked in the gate", a.method, a.path);
+            }
+        }
+    }
+}

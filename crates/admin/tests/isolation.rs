@@ -1,0 +1,319 @@
+//! Tenancy over HTTP (issue 7): users, sessions, memberships, the permission matrix on real
+//! routes, and the cross-team isolation walk over EVERY route of the route table
+//! (`gatehouse_admin::authz_http::ROUTES`), so new endpoints are covered automatically.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use gatehouse_admin::authz_http::{ROUTES, Target};
+use gatehouse_admin::{AdminDeps, AdminService, BootstrapOptions};
+use gatehouse_auth::token::Env;
+use gatehouse_auth::{LocalKeyProvider, MasterKey, Peppers};
+use gatehouse_store::{MemoryBus, Store};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const OPERATOR: &str = "test-operator-token-0123456789abcdefghijklmnop";
+const ALICE_PW: &str = "alice-canary-password-7Qx";
+const BOB_PW: &str = "bob-canary-password-9Zk2";
+
+struct H {
+    app: Router,
+    store: Arc<dyn Store>,
+}
+
+async fn harness() -> H {
+    let dir = std::env::temp_dir().join(format!("gh-iso-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = gatehouse_store::connect(&format!("sqlite://{}/gatehouse.db", dir.display())).await.unwrap();
+    store.migrate().await.unwrap();
+    let master = MasterKey::generate().unwrap();
+    let service = Arc::new(AdminService::new(AdminDeps {
+        store: store.clone(),
+        bus: Arc::new(MemoryBus::new()),
+        peppers: Arc::new(Peppers::from_master_key(&master)),
+        key_provider: Arc::new(LocalKeyProvider::new(&master)),
+        env: Env::Live,
+        audit: gatehouse_store::AuditSink::spawn(store.clone()).0,
+    }));
+    service
+        .bootstrap(BootstrapOptions { admin_password: None, operator_token: Some(SecretString::from(OPERATOR)) })
+        .await
+        .unwrap();
+    H { app: gatehouse_admin::router(service), store }
+}
+
+enum Auth<'a> {
+    None,
+    Bearer(&'a str),
+    Cookie(&'a str),
+}
+
+async fn call(app: &Router, method: &str, path: &str, auth: Auth<'_>, body: Option<Value>) -> (StatusCode, http::HeaderMap, Value, String) {
+    let mut req = Request::builder().method(method).uri(path);
+    match auth {
+        Auth::None => {}
+        Auth::Bearer(t) => req = req.header("authorization", format!("Bearer {t}")),
+        Auth::Cookie(c) => req = req.header("cookie", format!("theme=dark; gatehouse_session={c}")),
+    }
+    let req = match body {
+        Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null), text)
+}
+
+async fn ok(app: &Router, method: &str, path: &str, auth: Auth<'_>, body: Option<Value>) -> Value {
+    let (s, _, v, t) = call(app, method, path, auth, body).await;
+    assert!(s.is_success(), "{method} {path}: {s} {t}");
+    v
+}
+
+fn cookie_of(headers: &http::HeaderMap) -> String {
+    let c = headers["set-cookie"].to_str().unwrap();
+    c.split(';').next().unwrap().strip_prefix("gatehouse_session=").unwrap().to_string()
+}
+
+/// Logs in and mints an operator token for the user; returns (cookie, token).
+async fn token_for(app: &Router, user: &str, pw: &str) -> (String, String) {
+    let (s, headers, _, t) = call(app, "POST", "/admin/v1/session", Auth::None, Some(json!({"username": user, "password": pw}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let cookie = cookie_of(&headers);
+    let tok = ok(app, "POST", "/admin/v1/me/tokens", Auth::Cookie(&cookie), Some(json!({"name": "cli"}))).await;
+    (cookie, tok["token"].as_str().unwrap().to_string())
+}
+
+struct World {
+    h: H,
+    team_a: String,
+    team_b: String,
+    alice: String,
+    app_a: String,
+    key_a: String,
+    bob_token: String,
+}
+
+/// Team A (alice owner, an app, a key) and team B (bob owner); both system role member.
+async fn world() -> World {
+    let h = harness().await;
+    let app = &h.app;
+    let admin = || Auth::Bearer(OPERATOR);
+    let alice = ok(app, "POST", "/admin/v1/users", admin(), Some(json!({"username": "alice", "password": ALICE_PW}))).await;
+    let bob = ok(app, "POST", "/admin/v1/users", admin(), Some(json!({"username": "bob", "password": BOB_PW}))).await;
+    assert_eq!(alice["system_role"], "member");
+    assert!(alice.get("password_hash").is_none());
+    let alice = alice["id"].as_str().unwrap().to_string();
+    let bob = bob["id"].as_str().unwrap().to_string();
+    let team_a = ok(app, "POST", "/admin/v1/teams", admin(), Some(json!({"name": "team-a", "owner": alice}))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let team_b = ok(app, "POST", "/admin/v1/teams", admin(), Some(json!({"name": "team-b", "owner": bob}))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, alice_token) = token_for(app, "alice", ALICE_PW).await;
+    let (_, bob_token) = token_for(app, "bob", BOB_PW).await;
+    let app_a = ok(app, "POST", "/admin/v1/apps", Auth::Bearer(&alice_token), Some(json!({"team_id": team_a, "name": "billing"}))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key_a = ok(app, "POST", "/admin/v1/keys", Auth::Bearer(&alice_token), Some(json!({"name": "k", "app_id": app_a}))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    World { h, team_a, team_b, alice, app_a, key_a, bob_token }
+}
+
+/// A body for a route that would be valid if the caller could act on team A.
+fn body_for(method: &str, path: &str, w: &World) -> Option<Value> {
+    if method == "GET" || method == "DELETE" {
+        return None;
+    }
+    Some(match path {
+        "/apps" => json!({"team_id": w.team_a, "name": "sneaky"}),
+        "/keys" => json!({"name": "sneaky", "app_id": w.app_a}),
+        "/teams" => json!({"name": "sneaky"}),
+        "/users" => json!({"username": "sneaky", "password": "long-enough-password"}),
+        "/users/{id}" => json!({"system_role": "admin"}),
+        "/teams/{id}/members/{user_id}" => json!({"role": "owner"}),
+        "/me/tokens" => json!({"name": "mine"}),
+        "/limits" => json!({"scope": "team", "scope_id": w.team_a, "rpm": 1}),
+        "/providers" => json!({"name": "x", "kind": "openai"}),
+        "/models" => json!({"name": "x", "deployments": [{"provider": "x", "model": "y"}]}),
+        _ => json!({}),
+    })
+}
+
+fn concrete(pattern: &str, target: Target, w: &World) -> String {
+    let id = match target {
+        Target::TeamParam => w.team_a.clone(),
+        Target::KeyParam => w.key_a.clone(),
+        Target::AppParam => w.app_a.clone(),
+        _ if pattern.starts_with("/users/") => w.alice.clone(),
+        _ => "0190a4b0-0000-7000-8000-000000000000".into(),
+    };
+    format!("/admin/v1{}", pattern.replace("{id}", &id).replace("{user_id}", &w.alice).replace("{name}", "x"))
+}
+
+/// Every route of the table, called by bob (owner of team B, system member) against team A's
+/// resources: 403 or 404 — or, for the few routes that serve the caller's own data, a success
+/// or 400 that shows nothing of team A — and team A is unchanged afterwards.
+#[tokio::test]
+async fn foreign_team_credentials_see_and_change_nothing_on_every_route() {
+    let w = world().await;
+    let secrets_of_a = [w.team_a.as_str(), w.app_a.as_str(), w.key_a.as_str(), "team-a", "billing", "alice"];
+    let own_data_routes = ["/me", "/me/tokens", "/session", "/teams", "/apps", "/keys", "/logs", "/models"];
+    let mut walked = 0;
+    for r in ROUTES.iter() {
+        let path = concrete(r.path, r.target, &w);
+        let body = body_for(r.method.as_str(), r.path, &w);
+        let (s, _, _, text) = call(&w.h.app, r.method.as_str(), &path, Auth::Bearer(&w.bob_token), body.clone()).await;
+        walked += 1;
+        for secret in secrets_of_a {
+            assert!(!text.contains(secret), "{} {} leaked {secret}: {text}", r.method, r.path);
+        }
+        if own_data_routes.contains(&r.path) {
+            assert!(s.is_success() || s == 400 || s == 403 || s == 404, "{} {}: {s} {text}", r.method, r.path);
+        } else {
+            assert!(s == 403 || s == 404, "{} {}: expected 403/404, got {s} {text}", r.method, r.path);
+        }
+        // the route exists: the admin does not get the router's 404/405
+        let (s, _, v, _) = call(&w.h.app, r.method.as_str(), &concrete(r.path, r.target, &w), Auth::Bearer("not-a-valid-token-but-long-enough-000000"), body).await;
+        assert_eq!(s, 401, "{} {} checks the credential first", r.method, r.path);
+        assert_eq!(v["error"]["code"], "invalid_api_key");
+    }
+    assert_eq!(walked, ROUTES.len());
+    // nothing of team A changed
+    let admin = || Auth::Bearer(OPERATOR);
+    let key = ok(&w.h.app, "GET", &format!("/admin/v1/keys/{}", w.key_a), admin(), None).await;
+    assert!(key["revoked_at"].is_null());
+    let members = ok(&w.h.app, "GET", &format!("/admin/v1/teams/{}/members", w.team_a), admin(), None).await;
+    assert_eq!(members["data"].as_array().unwrap().len(), 1);
+    assert_eq!(members["data"][0]["username"], "alice");
+    let apps = ok(&w.h.app, "GET", &format!("/admin/v1/apps?team_id={}", w.team_a), admin(), None).await;
+    assert_eq!(apps["data"].as_array().unwrap().len(), 1);
+    let users = ok(&w.h.app, "GET", "/admin/v1/users", admin(), None).await;
+    assert!(users["data"].as_array().unwrap().iter().all(|u| u["username"] != "sneaky"));
+    assert!(users["data"].as_array().unwrap().iter().filter(|u| u["system_role"] == "admin").count() == 1);
+    // bob still sees his own team
+    let teams = ok(&w.h.app, "GET", "/admin/v1/teams", Auth::Bearer(&w.bob_token), None).await;
+    let names: Vec<&str> = teams["data"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["team-b"]);
+    assert!(w.team_b.len() == 36);
+}
+
+/// The team roles on real routes: viewer reads, developer writes keys, admin manages members,
+/// only an owner grants owner, the last owner stays.
+#[tokio::test]
+async fn team_roles_on_real_routes() {
+    let w = world().await;
+    let app = &w.h.app;
+    let admin = || Auth::Bearer(OPERATOR);
+    let carol = ok(app, "POST", "/admin/v1/users", admin(), Some(json!({"username": "carol", "password": "carol-password-123"}))).await;
+    let carol_id = carol["id"].as_str().unwrap();
+    let member_path = format!("/admin/v1/teams/{}/members/{carol_id}", w.team_a);
+    let (_, alice_tok) = token_for(app, "alice", ALICE_PW).await;
+    let (s, _, _, _) = call(app, "PUT", &member_path, Auth::Bearer(&alice_tok), Some(json!({"role": "viewer"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, carol_tok) = token_for(app, "carol", "carol-password-123").await;
+    let as_carol = || Auth::Bearer(&carol_tok);
+    // viewer: reads keys and apps, cannot create a key
+    let keys = ok(app, "GET", "/admin/v1/keys", as_carol(), None).await;
+    assert_eq!(keys["data"].as_array().unwrap().len(), 1);
+    let (s, _, v, _) = call(app, "POST", "/admin/v1/keys", as_carol(), Some(json!({"name": "x", "app_id": w.app_a}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("permission_denied")));
+    let (s, _, _, _) = call(app, "POST", &format!("/admin/v1/keys/{}/revoke", w.key_a), as_carol(), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // developer: creates keys, cannot manage members
+    ok(app, "PUT", &member_path, Auth::Bearer(&alice_tok), Some(json!({"role": "developer"}))).await;
+    ok(app, "POST", "/admin/v1/keys", as_carol(), Some(json!({"name": "x", "app_id": w.app_a}))).await;
+    let (s, _, _, _) = call(app, "PUT", &member_path, as_carol(), Some(json!({"role": "admin"}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // admin: manages members but cannot grant owner
+    ok(app, "PUT", &member_path, Auth::Bearer(&alice_tok), Some(json!({"role": "admin"}))).await;
+    let (s, _, _, _) = call(app, "PUT", &member_path, as_carol(), Some(json!({"role": "owner"}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let alice_path = format!("/admin/v1/teams/{}/members/{}", w.team_a, w.alice);
+    let (s, _, _, _) = call(app, "DELETE", &alice_path, as_carol(), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "an admin cannot remove an owner");
+    // the last owner cannot leave or be demoted
+    let (s, _, v, _) = call(app, "DELETE", &alice_path, Auth::Bearer(&alice_tok), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")));
+    let (s, _, _, _) = call(app, "PUT", &alice_path, Auth::Bearer(&alice_tok), Some(json!({"role": "viewer"}))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // a membership change applies to the very next request (no stale principal)
+    ok(app, "DELETE", &member_path, Auth::Bearer(&alice_tok), None).await;
+    let keys = ok(app, "GET", "/admin/v1/keys", as_carol(), None).await;
+    assert_eq!(keys["data"].as_array().unwrap().len(), 0);
+    let (s, _, _, _) = call(app, "GET", &format!("/admin/v1/keys/{}", w.key_a), as_carol(), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // bad inputs: clear 400s naming the field
+    let (s, _, v, _) = call(app, "PUT", &member_path, Auth::Bearer(&alice_tok), Some(json!({"role": "king"}))).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("role")));
+    let (s, _, v, _) = call(app, "POST", "/admin/v1/users", admin(), Some(json!({"username": "Dave!", "password": "long-enough-password"}))).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("username")));
+    let (s, _, v, _) = call(app, "POST", "/admin/v1/users", admin(), Some(json!({"username": "dave", "password": "short"}))).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("password")));
+    let (s, _, _, _) = call(app, "POST", "/admin/v1/users", admin(), Some(json!({"username": "alice", "password": "long-enough-password"}))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+}
+
+/// Login sessions: the cookie's attributes, wrong passwords, logout ends the session server
+/// side, nothing secret is stored or echoed.
+#[tokio::test]
+async fn sessions_login_use_and_logout() {
+    let w = world().await;
+    let app = &w.h.app;
+    let (s, headers, body, text) =
+        call(app, "POST", "/admin/v1/session", Auth::None, Some(json!({"username": "alice", "password": ALICE_PW}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let set = headers["set-cookie"].to_str().unwrap();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/admin", "Max-Age=43200"] {
+        assert!(set.contains(attr), "{set} lacks {attr}");
+    }
+    assert_eq!(body["user"]["username"], "alice");
+    assert!(!text.contains(ALICE_PW));
+    let cookie = cookie_of(&headers);
+    assert!(cookie.len() >= 43, "256 bits of randomness");
+    let me = ok(app, "GET", "/admin/v1/me", Auth::Cookie(&cookie), None).await;
+    assert_eq!(me["auth"], "session");
+    assert_eq!(me["memberships"][0]["team"], "team-a");
+    assert_eq!(me["memberships"][0]["role"], "owner");
+    // the stored session is a digest: neither the cookie nor the password is in the database
+    let dump = w.h.store.debug_dump().await.unwrap();
+    assert!(!dump.contains(&cookie) && !dump.contains(ALICE_PW) && !dump.contains(BOB_PW));
+    // wrong password and unknown user: the same 401
+    for (u, p) in [("alice", "wrong-password-000"), ("nobody", ALICE_PW)] {
+        let (s, h2, v, t) = call(app, "POST", "/admin/v1/session", Auth::None, Some(json!({"username": u, "password": p}))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(v["error"]["message"], "wrong username or password");
+        assert!(h2.get("set-cookie").is_none() && !t.contains(p));
+    }
+    let (s, _, v, _) = call(app, "POST", "/admin/v1/session", Auth::None, Some(json!({"username": "alice"}))).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("password")));
+    // logout with an operator token is a client error; with the cookie it ends the session
+    let (s, _, _, _) = call(app, "DELETE", "/admin/v1/session", Auth::Bearer(OPERATOR), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, h3, _, _) = call(app, "DELETE", "/admin/v1/session", Auth::Cookie(&cookie), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(h3["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    let (s, _, v, _) = call(app, "GET", "/admin/v1/me", Auth::Cookie(&cookie), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_api_key")));
+    let (s, _, _, _) = call(app, "GET", "/admin/v1/me", Auth::Cookie("forged-cookie-value"), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // a member cannot reach admin-only routes with a valid session either
+    let (cookie2, _) = token_for(app, "bob", BOB_PW).await;
+    let (s, _, v, _) = call(app, "GET", "/admin/v1/providers", Auth::Cookie(&cookie2), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("permission_denied")));
+}

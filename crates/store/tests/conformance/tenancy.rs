@@ -1,0 +1,107 @@
+//! Conformance tests of the tenancy methods (issue 7): users by id, list and update; team
+//! memberships (upsert replaces the role, remove, both directions, cascade checks); login
+//! sessions (digest lookup, revocation, unknown ids).
+
+use std::sync::Arc;
+
+use gatehouse_store::{Store, TeamMember, UserSession};
+use time::Duration;
+
+use super::*;
+
+fn user(name: &str, role: &str) -> User {
+    User {
+        id: new_id(),
+        username: name.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        system_role: role.into(),
+        created_at: now_us(),
+    }
+}
+
+fn member(team: &Team, user: &User, role: &str) -> TeamMember {
+    TeamMember { team_id: team.id, user_id: user.id, role: role.into(), created_at: now_us() }
+}
+
+async fn users_by_id_list_and_update(s: Arc<dyn Store>) {
+    let b = user("bob", "member");
+    let a = user("alice", "admin");
+    s.create_user(&b).await.unwrap();
+    s.create_user(&a).await.unwrap();
+    assert_eq!(s.get_user(b.id).await.unwrap().unwrap(), b);
+    assert!(s.get_user(new_id()).await.unwrap().is_none());
+    let names: Vec<String> = s.list_users().await.unwrap().into_iter().map(|u| u.username).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    let mut changed = b.clone();
+    changed.system_role = "admin".into();
+    changed.password_hash = "$argon2id$new".into();
+    assert!(s.update_user(&changed).await.unwrap());
+    assert_eq!(s.get_user(b.id).await.unwrap().unwrap(), changed);
+    assert!(!s.update_user(&user("ghost", "member")).await.unwrap());
+}
+store_test!(users_by_id_list_and_update);
+
+async fn team_members_upsert_list_remove(s: Arc<dyn Store>) {
+    let t1 = team("t1");
+    let t2 = team("t2");
+    s.create_team(&t1).await.unwrap();
+    s.create_team(&t2).await.unwrap();
+    let u = user("carol", "member");
+    let v = user("dave", "member");
+    s.create_user(&u).await.unwrap();
+    s.create_user(&v).await.unwrap();
+    s.upsert_team_member(&member(&t1, &u, "viewer")).await.unwrap();
+    s.upsert_team_member(&member(&t1, &v, "owner")).await.unwrap();
+    s.upsert_team_member(&member(&t2, &u, "developer")).await.unwrap();
+    // upsert replaces the role, keeps one row
+    s.upsert_team_member(&member(&t1, &u, "admin")).await.unwrap();
+    let m1 = s.list_team_members(t1.id).await.unwrap();
+    assert_eq!(m1.len(), 2);
+    assert_eq!(m1.iter().find(|m| m.user_id == u.id).unwrap().role, "admin");
+    let mu = s.list_user_memberships(u.id).await.unwrap();
+    let mut teams: Vec<Id> = mu.iter().map(|m| m.team_id).collect();
+    teams.sort();
+    let mut want = vec![t1.id, t2.id];
+    want.sort();
+    assert_eq!(teams, want);
+    assert!(s.list_user_memberships(new_id()).await.unwrap().is_empty());
+    // unknown team or user: NotFound, nothing written
+    let ghost = user("ghost", "member");
+    assert!(matches!(s.upsert_team_member(&member(&t1, &ghost, "viewer")).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.upsert_team_member(&member(&team("nope"), &u, "viewer")).await, Err(StoreError::NotFound(_))));
+    assert_eq!(s.list_team_members(t1.id).await.unwrap().len(), 2);
+    assert!(s.remove_team_member(t1.id, u.id).await.unwrap());
+    assert!(!s.remove_team_member(t1.id, u.id).await.unwrap());
+    assert_eq!(s.list_team_members(t1.id).await.unwrap().len(), 1);
+    assert_eq!(s.list_user_memberships(u.id).await.unwrap().len(), 1);
+}
+store_test!(team_members_upsert_list_remove);
+
+async fn sessions_by_digest_and_revocation(s: Arc<dyn Store>) {
+    let u = user("erin", "member");
+    s.create_user(&u).await.unwrap();
+    let session = UserSession {
+        id: new_id(),
+        user_id: u.id,
+        digest: digest(41),
+        expires_at: now_us() + Duration::hours(12),
+        revoked_at: None,
+        created_at: now_us(),
+    };
+    s.create_session(&session).await.unwrap();
+    assert_eq!(s.find_session(&digest(41)).await.unwrap().unwrap(), session);
+    assert!(s.find_session(&digest(42)).await.unwrap().is_none());
+    // a second session with the same digest is a conflict
+    let dup = UserSession { id: new_id(), ..session.clone() };
+    assert!(matches!(s.create_session(&dup).await, Err(StoreError::Conflict(_))));
+    let at = now_us();
+    assert!(s.revoke_session(session.id, at).await.unwrap());
+    // idempotent: the first revocation time stays
+    assert!(s.revoke_session(session.id, at + Duration::seconds(5)).await.unwrap());
+    assert_eq!(s.find_session(&digest(41)).await.unwrap().unwrap().revoked_at, Some(at));
+    assert!(!s.revoke_session(new_id(), at).await.unwrap());
+    // a session of an unknown user is refused
+    let orphan = UserSession { id: new_id(), user_id: new_id(), digest: digest(43), ..session };
+    assert!(matches!(s.create_session(&orphan).await, Err(StoreError::NotFound(_))));
+}
+store_test!(sessions_by_digest_and_revocation);
