@@ -21,7 +21,7 @@ use crate::AppState;
 use crate::auth::AuthContext;
 use crate::calllog::{CallRecorder, RecordGuard};
 use crate::dialect::{Dialect, render_error};
-use crate::handlers::{admit, ms_since, route, upstream_failed_before_answer, with_rate_headers, with_upstream_id};
+use crate::handlers::{admit, ms_since, route, with_rate_headers, with_upstream_id};
 use crate::inbound::{Framer, adjust_for_target, framed_response, named_event};
 use crate::request::{parse_object, read_body};
 
@@ -42,16 +42,20 @@ async fn run(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: Bod
         d.model = Some(req.model.clone());
         d.stream = req.stream;
     });
-    let target = route(state, auth, rec, &req.model).await?;
-    let mut body = req.body;
-    adjust_for_target(&mut body, &target, req.reasoning_effort, state.reasoning_model(&target));
+    let plan = route(state, auth, rec, &req.model).await?;
+    let body = req.body;
+    // Per attempt: the target's kind and model decide about `reasoning_effort`.
+    let adjust = |b: &mut serde_json::Map<String, Value>, t: &gatehouse_providers::Target| {
+        adjust_for_target(b, t, req.reasoning_effort, state.reasoning_model(t));
+    };
+    let up = crate::handlers::primary_model(&plan);
     // Rate limits, quotas and budgets (issue 6), on the translated OpenAI-shaped body.
-    let admission = admit(state, auth, rec, &req.model, &target, &|| crate::estimate::estimate_chat(&body, &target.upstream_model)).await?;
+    let admission = admit(state, auth, rec, &req.model, &up, &|| crate::estimate::estimate_chat(&body, &up)).await?;
     let started = Instant::now();
     if !req.stream {
-        let answer = state.upstream.chat(&target, body).await;
+        let answer = crate::failover::chat(state, rec, &plan, &body, &adjust).await;
         rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
-        let answer = answer.map_err(|e| upstream_failed_before_answer(e, admission.as_ref()))?;
+        let answer = answer.map_err(|e| crate::handlers::failed_before_answer(e, admission.as_ref()))?;
         rec.update(|d| {
             d.usage = answer.usage;
             d.upstream_request_id.clone_from(&answer.upstream_request_id);
@@ -60,9 +64,9 @@ async fn run(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: Bod
         let resp = with_upstream_id(Json(message).into_response(), answer.upstream_request_id.as_deref());
         return Ok(with_rate_headers(resp, admission.as_ref()));
     }
-    let answer = state.upstream.chat_stream(&target, body, true).await;
+    let answer = crate::failover::chat_stream(state, rec, &plan, &body, true, &adjust).await;
     rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
-    let answer = answer.map_err(|e| upstream_failed_before_answer(e, admission.as_ref()))?;
+    let answer = answer.map_err(|e| crate::handlers::failed_before_answer(e, admission.as_ref()))?;
     rec.update(|d| d.upstream_request_id.clone_from(&answer.upstream_request_id));
     let headers = admission.as_ref().map(|a| a.headers().clone());
     let stream = crate::limits::hold_until_end(answer.stream, admission);

@@ -143,6 +143,10 @@ pub struct Draft {
     pub ttft_ms: Option<u64>,
     pub usage: Usage,
     pub upstream_request_id: Option<String>,
+    /// Upstream calls made (failover attempts included; 0 = none).
+    pub attempts: u32,
+    /// Health key of the deployment of the last attempt (the one that served on success).
+    pub deployment: Option<String>,
 }
 
 struct Inner {
@@ -247,6 +251,8 @@ impl CallRecorder {
                 cache_write_tokens: d.usage.cache_write_tokens,
                 reasoning_tokens: d.usage.reasoning_tokens,
                 cost_usd: self.sink.cost_usd(d.upstream_model.as_deref(), &d.usage),
+                attempts: d.attempts,
+                deployment: d.deployment.clone(),
             }
         };
         self.sink.send(record);

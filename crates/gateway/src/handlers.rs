@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use gatehouse_providers::{Target, UpstreamError};
+use gatehouse_providers::UpstreamError;
 use gatehouse_types::{ApiError, ErrorCode};
 use http::HeaderValue;
 use serde_json::json;
@@ -19,6 +19,7 @@ use crate::auth::AuthContext;
 use crate::calllog::{CallRecorder, RecordGuard};
 use crate::error::error_response;
 use crate::estimate::{self, TokenEstimate};
+use crate::failover::{self, Plan};
 use crate::limits::{self, Admission, CallInfo};
 use crate::request::{parse_chat, parse_embeddings, read_body};
 use crate::routing::model_not_found;
@@ -48,13 +49,14 @@ async fn chat(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: Bo
         d.model = Some(req.model.clone());
         d.stream = req.stream;
     });
-    let target = route(state, auth, rec, &req.model).await?;
-    let admission = admit(state, auth, rec, &req.model, &target, &|| estimate::estimate_chat(&req.body, &target.upstream_model)).await?;
+    let plan = route(state, auth, rec, &req.model).await?;
+    let up = primary_model(&plan);
+    let admission = admit(state, auth, rec, &req.model, &up, &|| estimate::estimate_chat(&req.body, &up)).await?;
     let started = Instant::now();
     if !req.stream {
-        let answer = state.upstream.chat(&target, req.body).await;
+        let answer = failover::chat(state, rec, &plan, &req.body, &failover::unchanged).await;
         rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
-        let answer = answer.map_err(|e| upstream_failed_before_answer(e, admission.as_ref()))?;
+        let answer = answer.map_err(|e| failed_before_answer(e, admission.as_ref()))?;
         rec.update(|d| {
             d.usage = answer.usage;
             d.upstream_request_id.clone_from(&answer.upstream_request_id);
@@ -62,9 +64,9 @@ async fn chat(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: Bo
         let resp = with_upstream_id(Json(answer.body).into_response(), answer.upstream_request_id.as_deref());
         return Ok(with_rate_headers(resp, admission.as_ref()));
     }
-    let answer = state.upstream.chat_stream(&target, req.body, req.include_usage).await;
+    let answer = failover::chat_stream(state, rec, &plan, &req.body, req.include_usage, &failover::unchanged).await;
     rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
-    let answer = answer.map_err(|e| upstream_failed_before_answer(e, admission.as_ref()))?;
+    let answer = answer.map_err(|e| failed_before_answer(e, admission.as_ref()))?;
     rec.update(|d| d.upstream_request_id.clone_from(&answer.upstream_request_id));
     let headers = admission.as_ref().map(|a| a.headers().clone());
     // The stream owns the admission: it settles when the stream ends or is dropped.
@@ -93,13 +95,13 @@ async fn embed(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: B
     let bytes = read_body(body, state.settings.body_limit_bytes).await?;
     let req = parse_embeddings(&bytes)?;
     rec.update(|d| d.model = Some(req.model.clone()));
-    let target = route(state, auth, rec, &req.model).await?;
-    let admission =
-        admit(state, auth, rec, &req.model, &target, &|| estimate::estimate_embeddings(&req.body, &target.upstream_model)).await?;
+    let plan = route(state, auth, rec, &req.model).await?;
+    let up = primary_model(&plan);
+    let admission = admit(state, auth, rec, &req.model, &up, &|| estimate::estimate_embeddings(&req.body, &up)).await?;
     let started = Instant::now();
-    let answer = state.upstream.embeddings(&target, req.body).await;
+    let answer = failover::embeddings(state, rec, &plan, &req.body).await;
     rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
-    let answer = answer.map_err(|e| upstream_failed_before_answer(e, admission.as_ref()))?;
+    let answer = answer.map_err(|e| failed_before_answer(e, admission.as_ref()))?;
     rec.update(|d| {
         d.usage = answer.usage;
         d.upstream_request_id.clone_from(&answer.upstream_request_id);
@@ -148,20 +150,28 @@ async fn with_catalog(state: &AppState, m: crate::routing::ModelInfo) -> serde_j
 }
 
 /// Allow-list check (403 before any routing, so a restricted key cannot probe what exists),
-/// then resolution and key decryption. Records provider and upstream model.
-pub(crate) async fn route(state: &AppState, auth: &AuthContext, rec: &CallRecorder, model: &str) -> Result<Target, ApiError> {
+/// then resolution into the failover plan (`failover` module doc: deployments in the order this
+/// request tries them, then the fallback models'). Records the first candidate's provider and
+/// upstream model (each attempt overwrites them).
+pub(crate) async fn route(state: &AppState, auth: &AuthContext, rec: &CallRecorder, model: &str) -> Result<Plan, ApiError> {
     if !auth.allows_model(model) {
         let shown: String = model.chars().take(200).collect();
         return Err(ApiError::new(ErrorCode::InsufficientScope, format!("this API key may not use the model `{shown}`"))
             .with_param("model"));
     }
     let route = state.routing.resolve(model).await?;
-    let candidate = route.primary().ok_or_else(|| model_not_found(model))?;
+    let plan = state.plane.plan(model, route, |m| async move { state.routing.resolve(&m).await }).await;
+    let candidate = plan.primary().ok_or_else(|| model_not_found(model))?;
     rec.update(|d| {
         d.provider = Some(candidate.provider.name.clone());
         d.upstream_model = Some(candidate.upstream_model.clone());
     });
-    state.routing.target(candidate)
+    Ok(plan)
+}
+
+/// The upstream model of the plan's first candidate (limit estimates and prices).
+pub(crate) fn primary_model(plan: &Plan) -> String {
+    plan.primary().map(|c| c.upstream_model.clone()).unwrap_or_default()
 }
 
 /// Rate limits, quotas and budgets (`limits` module doc).
@@ -170,19 +180,27 @@ pub(crate) async fn admit(
     auth: &AuthContext,
     rec: &CallRecorder,
     model: &str,
-    target: &Target,
+    upstream_model: &str,
     estimate: &(dyn Fn() -> TokenEstimate + Sync),
 ) -> Result<Option<Admission>, ApiError> {
     let provider = rec.snapshot().provider.unwrap_or_default();
-    let call = CallInfo { auth, model, provider: &provider, upstream_model: &target.upstream_model, estimate };
+    let call = CallInfo { auth, model, provider: &provider, upstream_model, estimate };
     state.limiter.admit(&call, rec).await
 }
 
+/// One direct upstream call failed before an answer (handlers that do not go through
+/// `failover`).
+#[allow(dead_code)]
 pub(crate) fn upstream_failed_before_answer(e: UpstreamError, admission: Option<&Admission>) -> ApiError {
+    failed_before_answer(upstream_failed(e), admission)
+}
+
+/// Every attempt failed before an answer: the admission consumed nothing.
+pub(crate) fn failed_before_answer(e: ApiError, admission: Option<&Admission>) -> ApiError {
     if let Some(a) = admission {
         a.nothing_consumed();
     }
-    upstream_failed(e)
+    e
 }
 
 pub(crate) fn with_rate_headers(mut resp: Response, admission: Option<&Admission>) -> Response {
@@ -192,6 +210,7 @@ pub(crate) fn with_rate_headers(mut resp: Response, admission: Option<&Admission
     resp
 }
 
+#[allow(dead_code)]
 pub(crate) fn upstream_failed(e: UpstreamError) -> ApiError {
     // The error's Display may carry upstream detail: operator log only, never the client body.
     tracing::warn!(error = %e, code = e.log_code(), "upstream call failed");

@@ -18,10 +18,14 @@ pub mod calllog;
 pub mod dialect;
 pub mod error;
 pub mod estimate;
+pub mod failover;
 pub mod gemini_api;
 pub mod handlers;
+pub mod health;
 pub(crate) mod inbound;
 pub mod limits;
+pub(crate) mod metrics;
+pub mod policy;
 pub mod pricing;
 pub mod oauth;
 pub mod request;
@@ -78,6 +82,9 @@ pub struct GatewaySettings {
     /// Model catalog (limits, prices): call-log `cost_usd`, `GET /v1/models` details, which
     /// models take `reasoning_effort`. Default: the built-in catalog.
     pub catalog: Arc<Catalog>,
+    /// Load balancing, failover, circuit breaker and per-model options (issue 6,
+    /// [`policy::RoutingSettings`]).
+    pub routing: policy::RoutingSettings,
 }
 
 impl Default for GatewaySettings {
@@ -89,6 +96,7 @@ impl Default for GatewaySettings {
             trusted_proxies: Vec::new(),
             issuer: "http://127.0.0.1:8080".into(),
             catalog: Arc::new(Catalog::builtin()),
+            routing: policy::RoutingSettings::default(),
         }
     }
 }
@@ -135,7 +143,10 @@ pub enum GatewayError {
 pub struct AppState {
     pub(crate) auth: Authenticator,
     pub(crate) routing: Routing,
+    pub(crate) plane: failover::RoutePlane,
     pub(crate) limiter: Limiter,
+    /// The default upstream client (failover uses `plane`, which holds it and per-model ones).
+    #[allow(dead_code)]
     pub(crate) upstream: Upstream,
     pub(crate) sink: CallLogSink,
     pub(crate) settings: GatewaySettings,
@@ -186,9 +197,11 @@ impl Gateway {
         auth.set_oauth(oauth.clone());
         let (sink, log_rx) = CallLogSink::channel(calllog::CHANNEL_CAPACITY);
         let sink = sink.with_catalog(deps.settings.catalog.clone());
+        let plane = failover::RoutePlane::new(deps.settings.routing.clone(), deps.upstream.clone());
         let state = Arc::new(AppState {
             auth,
             routing,
+            plane,
             limiter,
             upstream: deps.upstream,
             sink,

@@ -4,15 +4,24 @@
 //! Resolution (contracts.md "Model resolution"): a public model name → its deployments, ordered
 //! by `priority` ascending (0 is tried first) then `weight` descending; otherwise
 //! `provider/model` where `provider` is a configured provider name → that provider with upstream
-//! model `model`; otherwise 404 `model_not_found`. Only the first candidate is called today; the
-//! ordered list is what failover will walk.
+//! model `model`; otherwise 404 `model_not_found`. `crate::failover` turns that into the order
+//! one request tries the deployments (weighted random or least-in-flight within a priority,
+//! then the fallback models) and walks it.
+//!
+//! Each provider has a key pool: its unrevoked credentials by `priority` ascending; the
+//! failover walk skips keys the health registry has marked invalid or out of quota.
+//!
+//! Reloads: a bus event bumps a generation counter; the next request reloads under a lock
+//! when the loaded generation is behind, and the loaded generation is only advanced once the
+//! new table is installed, so no request resolves against a table older than an event it
+//! could have seen, and an event during a reload triggers another reload.
 //!
 //! Provider keys are decrypted on demand ([`gatehouse_auth::open`], AAD = team of the key,
 //! provider-credential id, provider name; `token-security.md` §3.4) and the plaintext is kept in
 //! memory as a `SecretString` for [`KEY_TTL`] (zeroized when dropped).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -35,8 +44,9 @@ pub struct ProviderEntry {
     pub kind: ProviderKind,
     /// Without trailing slash.
     pub base_url: String,
-    /// The active key (first by priority), still sealed; `None` = the upstream needs no key.
-    pub credential: Option<ProviderCredential>,
+    /// The key pool: unrevoked keys by `priority` ascending, still sealed; empty = the
+    /// upstream needs no key.
+    pub credentials: Vec<ProviderCredential>,
     pub created_at: Timestamp,
 }
 
@@ -45,6 +55,14 @@ pub struct ProviderEntry {
 pub struct Candidate {
     pub provider: Arc<ProviderEntry>,
     pub upstream_model: String,
+    /// The health key: the deployment id, or `provider/model` for a direct route.
+    pub deployment: String,
+    /// Relative weight within its priority (≥ 0).
+    pub weight: u32,
+    /// Lower is tried first.
+    pub priority: i32,
+    /// The public model (or `provider/model`) this candidate serves.
+    pub model: Arc<str>,
 }
 
 /// The outcome of resolving a requested model: candidates in the order they should be tried.
@@ -87,7 +105,10 @@ pub struct Routing {
     store: Arc<dyn Store>,
     key_provider: Arc<dyn KeyProvider>,
     snapshot: RwLock<Arc<Snapshot>>,
-    stale: AtomicBool,
+    /// Bumped by every routing bus event.
+    generation: AtomicU64,
+    /// The generation the current snapshot was loaded for.
+    loaded: AtomicU64,
     reload_lock: tokio::sync::Mutex<()>,
     keys: Cache<Id, SecretString>,
 }
@@ -100,7 +121,8 @@ impl Routing {
             store,
             key_provider,
             snapshot: RwLock::new(Arc::new(snapshot)),
-            stale: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            loaded: AtomicU64::new(0),
             reload_lock: tokio::sync::Mutex::new(()),
             keys: Cache::builder().max_capacity(1024).time_to_live(KEY_TTL).build(),
         })
@@ -110,7 +132,7 @@ impl Routing {
     /// resolving) and forgets decrypted keys. Synchronous and quick.
     pub fn on_bus_event(&self, event: &BusEvent) {
         if matches!(event, BusEvent::RoutingChanged | BusEvent::Resync) {
-            self.stale.store(true, Ordering::SeqCst);
+            self.generation.fetch_add(1, Ordering::SeqCst);
             self.keys.invalidate_all();
         }
     }
@@ -123,19 +145,22 @@ impl Routing {
     }
 
     async fn current(&self) -> Arc<Snapshot> {
-        if self.stale.load(Ordering::SeqCst) {
+        if self.generation.load(Ordering::SeqCst) != self.loaded.load(Ordering::SeqCst) {
             let _one_reloader = self.reload_lock.lock().await;
-            if self.stale.swap(false, Ordering::SeqCst) {
+            // Read the target generation before the store: an event during the reload leaves
+            // `loaded` behind, so the next request reloads again.
+            let wanted = self.generation.load(Ordering::SeqCst);
+            if wanted != self.loaded.load(Ordering::SeqCst) {
                 match build_snapshot(self.store.as_ref()).await {
-                    Ok(s) => match self.snapshot.write() {
-                        Ok(mut w) => *w = Arc::new(s),
-                        Err(p) => *p.into_inner() = Arc::new(s),
-                    },
-                    Err(e) => {
-                        // Keep serving the old table; try again on the next request.
-                        tracing::error!(error = %e, "routing reload failed");
-                        self.stale.store(true, Ordering::SeqCst);
+                    Ok(s) => {
+                        match self.snapshot.write() {
+                            Ok(mut w) => *w = Arc::new(s),
+                            Err(p) => *p.into_inner() = Arc::new(s),
+                        }
+                        self.loaded.store(wanted, Ordering::SeqCst);
                     }
+                    // Keep serving the old table; the next request tries again.
+                    Err(e) => tracing::error!(error = %e, "routing reload failed"),
                 }
             }
         }
@@ -154,17 +179,23 @@ impl Routing {
             && let Some(p) = snap.providers.get(provider)
             && !upstream.is_empty()
         {
-            return Ok(Route { candidates: vec![Candidate { provider: p.clone(), upstream_model: upstream.to_string() }] });
+            return Ok(Route { candidates: vec![direct(p, upstream)] });
         }
         Err(model_not_found(model))
     }
 
-    /// The call target for `candidate`, decrypting its provider key if not cached.
-    /// Errors: 500 `internal_error` if the key cannot be opened (wrong master key, tampered row);
-    /// the cause is logged, never returned.
+    /// The call target for `candidate` with its first key, decrypting it if not cached.
+    /// Errors: as [`Routing::target_with`].
     pub fn target(&self, candidate: &Candidate) -> Result<Target, ApiError> {
+        self.target_with(candidate, candidate.provider.credentials.first())
+    }
+
+    /// The call target for `candidate` with key `key` (`None`: no key), decrypting it if not
+    /// cached. Errors: 500 `internal_error` if the key cannot be opened (wrong master key,
+    /// tampered row); the cause is logged, never returned.
+    pub fn target_with(&self, candidate: &Candidate, key: Option<&ProviderCredential>) -> Result<Target, ApiError> {
         let p = &candidate.provider;
-        let api_key = match &p.credential {
+        let api_key = match key {
             None => SecretString::from(String::new()),
             Some(pc) => match self.keys.get(&pc.id) {
                 Some(k) => k,
@@ -238,14 +269,16 @@ async fn build_snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
             tracing::warn!(provider = %p.name, kind = %p.kind, "provider of unknown kind skipped");
             continue;
         };
-        let credential = store.list_provider_credentials(p.id).await?.into_iter().find(|c| c.revoked_at.is_none());
+        let mut credentials: Vec<ProviderCredential> =
+            store.list_provider_credentials(p.id).await?.into_iter().filter(|c| c.revoked_at.is_none()).collect();
+        credentials.sort_by_key(|c| c.priority);
         let base = if p.base_url.trim().is_empty() { kind.default_base_url() } else { p.base_url.trim() };
         let entry = Arc::new(ProviderEntry {
             id: p.id,
             name: p.name.clone(),
             kind,
             base_url: base.trim_end_matches('/').to_string(),
-            credential,
+            credentials,
             created_at: p.created_at,
         });
         by_id.insert(p.id, entry.clone());
@@ -255,14 +288,35 @@ async fn build_snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
     for m in store.list_models().await? {
         let mut deployments = m.deployments;
         deployments.sort_by(|a, b| a.priority.cmp(&b.priority).then(b.weight.cmp(&a.weight)));
+        let name: Arc<str> = Arc::from(m.name.as_str());
         let candidates = deployments
             .into_iter()
             .filter_map(|d| {
                 let provider = by_id.get(&d.provider_id)?.clone();
-                Some(Candidate { provider, upstream_model: d.upstream_model })
+                Some(Candidate {
+                    provider,
+                    upstream_model: d.upstream_model,
+                    deployment: d.id.to_string(),
+                    weight: u32::try_from(d.weight).unwrap_or(0),
+                    priority: d.priority,
+                    model: name.clone(),
+                })
             })
             .collect();
         models.insert(m.name, PublicModel { created_at: m.created_at, candidates });
     }
     Ok(Snapshot { providers, models })
+}
+
+/// The candidate of a direct `provider/model` route.
+fn direct(p: &Arc<ProviderEntry>, upstream: &str) -> Candidate {
+    let model: Arc<str> = Arc::from(format!("{}/{upstream}", p.name).as_str());
+    Candidate {
+        provider: p.clone(),
+        upstream_model: upstream.to_string(),
+        deployment: model.to_string(),
+        weight: 1,
+        priority: 0,
+        model,
+    }
 }

@@ -368,6 +368,7 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             catalog: Arc::new(
                 gatehouse_providers::catalog::Catalog::load(&config.data_dir.join("models.toml")).map_err(|e| e.to_string())?,
             ),
+            routing: crate::traffic::routing_settings(&config),
         },
         shutdown: shutdown.clone(),
         audit,

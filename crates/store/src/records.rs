@@ -216,6 +216,14 @@ pub struct CallLog {
     /// `None` when the upstream model is not in the catalog.
     #[serde(default)]
     pub cost_usd: Option<f64>,
+    /// Upstream calls made for this request, failover attempts included (issue 6); 0 when none
+    /// was made (rejected before routing, or logged before migration 0061).
+    #[serde(default)]
+    pub attempts: u32,
+    /// The deployment of the last attempt — the one that served when the call succeeded: a
+    /// deployment id, or `provider/model` for a direct route (issue 6).
+    #[serde(default)]
+    pub deployment: Option<String>,
 }
 
 /// Filter and page for [`crate::Store::query_call_logs`].

@@ -285,6 +285,9 @@ fn call_log(i: u64, at: Timestamp) -> CallLog {
         reasoning_tokens: i % 2,
         // Issue 4: NULL (model not in the catalog) and exact f64 values round-trip.
         cost_usd: if i.is_multiple_of(4) { None } else { Some(i as f64 * 0.000_123_456_789) },
+        // Issue 6: attempts and the serving deployment round-trip (NULL deployment too).
+        attempts: (i % 4) as u32,
+        deployment: if i.is_multiple_of(2) { Some(format!("mock/dep-{i}")) } else { None },
     }
 }
 

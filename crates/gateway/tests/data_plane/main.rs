@@ -15,3 +15,4 @@ mod messages;
 mod token_security;
 mod limits;
 mod oauth;
+mod routing;
