@@ -15,6 +15,7 @@
 //! removed); any other string is taken literally. Resolved secrets are [`SecretString`]s and no
 //! error message ever contains one.
 
+mod bedrock_env;
 pub mod raw;
 mod units;
 
@@ -635,8 +636,8 @@ const ENV_PROVIDERS: [EnvProvider; 13] = [
 /// `AZURE_OPENAI_ENDPOINT` (required) → `azure`, `MISTRAL_API_KEY`, `DEEPSEEK_API_KEY`,
 /// `GROQ_API_KEY`, `OPENROUTER_API_KEY`, `TOGETHER_API_KEY`, `FIREWORKS_API_KEY`, `XAI_API_KEY`
 /// (each + `<VENDOR>_BASE_URL`), `OLLAMA_HOST` (`host:port` or a URL; + optional
-/// `OLLAMA_API_KEY`) → `ollama`, `VLLM_BASE_URL` (+ optional `VLLM_API_KEY`) → `vllm`.
-/// Empty values count as unset.
+/// `OLLAMA_API_KEY`) → `ollama`, `VLLM_BASE_URL` (+ optional `VLLM_API_KEY`) → `vllm`, the
+/// AWS variables → `bedrock` (see [`bedrock_env`]). Empty values count as unset.
 fn env_providers(env: &dyn EnvSource, issues: &mut Vec<ConfigIssue>) -> Vec<ProviderConfig> {
     let mut out = Vec::new();
     let get = |var: &str| env.var(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
@@ -679,6 +680,7 @@ fn env_providers(env: &dyn EnvSource, issues: &mut Vec<ConfigIssue>) -> Vec<Prov
             api_key: api_key.map(SecretString::from),
         });
     }
+    out.extend(bedrock_env::bedrock_env_provider(env, issues));
     out
 }
 

@@ -291,3 +291,28 @@ fn file_provider_kinds() {
     let err = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err();
     assert!(err.to_string().contains("gemini"), "the message lists the kinds: {err}");
 }
+
+#[test]
+fn bedrock_from_the_aws_environment() {
+    let get = |cfg: &Config| cfg.providers.iter().find(|p| p.name == "bedrock").cloned();
+    // The key pair (+ session token) becomes one sealed JSON secret; the region picks the endpoint.
+    let e = env(&[("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"), ("AWS_SECRET_ACCESS_KEY", "s3cr3t-canary"), ("AWS_SESSION_TOKEN", "tok"), ("AWS_DEFAULT_REGION", "eu-west-1")]);
+    let p = get(&load_with(None, &e, Overrides::default()).unwrap()).unwrap();
+    assert_eq!(p.kind, ProviderKindName::Bedrock);
+    assert_eq!(p.base_url.as_deref(), Some("https://bedrock-runtime.eu-west-1.amazonaws.com"));
+    let creds: serde_json::Value = serde_json::from_str(p.api_key.as_ref().unwrap().expose_secret()).unwrap();
+    assert_eq!(creds, serde_json::json!({"access_key_id": "AKIDEXAMPLE", "secret_access_key": "s3cr3t-canary", "session_token": "tok", "region": "eu-west-1"}));
+    assert!(!format!("{p:?}").contains("s3cr3t-canary"));
+    // An API key wins; BEDROCK_BASE_URL overrides the endpoint; AWS_REGION wins over the default.
+    let e = env(&[("AWS_BEARER_TOKEN_BEDROCK", "ABSKkey"), ("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "x"),
+        ("AWS_REGION", "us-west-2"), ("AWS_DEFAULT_REGION", "eu-west-1"), ("BEDROCK_BASE_URL", "http://127.0.0.1:9/")]);
+    let p = get(&load_with(None, &e, Overrides::default()).unwrap()).unwrap();
+    assert_eq!(p.api_key.as_ref().unwrap().expose_secret(), "ABSKkey");
+    assert_eq!(p.base_url.as_deref(), Some("http://127.0.0.1:9"));
+    // Nothing AWS: no provider. Half a key pair or a bad region: an error naming the variable only.
+    assert!(get(&load_with(None, &env(&[("AWS_REGION", "us-east-1")]), Overrides::default()).unwrap()).is_none());
+    let err = load_with(None, &env(&[("AWS_ACCESS_KEY_ID", "AKID")]), Overrides::default()).unwrap_err();
+    assert!(err.to_string().contains("AWS_SECRET_ACCESS_KEY"), "{err}");
+    let err = load_with(None, &env(&[("AWS_SECRET_ACCESS_KEY", "s3cr3t-canary"), ("AWS_ACCESS_KEY_ID", "A"), ("AWS_REGION", "Mars 1")]), Overrides::default()).unwrap_err();
+    assert!(err.to_string().contains("AWS_REGION") && !err.to_string().contains("s3cr3t-canary"), "{err}");
+}

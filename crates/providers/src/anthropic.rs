@@ -293,7 +293,7 @@ fn tool_name(choice: &Value) -> Option<&str> {
 }
 
 /// Thinking budget for a `reasoning_effort` (§7.1 suggested values); `None` = no thinking.
-fn thinking_budget(effort: &str) -> Option<u64> {
+pub(crate) fn thinking_budget(effort: &str) -> Option<u64> {
     match effort {
         "minimal" | "low" => Some(1024),
         "medium" => Some(4096),

@@ -16,12 +16,14 @@
 //!   (never the upstream body for auth failures; `Retry-After` kept).
 
 pub mod anthropic;
+pub mod bedrock;
 #[doc(hidden)]
 pub mod bench_support;
 mod common;
 pub mod compat;
 pub mod catalog;
 pub mod error;
+pub mod eventstream;
 pub mod inbound;
 pub mod gemini;
 pub mod ndjson;
@@ -167,6 +169,7 @@ impl Upstream {
                 ProviderKind::Anthropic => anthropic::parse_response(&bytes, &target.upstream_model)?,
                 ProviderKind::Gemini => gemini::parse_response(&bytes, &target.upstream_model, &self.signatures)?,
                 ProviderKind::Ollama => ollama::parse_response(&bytes, &target.upstream_model)?,
+                ProviderKind::Bedrock => bedrock::parse_response(&bytes, &target.upstream_model)?,
                 kind => compat::parse_response(kind, &bytes)?,
             };
             Ok(ChatResponse { body, usage, upstream_request_id })
@@ -200,6 +203,16 @@ impl Upstream {
                 ollama_headers(target, stream)?,
                 json_bytes(&ollama::build_request(&request, &target.upstream_model, stream)?)?,
             ),
+            ProviderKind::Bedrock => {
+                let url = bedrock::endpoint(&target.base_url, &target.upstream_model, stream);
+                let body = json_bytes(&bedrock::build_request(&request, &target.upstream_model)?)?;
+                let mut headers = base_headers(false);
+                if stream {
+                    headers.insert(ACCEPT, HeaderValue::from_static("application/vnd.amazon.eventstream"));
+                }
+                bedrock::auth::authorize(&mut headers, &target.api_key, &target.base_url, &url, &body, std::time::SystemTime::now())?;
+                (url, headers, body)
+            }
             ProviderKind::Azure => (
                 compat::azure_endpoint(&target.base_url, &target.upstream_model, "/chat/completions"),
                 azure_headers(target, stream)?,
@@ -223,7 +236,8 @@ impl Upstream {
     /// `Err(UpstreamError::EarlyClose)`; in-band errors are `Err(UpstreamError::MidStream)`.
     /// No item follows an `Err`. `[DONE]` is never yielded (the gateway frames it).
     ///
-    /// Terminators: `[DONE]` (OpenAI-compatible kinds), `message_stop` (Anthropic), a
+    /// Terminators: `[DONE]` (OpenAI-compatible kinds), `message_stop` (Anthropic), the
+    /// `metadata` event (Bedrock ConverseStream), a
     /// `finishReason` on every requested candidate or a blocked prompt (Gemini, which sends no
     /// terminator), a `"done": true` line (Ollama).
     pub async fn chat_stream(
@@ -247,6 +261,7 @@ impl Upstream {
                 stream::drive(resp, mapper, idle, Framing::SseRawJson)
             }
             ProviderKind::Ollama => stream::drive(resp, ollama::OllamaStream::new(model, include_usage), idle, Framing::Ndjson),
+            ProviderKind::Bedrock => stream::drive(resp, bedrock::BedrockStream::new(model, include_usage), idle, Framing::EventStream),
             kind => stream::drive(resp, compat::CompatStream::new(kind, include_usage), idle, Framing::Sse),
         };
         Ok(StreamingResponse { stream, upstream_request_id })
@@ -313,7 +328,11 @@ impl Upstream {
         let headers = resp.headers().clone();
         let body = tokio::time::timeout(self.timeouts.idle, read_limited(resp, MAX_ERROR_BODY)).await.unwrap_or_default();
         let err = UpstreamError::from_status(status.as_u16(), &headers, &body);
-        let err = if kind == ProviderKind::Gemini { gemini::refine_status(err, &body) } else { err };
+        let err = match kind {
+            ProviderKind::Gemini => gemini::refine_status(err, &body),
+            ProviderKind::Bedrock => bedrock::refine_status(err, &headers),
+            _ => err,
+        };
         tracing::warn!(status = status.as_u16(), error = %err, provider_code = ?provider_code(&err), "upstream answered an error");
         Err(err)
     }
@@ -420,12 +439,14 @@ fn ollama_headers(target: &Target, stream: bool) -> Result<HeaderMap, UpstreamEr
     Ok(h)
 }
 
-/// The provider's request id: `x-request-id` (OpenAI) or `request-id` (Anthropic).
+/// The provider's request id: `x-request-id` (OpenAI), `request-id` (Anthropic),
+/// `apim-request-id` (Azure) or `x-amzn-RequestId` (Bedrock).
 fn request_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-request-id")
         .or_else(|| headers.get("request-id"))
         .or_else(|| headers.get("apim-request-id"))
+        .or_else(|| headers.get("x-amzn-requestid"))
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
 }

@@ -37,6 +37,9 @@ pub enum SseError {
     /// A line or an event's data grew beyond the configured cap (bytes).
     #[error("server-sent event larger than {0} bytes")]
     TooLarge(usize),
+    /// A binary frame failed its checks (AWS event stream: CRC, length, headers, UTF-8).
+    #[error("malformed stream frame: {0}")]
+    Malformed(String),
 }
 
 /// Incremental SSE decoder. Never panics on arbitrary input; invalid UTF-8 inside a line is

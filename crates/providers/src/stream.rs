@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{FutureExt, Stream, StreamExt};
 
+use crate::eventstream::EventStreamDecoder;
 use crate::ndjson::NdjsonDecoder;
 use crate::sse::{SseDecoder, SseError, SseEvent};
 use crate::{ChatStream, StreamEvent, UpstreamError};
@@ -34,11 +35,14 @@ pub(crate) enum Framing {
     SseRawJson,
     /// One JSON value per line (Ollama); each line reaches the mapper as an event's `data`.
     Ndjson,
+    /// AWS binary event stream (Bedrock ConverseStream), see [`crate::eventstream`].
+    EventStream,
 }
 
 enum Decoder {
     Sse(SseDecoder),
     Ndjson(NdjsonDecoder),
+    EventStream(EventStreamDecoder),
 }
 
 impl Decoder {
@@ -47,6 +51,7 @@ impl Decoder {
             Framing::Sse => Self::Sse(SseDecoder::new()),
             Framing::SseRawJson => Self::Sse(SseDecoder::new().with_raw_json()),
             Framing::Ndjson => Self::Ndjson(NdjsonDecoder::new()),
+            Framing::EventStream => Self::EventStream(EventStreamDecoder::new()),
         }
     }
 
@@ -54,6 +59,7 @@ impl Decoder {
         match self {
             Self::Sse(d) => d.push(bytes),
             Self::Ndjson(d) => d.push(bytes),
+            Self::EventStream(d) => d.push(bytes),
         }
     }
 
@@ -61,6 +67,7 @@ impl Decoder {
         match self {
             Self::Sse(d) => d.finish(),
             Self::Ndjson(d) => d.finish(),
+            Self::EventStream(d) => d.finish(),
         }
     }
 
@@ -68,6 +75,7 @@ impl Decoder {
         match self {
             Self::Sse(d) => d.next_event(),
             Self::Ndjson(d) => d.next_line().map(|data| SseEvent { event: String::new(), data, id: None }),
+            Self::EventStream(d) => d.next_event(),
         }
     }
 }

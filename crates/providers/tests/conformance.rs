@@ -1,6 +1,7 @@
 //! One conformance suite, stamped out by `conformance!` for every adapter, each against
 //! `gatehouse-mock` speaking that provider's wire format (OpenAI, Anthropic, Gemini, Azure in
-//! both URL forms, Ollama native, and the OpenAI-compatible kinds with their quirks). Every case
+//! both URL forms, Ollama native, Bedrock Converse with an API key and with SigV4, and the
+//! OpenAI-compatible kinds with their quirks). Every case
 //! goes through the real `Upstream` client over HTTP; the scenario is chosen by the model name.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -16,6 +17,8 @@ use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 
 const KEY: &str = "sk-conformance-canary-4242";
+/// The AWS access key id of the SigV4 specs (public, unlike the secret `KEY`).
+const ACCESS_KEY_ID: &str = "AKIDCONFORMANCE";
 
 /// How one adapter is reached on the mock and what its format can express.
 #[derive(Clone, Copy)]
@@ -32,6 +35,9 @@ struct Spec {
     /// The mock's stream carries usage (Mistral reports it unasked on its last chunk, but the
     /// adapter does not send `stream_options`, so the OpenAI mock sends none).
     stream_usage: bool,
+    /// The provider secret is an AWS credential set whose secret access key is `KEY` (Bedrock
+    /// SigV4; the mock recomputes the signature), instead of `KEY` itself.
+    sigv4: bool,
 }
 
 fn upstream() -> Upstream {
@@ -45,7 +51,8 @@ async fn mock() -> MockProvider {
 
 fn target(spec: &Spec, mock: &MockProvider, options: &str) -> Target {
     let model = if options.is_empty() { spec.model.to_string() } else { format!("{}:{options}", spec.model) };
-    Target { kind: spec.kind, base_url: (spec.base)(mock), api_key: SecretString::from(KEY), upstream_model: model }
+    let key = if spec.sigv4 { gatehouse_providers::bedrock::auth::credentials_json(ACCESS_KEY_ID, KEY, None, Some("us-east-1")) } else { KEY.to_string() };
+    Target { kind: spec.kind, base_url: (spec.base)(mock), api_key: SecretString::from(key), upstream_model: model }
 }
 
 fn request(extra: Value) -> Map<String, Value> {
@@ -155,7 +162,15 @@ async fn plain(spec: Spec) {
         ProviderKind::Azure => "api-key",
         _ => "authorization",
     };
-    assert_eq!(sent, vec![expected.to_string()]);
+    if spec.sigv4 {
+        // The secret signs; it is never sent.
+        assert!(sent.is_empty(), "{sent:?}");
+        let auth = h.get("authorization").unwrap().to_str().unwrap();
+        assert!(auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/")), "{auth}");
+        assert!(h.contains_key("x-amz-date"));
+    } else {
+        assert_eq!(sent, vec![expected.to_string()]);
+    }
 }
 
 async fn stream(spec: Spec) {
@@ -256,7 +271,7 @@ async fn json_mode_and_stop(spec: Spec) {
     let json_marker = match spec.kind {
         ProviderKind::Gemini => "application/json",
         ProviderKind::Ollama => "\"format\":\"json\"",
-        ProviderKind::Anthropic => "JSON",
+        ProviderKind::Anthropic | ProviderKind::Bedrock => "JSON",
         _ => "json_object",
     };
     assert!(s.contains(json_marker), "JSON mode sent: {s}");
@@ -373,21 +388,24 @@ fn openai_base(m: &MockProvider) -> String {
 fn root_base(m: &MockProvider) -> String {
     m.base_url()
 }
+fn bedrock_base(m: &MockProvider) -> String {
+    m.bedrock_base_url()
+}
 fn azure_v1_base(m: &MockProvider) -> String {
     format!("{}/openai/v1", m.azure_base_url())
 }
 
 const fn compat(kind: ProviderKind) -> Spec {
-    Spec { kind, base: openai_base, model: "mock-gpt", cached: true, reasoning: true, early_usage: false, stream_usage: true }
+    Spec { kind, base: openai_base, model: "mock-gpt", cached: true, reasoning: true, early_usage: false, stream_usage: true, sigv4: false }
 }
 
 conformance! {
     openai => compat(ProviderKind::OpenAi);
-    anthropic => Spec { kind: ProviderKind::Anthropic, base: root_base, model: "mock-claude", cached: true, reasoning: false, early_usage: true, stream_usage: true };
-    gemini => Spec { kind: ProviderKind::Gemini, base: root_base, model: "mock-gemini", cached: true, reasoning: true, early_usage: true, stream_usage: true };
-    azure => Spec { kind: ProviderKind::Azure, base: root_base, model: "mock-gpt", cached: true, reasoning: true, early_usage: false, stream_usage: true };
-    azure_v1 => Spec { kind: ProviderKind::Azure, base: azure_v1_base, model: "mock-gpt", cached: true, reasoning: true, early_usage: false, stream_usage: true };
-    ollama => Spec { kind: ProviderKind::Ollama, base: root_base, model: "mock-llama", cached: false, reasoning: false, early_usage: false, stream_usage: true };
+    anthropic => Spec { kind: ProviderKind::Anthropic, base: root_base, model: "mock-claude", cached: true, reasoning: false, early_usage: true, stream_usage: true, sigv4: false };
+    gemini => Spec { kind: ProviderKind::Gemini, base: root_base, model: "mock-gemini", cached: true, reasoning: true, early_usage: true, stream_usage: true, sigv4: false };
+    azure => Spec { kind: ProviderKind::Azure, base: root_base, model: "mock-gpt", cached: true, reasoning: true, early_usage: false, stream_usage: true, sigv4: false };
+    azure_v1 => Spec { kind: ProviderKind::Azure, base: azure_v1_base, model: "mock-gpt", cached: true, reasoning: true, early_usage: false, stream_usage: true, sigv4: false };
+    ollama => Spec { kind: ProviderKind::Ollama, base: root_base, model: "mock-llama", cached: false, reasoning: false, early_usage: false, stream_usage: true, sigv4: false };
     mistral => Spec { stream_usage: false, ..compat(ProviderKind::Mistral) };
     deepseek => compat(ProviderKind::DeepSeek);
     groq => compat(ProviderKind::Groq);
@@ -397,4 +415,6 @@ conformance! {
     fireworks => compat(ProviderKind::Fireworks);
     xai => compat(ProviderKind::Xai);
     generic => compat(ProviderKind::Generic);
+    bedrock => Spec { kind: ProviderKind::Bedrock, base: bedrock_base, model: "mock-bedrock", cached: true, reasoning: false, early_usage: false, stream_usage: true, sigv4: false };
+    bedrock_sigv4 => Spec { kind: ProviderKind::Bedrock, base: bedrock_base, model: "mock-bedrock", cached: true, reasoning: false, early_usage: false, stream_usage: true, sigv4: true };
 }

@@ -26,6 +26,7 @@
 //! | `POST /v1/messages` | Anthropic Messages (§2.5), and SSE (§2.6) in the exact order `message_start`, `content_block_start`, `ping`, `content_block_delta`…, `content_block_stop`, (more blocks), `message_delta`, `message_stop` |
 //! | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent[?alt=sse]` (also `/v1/models/…`) | Gemini (§3): key in `x-goog-api-key` (a bad key is 400 `API_KEY_INVALID`, as Google does), CRLF-framed SSE without terminator, whole `functionCall` parts (the first with a `thoughtSignature` and no `id`, the second with an `id`), usage on every chunk, `finish=blocked` → `promptFeedback` only, `error-mid-stream` → a bare JSON error object; without `alt=sse` one JSON array |
 //! | `POST /api/chat` | Ollama native (§4.4): `stream` defaults to true, NDJSON lines, final `done: true` line with `prompt_eval_count`/`eval_count`, `{"error": …}` line mid-stream |
+//! | `POST /model/{modelId}/converse`, `POST /model/{modelId}/converse-stream` | AWS Bedrock Converse (§6): Bearer API key or SigV4 (signature recomputed with the expected key as the secret), `{"message"}` errors with `x-amzn-ErrorType`, binary event-stream frames with CRC checks (`messageStart` … `metadata`), `modelStreamErrorException` mid-stream |
 //! | `POST /openai/deployments/{d}/chat/completions?api-version=…`, `POST /openai/v1/chat/completions` | Azure OpenAI (§5): key in `api-key`, deployment selects the model, missing `api-version` → 404; OpenAI answers with Azure's empty-`choices` content-filter chunk first |
 //! | anything else | 404 in the vendor's error envelope |
 //!
@@ -97,6 +98,7 @@
 
 mod anthropic;
 mod azure;
+mod bedrock;
 mod common;
 mod gemini;
 mod ollama;

@@ -481,7 +481,7 @@ pub(crate) async fn list_models(
                 .collect::<Vec<_>>(),
         }),
         Dialect::Anthropic => crate::anthropic::models_list(),
-        Dialect::Gemini | Dialect::Ollama => json!({"object": "list", "data": []}),
+        Dialect::Gemini | Dialect::Ollama | Dialect::Bedrock => json!({"object": "list", "data": []}),
     };
     respond::json_ok(d, &value, &Scenario::default())
 }
@@ -501,7 +501,7 @@ pub(crate) async fn get_model(
     let value = match d {
         Dialect::OpenAi => openai_model(&id),
         Dialect::Anthropic => crate::anthropic::model_object(&id),
-        Dialect::Gemini | Dialect::Ollama => openai_model(&id),
+        Dialect::Gemini | Dialect::Ollama | Dialect::Bedrock => openai_model(&id),
     };
     respond::json_ok(d, &value, &Scenario::default())
 }

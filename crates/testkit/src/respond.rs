@@ -23,6 +23,8 @@ pub(crate) enum Dialect {
     Gemini,
     /// Ollama native (`{"error": "text"}` envelope, no auth unless a key is expected).
     Ollama,
+    /// AWS Bedrock Converse (`{"message"}` + `x-amzn-ErrorType`; auth checked by its module).
+    Bedrock,
 }
 
 impl Dialect {
@@ -102,7 +104,7 @@ pub(crate) fn prepare_with_model(
     };
     let Some(model) = model else {
         let msg = match dialect {
-            Dialect::OpenAi | Dialect::Gemini => "you must provide a model parameter",
+            Dialect::OpenAi | Dialect::Gemini | Dialect::Bedrock => "you must provide a model parameter",
             Dialect::Ollama => "model is required",
             Dialect::Anthropic => "model: Field required",
         };
@@ -180,6 +182,8 @@ pub(crate) fn check_auth(
             .and_then(|v| v.to_str().ok())
             .or(bearer),
         Dialect::Gemini => headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()),
+        // Bearer API keys and SigV4 are checked by `crate::bedrock` (it needs the body).
+        Dialect::Bedrock => return Ok(()),
     };
     if let Some(expected) = &st.expected_key {
         let ok = presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.as_bytes()));
@@ -192,7 +196,7 @@ pub(crate) fn check_auth(
                 (Dialect::Anthropic, None) => "x-api-key header is required",
                 (Dialect::Anthropic, Some(_)) => "invalid x-api-key",
                 (Dialect::Gemini, _) => "API key not valid. Please pass a valid API key.",
-                (Dialect::Ollama, _) => "unauthorized",
+                (Dialect::Ollama | Dialect::Bedrock, _) => "unauthorized",
             };
             // Gemini answers a bad key with 400 INVALID_ARGUMENT / API_KEY_INVALID (§3.4).
             let status = if dialect == Dialect::Gemini { 400 } else { 401 };
@@ -253,6 +257,7 @@ pub(crate) fn error(
         Dialect::Ollama => {
             json!({"error": message.unwrap_or(openai_error_kind(status).2)})
         }
+        Dialect::Bedrock => json!({"message": message.unwrap_or(crate::bedrock::exception_for(status).1)}),
     };
     let status_code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = Response::new(Body::from(body.to_string()));
@@ -263,6 +268,9 @@ pub(crate) fn error(
         HeaderValue::from_static("application/json"),
     );
     set_request_id(h, dialect, &request_id);
+    if dialect == Dialect::Bedrock {
+        h.insert("x-amzn-errortype", HeaderValue::from_static(crate::bedrock::exception_for(status).0));
+    }
     let retry_after = s
         .retry_after
         .or(matches!(status, 429 | 503 | 529).then_some(1));
@@ -406,6 +414,9 @@ pub(crate) fn set_request_id(h: &mut HeaderMap, dialect: Dialect, id: &str) {
             }
             Dialect::Anthropic => {
                 h.insert("request-id", v);
+            }
+            Dialect::Bedrock => {
+                h.insert("x-amzn-requestid", v);
             }
             Dialect::Gemini | Dialect::Ollama => {}
         }

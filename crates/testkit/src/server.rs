@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::respond::{self, Dialect};
 use crate::scenario::Scenario;
 use crate::state::{MockState, RecordedRequest};
-use crate::{anthropic, azure, gemini, ollama, openai};
+use crate::{anthropic, azure, bedrock, gemini, ollama, openai};
 
 /// Largest request body the mock reads (Anthropic's edge limit, `wire-formats.md` §2.7).
 pub const BODY_LIMIT_BYTES: usize = 32 * 1024 * 1024;
@@ -172,6 +172,12 @@ impl MockProvider {
         self.base_url()
     }
 
+    /// Bedrock Runtime endpoint: `http://127.0.0.1:PORT` (clients append
+    /// `/model/{modelId}/converse[-stream]`).
+    pub fn bedrock_base_url(&self) -> String {
+        self.base_url()
+    }
+
     /// Azure resource endpoint: `http://127.0.0.1:PORT` (clients append
     /// `/openai/deployments/{deployment}/chat/completions?api-version=…`); the `/openai/v1` form
     /// is `{azure_base_url}/openai/v1`.
@@ -276,6 +282,8 @@ pub(crate) fn router(state: Arc<MockState>) -> Router {
         .route("/v1beta/models/{id}", post(gemini::generate))
         .route("/v1/messages", post(anthropic::messages))
         .route("/api/chat", post(ollama::chat))
+        .route("/model/{model}/converse", post(bedrock::converse))
+        .route("/model/{model}/converse-stream", post(bedrock::converse_stream))
         .route("/openai/deployments/{deployment}/chat/completions", post(azure::deployment_chat))
         .route("/openai/v1/chat/completions", post(azure::v1_chat))
         .fallback(not_found)

@@ -2,6 +2,7 @@
 //!
 //! This crate is pure data: no I/O, no async runtime. Every other crate depends on it.
 //!
+//! * [`aws`]: the sealed-secret form of an AWS credential set (Bedrock SigV4).
 //! * [`error`]: [`ErrorCode`] (code → HTTP status, OpenAI `type`) and [`ApiError`], the only
 //!   error that crosses an HTTP boundary.
 //! * [`usage`]: [`Usage`], token counts as reported by providers.
@@ -9,6 +10,7 @@
 //! * [`provider`]: [`ProviderKind`], the upstream dialects and their default base URLs.
 //! * [`openai`]: OpenAI-compatible wire types (chat, embeddings, models), unknown fields kept.
 
+pub mod aws;
 pub mod error;
 pub mod ids;
 pub mod openai;

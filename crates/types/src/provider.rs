@@ -15,6 +15,9 @@ pub enum ProviderKind {
     Gemini,
     /// Azure OpenAI (§5): deployment URLs with `api-version`, or the `/openai/v1` form; `api-key`.
     Azure,
+    /// AWS Bedrock Runtime Converse / ConverseStream (§6): SigV4 (signing name `bedrock`) or a
+    /// Bedrock API key as a Bearer token; binary `application/vnd.amazon.eventstream` streams.
+    Bedrock,
     /// Ollama's native `/api/chat` with NDJSON streaming (§4.4).
     Ollama,
     /// Mistral (§4.1): 9-character tool-call ids, `random_seed`, `max_tokens`.
@@ -39,11 +42,12 @@ pub enum ProviderKind {
 
 impl ProviderKind {
     /// Every kind, in documentation order.
-    pub const ALL: [ProviderKind; 14] = [
+    pub const ALL: [ProviderKind; 15] = [
         Self::OpenAi,
         Self::Anthropic,
         Self::Gemini,
         Self::Azure,
+        Self::Bedrock,
         Self::Ollama,
         Self::Mistral,
         Self::DeepSeek,
@@ -56,7 +60,7 @@ impl ProviderKind {
         Self::Generic,
     ];
 
-    /// The canonical name: `openai`, `anthropic`, `gemini`, `azure`, `ollama`, `mistral`,
+    /// The canonical name: `openai`, `anthropic`, `gemini`, `azure`, `bedrock`, `ollama`, `mistral`,
     /// `deepseek`, `groq`, `vllm`, `openrouter`, `together`, `fireworks`, `xai`, `generic`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -64,6 +68,7 @@ impl ProviderKind {
             Self::Anthropic => "anthropic",
             Self::Gemini => "gemini",
             Self::Azure => "azure",
+            Self::Bedrock => "bedrock",
             Self::Ollama => "ollama",
             Self::Mistral => "mistral",
             Self::DeepSeek => "deepseek",
@@ -94,7 +99,8 @@ impl ProviderKind {
     ///
     /// The base URL ends where the adapter appends its path: `/chat/completions` for the
     /// OpenAI-compatible kinds, `/v1/messages` for Anthropic, `/v1beta/models/{model}:…` for
-    /// Gemini, `/api/chat` for Ollama, `/openai/deployments/{deployment}/…` (or, for a base ending
+    /// Gemini, `/model/{modelId}/converse[-stream]` for Bedrock (whose region is read from a
+    /// `bedrock-runtime.{region}.amazonaws.com` host), `/api/chat` for Ollama, `/openai/deployments/{deployment}/…` (or, for a base ending
     /// in `/openai/v1`, `/chat/completions`) for Azure.
     pub fn default_base_url(self) -> &'static str {
         match self {
@@ -102,6 +108,7 @@ impl ProviderKind {
             Self::Anthropic => "https://api.anthropic.com",
             Self::Gemini => "https://generativelanguage.googleapis.com",
             Self::Azure | Self::Generic => "",
+            Self::Bedrock => "https://bedrock-runtime.us-east-1.amazonaws.com",
             Self::Ollama => "http://localhost:11434",
             Self::Mistral => "https://api.mistral.ai/v1",
             Self::DeepSeek => "https://api.deepseek.com",
@@ -120,9 +127,9 @@ impl ProviderKind {
     }
 
     /// Whether the upstream speaks OpenAI's Chat Completions (possibly with quirks): every kind
-    /// but Anthropic, Gemini and Ollama.
+    /// but Anthropic, Gemini, Bedrock and Ollama.
     pub fn is_openai_compatible(self) -> bool {
-        !matches!(self, Self::Anthropic | Self::Gemini | Self::Ollama)
+        !matches!(self, Self::Anthropic | Self::Gemini | Self::Bedrock | Self::Ollama)
     }
 }
 
@@ -160,5 +167,7 @@ mod tests {
         }
         assert!(!ProviderKind::Gemini.is_openai_compatible());
         assert!(ProviderKind::Mistral.is_openai_compatible());
+        assert!(!ProviderKind::Bedrock.is_openai_compatible());
+        assert_eq!(ProviderKind::parse("bedrock"), Some(ProviderKind::Bedrock));
     }
 }
