@@ -1,7 +1,8 @@
 //! Test harness: the real gateway router served in-process on 127.0.0.1:0 over a SQLite store in
 //! a temp dir, with the testkit mock as the upstream of providers `mock` (OpenAI kind) and
-//! `mock-anthropic` (Anthropic kind); public models `demo` → mock/`mock-gpt`, `demo-claude` →
-//! mock-anthropic/`mock-claude`.
+//! `mock-anthropic` (Anthropic kind), `mock-bedrock` (Bedrock kind, SigV4 credentials whose
+//! secret access key is [`PROVIDER_KEY`], reached by the explicit form only); public models
+//! `demo` → mock/`mock-gpt`, `demo-claude` → mock-anthropic/`mock-claude`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +23,9 @@ use crate::counting::CountingStore;
 
 /// The provider key the mock expects (the gateway holds it sealed).
 pub const PROVIDER_KEY: &str = "sk-mock-provider-key-0123456789";
+
+/// The AWS access key id of provider `mock-bedrock` (its secret access key is [`PROVIDER_KEY`]).
+pub const BEDROCK_ACCESS_KEY_ID: &str = "AKIDGATEWAYTEST";
 
 /// Knobs of one harness.
 #[derive(Default)]
@@ -82,9 +86,11 @@ impl Harness {
         store.create_app(&app).await.unwrap();
 
         let mock = MockProvider::builder().expected_key(PROVIDER_KEY).start().await.unwrap();
-        let openai = add_provider(&*store, &*key_provider, team.id, "mock", "openai", &mock.openai_base_url()).await;
+        let openai = add_provider(&*store, &*key_provider, team.id, "mock", "openai", &mock.openai_base_url(), PROVIDER_KEY).await;
         let anthropic =
-            add_provider(&*store, &*key_provider, team.id, "mock-anthropic", "anthropic", &mock.anthropic_base_url()).await;
+            add_provider(&*store, &*key_provider, team.id, "mock-anthropic", "anthropic", &mock.anthropic_base_url(), PROVIDER_KEY).await;
+        let sigv4 = gatehouse_types::aws::credentials_secret(BEDROCK_ACCESS_KEY_ID, PROVIDER_KEY, None, Some("us-east-1"));
+        add_provider(&*store, &*key_provider, team.id, "mock-bedrock", "bedrock", &mock.bedrock_base_url(), &sigv4).await;
         add_model(&*store, "demo", openai, "mock-gpt").await;
         add_model(&*store, "demo-claude", anthropic, "mock-claude").await;
 
@@ -219,7 +225,7 @@ impl Harness {
     }
 }
 
-async fn add_provider(store: &dyn Store, kp: &dyn KeyProvider, team_id: Id, name: &str, kind: &str, base: &str) -> Id {
+async fn add_provider(store: &dyn Store, kp: &dyn KeyProvider, team_id: Id, name: &str, kind: &str, base: &str, secret: &str) -> Id {
     let provider = Provider {
         id: new_id(),
         name: name.into(),
@@ -231,12 +237,12 @@ async fn add_provider(store: &dyn Store, kp: &dyn KeyProvider, team_id: Id, name
     let stored = store.upsert_provider(&provider).await.unwrap();
     let credential_id = new_id();
     let aad = Aad { tenant_id: team_id, credential_id, provider: name.into() };
-    let sealed = gatehouse_auth::seal(kp, &aad, PROVIDER_KEY.as_bytes()).unwrap();
+    let sealed = gatehouse_auth::seal(kp, &aad, secret.as_bytes()).unwrap();
     let record = ProviderCredential {
         id: credential_id,
         provider_id: stored.id,
         team_id,
-        hint: gatehouse_auth::secret_hint(PROVIDER_KEY),
+        hint: gatehouse_auth::secret_hint(secret),
         format_version: sealed.format_version,
         kek_id: sealed.kek_id,
         wrapped_dek: sealed.wrapped_dek,

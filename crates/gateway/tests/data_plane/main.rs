@@ -6,6 +6,7 @@ mod counting;
 mod harness;
 
 mod auth;
+mod bedrock;
 mod calllog;
 mod chat;
 mod cost;
