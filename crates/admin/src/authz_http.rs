@@ -99,9 +99,12 @@ pub static ROUTES: &[RoutePolicy] = &[
     r(Method::GET, "/audit/verify", P::AuditRead, T::System),
 ];
 
-/// The one `/admin/v1` route that needs no credential: `POST /admin/v1/session` (login).
+/// The `/admin/v1` routes that need no credential: `POST /admin/v1/session` (login) and
+/// `GET /admin/v1/openapi.json` (the API description, no data). `path` with or without the
+/// `/admin/v1` prefix (nested routers see it stripped).
 pub fn is_public(method: &Method, path: &str) -> bool {
-    *method == Method::POST && (path == "/admin/v1/session" || path == "/session")
+    let path = path.strip_prefix("/admin/v1").unwrap_or(path);
+    (*method == Method::POST && path == "/session") || (*method == Method::GET && path == "/openapi.json")
 }
 
 /// The policy of a route (`path` below `/admin/v1`), if listed.

@@ -90,6 +90,7 @@ pub fn router(service: Arc<AdminService>) -> Router {
         .merge(crate::limits::routes())
         .merge(crate::oauth_http::routes())
         .merge(crate::tenancy_http::routes())
+        .route("/openapi.json", get(crate::openapi::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost: the route gate (issue 7) authorizes the principal for the matched route.

@@ -20,6 +20,7 @@ pub mod input;
 pub mod oauth_http;
 pub mod security_http;
 pub mod limits;
+pub mod openapi;
 pub mod service;
 pub mod tenancy_http;
 

@@ -8,6 +8,8 @@ pub mod audit;
 
 pub mod limits;
 
+pub mod tenancy;
+
 pub mod oauth;
 
 use std::io::Read;

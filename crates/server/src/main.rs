@@ -52,6 +52,14 @@ enum Command {
     Audit(cli::audit::AuditArgs),
     /// Rate limits, token quotas and spend budgets: set, list (with usage), remove.
     Limits(cli::ClientArgs<cli::limits::LimitsCmd>),
+    /// Teams and their members (issue 7).
+    Teams(cli::ClientArgs<cli::tenancy::TeamsCmd>),
+    /// Users: create, list, set-role, set-password, me (issue 7).
+    Users(cli::ClientArgs<cli::tenancy::UsersCmd>),
+    /// Apps of a team: create, list (issue 7).
+    Apps(cli::ClientArgs<cli::tenancy::AppsCmd>),
+    /// Log in with a password and print a new operator token for the CLI (shown once).
+    Login(cli::tenancy::LoginArgs),
     /// OAuth clients of the token endpoint: create (secret shown once), list, revoke.
     OauthClients(cli::ClientArgs<cli::oauth::OAuthClientsCmd>),
     /// Revoke or introspect any API key or issued token (read from stdin, never echoed).
@@ -78,6 +86,10 @@ fn main() -> ExitCode {
             Command::Logs(args) => cli::logs(args).await,
             Command::Audit(args) => cli::audit::audit(args).await,
             Command::Limits(args) => cli::limits::limits(args).await,
+            Command::Teams(args) => cli::tenancy::teams(args).await,
+            Command::Users(args) => cli::tenancy::users(args).await,
+            Command::Apps(args) => cli::tenancy::apps(args).await,
+            Command::Login(args) => cli::tenancy::login(args).await,
             Command::OauthClients(args) => cli::oauth::oauth_clients(args).await,
             Command::Tokens(args) => cli::oauth::tokens(args).await,
         }
