@@ -10,6 +10,8 @@ pub mod limits;
 
 pub mod tenancy;
 
+pub mod config_io;
+
 pub mod oauth;
 
 use std::io::Read;

@@ -60,6 +60,8 @@ enum Command {
     Apps(cli::ClientArgs<cli::tenancy::AppsCmd>),
     /// Log in with a password and print a new operator token for the CLI (shown once).
     Login(cli::tenancy::LoginArgs),
+    /// A team's configuration as a TOML file: export, apply (plan first, idempotent).
+    Config(cli::config_io::ConfigArgs),
     /// OAuth clients of the token endpoint: create (secret shown once), list, revoke.
     OauthClients(cli::ClientArgs<cli::oauth::OAuthClientsCmd>),
     /// Revoke or introspect any API key or issued token (read from stdin, never echoed).
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
             Command::Users(args) => cli::tenancy::users(args).await,
             Command::Apps(args) => cli::tenancy::apps(args).await,
             Command::Login(args) => cli::tenancy::login(args).await,
+            Command::Config(args) => cli::config_io::config(args).await,
             Command::OauthClients(args) => cli::oauth::oauth_clients(args).await,
             Command::Tokens(args) => cli::oauth::tokens(args).await,
         }
