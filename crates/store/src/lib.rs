@@ -10,6 +10,7 @@ pub mod counters;
 pub mod error;
 pub mod postgres;
 pub mod records;
+pub mod replay;
 pub mod sqlite;
 pub mod tenancy;
 
@@ -22,6 +23,7 @@ pub use counters::{Counters, CountersError, MemoryCounters, RedisCounters};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use records::*;
+pub use replay::{MemoryReplayCache, RedisReplayCache, ReplayCache};
 pub use sqlite::SqliteStore;
 pub use tenancy::{TeamMember, UserSession};
 
