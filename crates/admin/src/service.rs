@@ -193,7 +193,7 @@ impl CreateKeyRequest {
     /// duration string (`"30m"`, `"1h"`, `"7d"`, `"3600s"`) or integer seconds.
     pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
         let mut f = Fields::from_body(body)?;
-        f.deny_unknown(&["name", "models", "expires_in", "expires_at", "app_id", "scopes", "ip_allow", "labels", "auto_suspend"])?;
+        f.deny_unknown(&["name", "models", "expires_in", "expires_at", "app_id", "scopes", "ip_allow", "labels", "auto_suspend", "dpop_jkt"])?;
         let (scopes, security) = rotation::read_key_security(&mut f)?;
         let name = f.string("name")?;
         check_label(&name, "name", 128)?;

@@ -66,6 +66,9 @@ pub struct VerifiedProof {
     pub iat: i64,
     /// Normalised `htu`.
     pub htu: String,
+    /// The proof's `nonce` claim, if any (for servers that check nonces themselves instead of
+    /// passing [`ProofContext::expected_nonce`]).
+    pub nonce: Option<String>,
 }
 
 impl VerifiedProof {
@@ -314,7 +317,8 @@ pub fn verify_proof(proof: &str, ctx: &ProofContext<'_>) -> Result<VerifiedProof
     {
         return Err(DpopError::NonceRequired);
     }
-    Ok(VerifiedProof { jkt: jwk_thumbprint(jwk)?, jti: jti.to_string(), iat, htu: htu_norm })
+    let nonce = claims.get("nonce").and_then(Value::as_str).map(str::to_string);
+    Ok(VerifiedProof { jkt: jwk_thumbprint(jwk)?, jti: jti.to_string(), iat, htu: htu_norm, nonce })
 }
 
 /// An in-memory `jti` replay window (single node; RFC 9449 §11.1). Bounded: when full, expired

@@ -25,7 +25,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use gatehouse_auth::{Env, Peppers, TokenKind};
+use gatehouse_auth::{Env, Peppers, Scheme, TokenKind};
 use gatehouse_store::{BusEvent, Credential, Store};
 use gatehouse_types::{ApiError, ErrorCode, Id, Timestamp, now};
 use http::HeaderMap;
@@ -229,14 +229,35 @@ impl Authenticator {
 /// on failure answers the OpenAI-shaped error with its RFC 6750 challenge.
 pub async fn auth_middleware(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let dialect = Dialect::of(req.method(), req.uri().path());
-    let client = crate::security::ClientInfo::of(&req, &state.settings.trusted_proxies);
-    let verified = match crate::dialect::extract_credential(req.headers(), req.uri(), dialect) {
-        Ok(token) => state.auth.verify_detailed(token).await.map_err(|(e, denial)| {
-            if let Some((credential, reason)) = denial {
-                crate::security::audit_status_denial(&state, &client, &credential, reason);
+    let mut client = crate::security::ClientInfo::of(&req, &state.settings.trusted_proxies);
+    let mut scheme = Scheme::Bearer;
+    let verified = match crate::dialect::extract_credential_scheme(req.headers(), req.uri(), dialect) {
+        Ok((token, s)) => {
+            scheme = s;
+            match state.auth.verify_detailed(token).await {
+                // `Authorization: DPoP`: the proof and the key binding (RFC 9449 §7.1).
+                Ok(credential) if s == Scheme::DPoP => {
+                    let bound = credential.security.dpop_jkt.as_deref();
+                    match state.dpop.check_resource(req.headers(), req.method(), req.uri(), req.extensions(), token, bound).await {
+                        Ok(jkt) => {
+                            client.dpop_jkt = Some(jkt);
+                            Ok(credential)
+                        }
+                        Err(d) => {
+                            crate::dpop::audit_denial(&state, &client, &credential, d.reason);
+                            Err(d.error)
+                        }
+                    }
+                }
+                Ok(credential) => Ok(credential),
+                Err((e, denial)) => {
+                    if let Some((credential, reason)) = denial {
+                        crate::security::audit_status_denial(&state, &client, &credential, reason);
+                    }
+                    Err(e)
+                }
             }
-            e
-        }),
+        }
         Err(e) => Err(e),
     };
     let verified = verified.and_then(|credential| {
@@ -252,9 +273,20 @@ pub async fn auth_middleware(State(state): State<Arc<AppState>>, mut req: Reques
                 });
             }
             req.extensions_mut().insert(AuthContext { credential });
-            next.run(req).await
+            let resp = next.run(req).await;
+            // A fresh nonce rides on every answer when nonces are on (RFC 9449 §8.2).
+            let nonce = (scheme == Scheme::DPoP && state.dpop.nonces()).then(|| state.dpop.current_nonce());
+            crate::dpop::with_nonce(resp, nonce)
         }
-        Err(e) => crate::security::with_scope_challenge(render_error(dialect, &e), &e),
+        Err(e) => {
+            let resp = crate::security::with_scope_challenge(render_error(dialect, &e), &e);
+            if scheme == Scheme::DPoP {
+                let nonce = (e.code == ErrorCode::UseDpopNonce || state.dpop.nonces()).then(|| state.dpop.current_nonce());
+                crate::dpop::dpop_challenge(resp, &e, nonce)
+            } else {
+                crate::dpop::offer_dpop(resp, &e)
+            }
+        }
     }
 }
 

@@ -87,6 +87,22 @@ fn names(found: &[&'static str]) -> String {
 /// `MissingCredential` (401) when none is usable, with a message naming the header this API
 /// takes (and why a query-string key or a header of another API was ignored).
 pub fn extract_credential<'a>(headers: &'a HeaderMap, uri: &Uri, dialect: Dialect) -> Result<&'a str, ApiError> {
+    match extract_credential_scheme(headers, uri, dialect)? {
+        (token, Scheme::Bearer) => Ok(token),
+        // Callers that do not verify DPoP proofs treat the scheme as unsupported (§1.2 step 4).
+        (_, Scheme::DPoP) => Err(credential_error(
+            ErrorCode::MissingCredential,
+            format!("no API key: send your Gatehouse key in the {} header", preferred(dialect)),
+        )),
+    }
+}
+
+/// [`extract_credential`] that also accepts `Authorization: DPoP <token>` (RFC 9449 §7.1) and
+/// tells the scheme; `x-api-key` / `x-goog-api-key` count as `Bearer`. The caller must then
+/// verify the `DPoP` proof ([`crate::dpop`]).
+///
+/// Errors: as [`extract_credential`].
+pub fn extract_credential_scheme<'a>(headers: &'a HeaderMap, uri: &Uri, dialect: Dialect) -> Result<(&'a str, Scheme), ApiError> {
     let mut found: Vec<&'static str> = Vec::new();
     let mut count = 0usize;
     for name in [header::AUTHORIZATION.as_str(), X_API_KEY, X_GOOG_API_KEY] {
@@ -127,7 +143,7 @@ pub fn extract_credential<'a>(headers: &'a HeaderMap, uri: &Uri, dialect: Dialec
                 format!("the x-api-key header is only accepted on /v1/messages; send the key in the {} header", preferred(dialect)),
             ));
         }
-        return header_key(v, X_API_KEY);
+        return header_key(v, X_API_KEY).map(|t| (t, Scheme::Bearer));
     }
     if let Some(v) = headers.get(X_GOOG_API_KEY) {
         if dialect != Dialect::Gemini {
@@ -136,7 +152,7 @@ pub fn extract_credential<'a>(headers: &'a HeaderMap, uri: &Uri, dialect: Dialec
                 format!("the x-goog-api-key header is only accepted on the Gemini API; send the key in the {} header", preferred(dialect)),
             ));
         }
-        return header_key(v, X_GOOG_API_KEY);
+        return header_key(v, X_GOOG_API_KEY).map(|t| (t, Scheme::Bearer));
     }
     match gatehouse_auth::extract_authorization(headers) {
         Err(ExtractError::Multiple) => {
@@ -146,9 +162,8 @@ pub fn extract_credential<'a>(headers: &'a HeaderMap, uri: &Uri, dialect: Dialec
             ErrorCode::InvalidCredentialRequest,
             "the Authorization header is malformed; expected `Authorization: Bearer <key>`",
         )),
-        Ok(Some(c)) if c.scheme == Scheme::Bearer => Ok(c.token),
-        // DPoP-bound API keys do not exist yet: treated as an unsupported scheme (§1.2 step 4).
-        Ok(_) => Err(credential_error(
+        Ok(Some(c)) => Ok((c.token, c.scheme)),
+        Ok(None) => Err(credential_error(
             ErrorCode::MissingCredential,
             format!("no API key: send your Gatehouse key in the {} header", preferred(dialect)),
         )),

@@ -16,6 +16,7 @@ pub mod anthropic_api;
 pub mod auth;
 pub mod calllog;
 pub mod dialect;
+pub mod dpop;
 pub mod error;
 pub mod estimate;
 pub mod failover;
@@ -45,7 +46,7 @@ use gatehouse_auth::{Env, KeyProvider, Peppers};
 use gatehouse_providers::Upstream;
 use gatehouse_providers::catalog::Catalog;
 use gatehouse_store::bus::BusHandler;
-use gatehouse_store::{Bus, Counters, MemoryCounters, Store, StoreError};
+use gatehouse_store::{Bus, Counters, MemoryCounters, MemoryReplayCache, ReplayCache, Store, StoreError};
 use http::{HeaderValue, header};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -85,6 +86,8 @@ pub struct GatewaySettings {
     /// Load balancing, failover, circuit breaker and per-model options (issue 6,
     /// [`policy::RoutingSettings`]).
     pub routing: policy::RoutingSettings,
+    /// DPoP (RFC 9449, issue 5): public base URL for `htu`, server nonces ([`dpop`]).
+    pub dpop: dpop::DpopSettings,
 }
 
 impl Default for GatewaySettings {
@@ -97,6 +100,7 @@ impl Default for GatewaySettings {
             issuer: "http://127.0.0.1:8080".into(),
             catalog: Arc::new(Catalog::builtin()),
             routing: policy::RoutingSettings::default(),
+            dpop: dpop::DpopSettings::default(),
         }
     }
 }
@@ -123,11 +127,13 @@ pub struct TrafficDeps {
     pub counters: Arc<dyn Counters>,
     /// `None`: the catalog of the gateway settings.
     pub prices: Option<Arc<dyn Prices>>,
+    /// DPoP `jti` replay windows (issue 5): memory on one node, Redis shared by several.
+    pub replay: Arc<dyn ReplayCache>,
 }
 
 impl Default for TrafficDeps {
     fn default() -> Self {
-        Self { counters: Arc::new(MemoryCounters::new()), prices: None }
+        Self { counters: Arc::new(MemoryCounters::new()), prices: None, replay: Arc::new(MemoryReplayCache::default()) }
     }
 }
 
@@ -154,6 +160,7 @@ pub struct AppState {
     pub(crate) audit: gatehouse_store::AuditSink,
     pub(crate) first_use: security::FirstUse,
     pub(crate) oauth: Arc<gatehouse_oauth::OAuth>,
+    pub(crate) dpop: dpop::Dpop,
 }
 
 /// The data plane: state, background tasks (call-log writer, `last_used_at` batcher) and the
@@ -193,6 +200,12 @@ impl Gateway {
             events: Arc::new(gatehouse_oauth::AuditEvents::new(deps.audit.clone())),
         }));
         oauth.load().await?;
+        let dpop = dpop::Dpop::new(
+            deps.settings.dpop.clone(),
+            traffic.replay,
+            deps.peppers.clone(),
+            deps.settings.trusted_proxies.clone(),
+        );
         let (mut auth, touch_rx) = Authenticator::new(deps.store.clone(), deps.peppers.clone(), deps.settings.env);
         auth.set_oauth(oauth.clone());
         let (sink, log_rx) = CallLogSink::channel(calllog::CHANNEL_CAPACITY);
@@ -210,6 +223,7 @@ impl Gateway {
             audit: deps.audit,
             first_use: security::FirstUse::default(),
             oauth,
+            dpop,
         });
         let weak = Arc::downgrade(&state);
         let handler: BusHandler = Arc::new(move |event| {

@@ -155,7 +155,7 @@ async fn authenticate_client(oauth: &OAuth, headers: &HeaderMap, form: &HashMap<
     }
 }
 
-async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(State(state): State<Arc<AppState>>, uri: http::Uri, extensions: http::Extensions, headers: HeaderMap, body: Bytes) -> Response {
     let oauth = &state.oauth;
     let result = async {
         let form = parse_form(&headers, &body)?;
@@ -163,7 +163,9 @@ async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
         let grant = form.get("grant_type").ok_or_else(|| OAuthError::new("invalid_request", "grant_type is required"))?;
         match grant.as_str() {
             grant_types::CLIENT_CREDENTIALS => {
-                oauth.client_credentials(&client, form.get("scope").map(String::as_str)).await.map(|r| r.to_json(false))
+                // RFC 9449 §5: a DPoP proof (or `dpop_jkt`) binds the token to that key.
+                let jkt = state.dpop.token_binding(&headers, &uri, &extensions, form.get("dpop_jkt").map(String::as_str)).await?;
+                oauth.client_credentials_bound(&client, form.get("scope").map(String::as_str), jkt).await.map(|r| r.to_json(false))
             }
             grant_types::TOKEN_EXCHANGE => {
                 let g = |k: &str| form.get(k).cloned();
@@ -187,7 +189,12 @@ async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
     }
     .await;
     match result {
-        Ok(v) => no_store(axum::Json(v).into_response()),
+        Ok(v) => {
+            let nonce = state.dpop.nonces().then(|| state.dpop.current_nonce());
+            crate::dpop::with_nonce(no_store(axum::Json(v).into_response()), nonce)
+        }
+        // RFC 9449 §8: the nonce to use comes with the `use_dpop_nonce` error.
+        Err(e) if e.error == "use_dpop_nonce" => crate::dpop::with_nonce(oauth_error(&e), Some(state.dpop.current_nonce())),
         Err(e) => oauth_error(&e),
     }
 }

@@ -49,6 +49,9 @@ pub fn required_scope(method: &Method, path: &str) -> &'static str {
 pub struct ClientInfo {
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// Thumbprint of the key whose DPoP proof this request carried and that passed every check
+    /// ([`crate::dpop`]); `None` for Bearer requests.
+    pub dpop_jkt: Option<String>,
 }
 
 impl ClientInfo {
@@ -59,10 +62,10 @@ impl ClientInfo {
         let xff = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
         let ip = cidr::client_ip(peer, xff, trusted);
         let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
-        Self { ip, user_agent }
+        Self { ip, user_agent, dpop_jkt: None }
     }
 
-    fn event(&self, kind: &str, credential: Id) -> NewAuditEvent {
+    pub(crate) fn event(&self, kind: &str, credential: Id) -> NewAuditEvent {
         NewAuditEvent::new(kind, "gateway").credential(credential).client(self.ip.map(|i| i.to_string()), self.user_agent.clone())
     }
 }
@@ -89,8 +92,8 @@ pub fn audit_status_denial(state: &AppState, client: &ClientInfo, credential: &C
 /// allowed, scope missing). Each failure is audited with its reason.
 pub fn check(state: &AppState, client: &ClientInfo, credential: &Credential, method: &Method, path: &str) -> Result<(), ApiError> {
     let sec = &credential.security;
-    if sec.dpop_jkt.is_some() {
-        // DPoP proofs are not verified on the data plane yet: a bound key is refused (fail closed).
+    if sec.dpop_jkt.is_some() && sec.dpop_jkt != client.dpop_jkt {
+        // A bound key without a verified proof of its key (sent as Bearer): RFC 9449 §7.2.
         state.audit.record(client.event(kinds::DENIED, credential.id).reason("dpop_required"));
         return Err(ApiError::new(ErrorCode::InvalidToken, "invalid API key: the key is unknown, malformed, expired or revoked"));
     }

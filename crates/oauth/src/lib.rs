@@ -225,6 +225,8 @@ impl OAuth {
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
             "scopes_supported": DATA_PLANE_SCOPES,
+            // RFC 9449 §5.1: DPoP proofs accepted at the token endpoint.
+            "dpop_signing_alg_values_supported": gatehouse_auth::dpop::SUPPORTED_ALGS,
             // No authorization endpoint: RFC 8414 §2 makes this REQUIRED; we list nothing.
             "response_types_supported": [],
             "protected_resources": [iss],
@@ -241,6 +243,8 @@ impl OAuth {
             "scopes_supported": DATA_PLANE_SCOPES,
             "bearer_methods_supported": ["header"],
             "resource_signing_alg_values_supported": [jws::ALG],
+            // RFC 9728 §2: DPoP-bound tokens are accepted with these proof algorithms.
+            "dpop_signing_alg_values_supported": gatehouse_auth::dpop::SUPPORTED_ALGS,
         })
     }
 

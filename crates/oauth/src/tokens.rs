@@ -332,6 +332,18 @@ impl OAuth {
     /// RFC 6749 §4.4: a token for the client itself. `scope` ⊆ the client's scopes (absent →
     /// all of them), else `invalid_scope`.
     pub async fn client_credentials(&self, client: &OAuthClient, scope: Option<&str>) -> Result<TokenResponse, OAuthError> {
+        self.client_credentials_bound(client, scope, None).await
+    }
+
+    /// [`Self::client_credentials`] issuing a token bound to the DPoP key with RFC 7638
+    /// thumbprint `binding_jkt` (RFC 9449 §5, §6): `token_type` `DPoP`, `cnf.jkt` in JWTs and
+    /// introspection. The caller has verified the proof (or checked the `dpop_jkt` syntax).
+    pub async fn client_credentials_bound(
+        &self,
+        client: &OAuthClient,
+        scope: Option<&str>,
+        binding_jkt: Option<String>,
+    ) -> Result<TokenResponse, OAuthError> {
         let allowed = effective_scopes(&client.scopes);
         let scopes: Vec<String> = match scope {
             None => allowed,
@@ -355,7 +367,7 @@ impl OAuth {
             audience: None,
             max_tokens: None,
             act: None,
-            binding_jkt: None,
+            binding_jkt,
             expires_at: None,
             issued_at: now(),
             kind: "client",
@@ -453,7 +465,8 @@ impl OAuth {
         self.deps.events.record("token.issued", Some(record.id), kind_static(kind));
         Ok(TokenResponse {
             access_token: secret,
-            token_type: "Bearer",
+            // RFC 9449 §5: a bound token is of type DPoP.
+            token_type: if base.binding_jkt.is_some() { "DPoP" } else { "Bearer" },
             expires_in,
             scope: base.scopes.join(" "),
             issued_token_type: issued_type,

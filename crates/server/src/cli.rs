@@ -74,6 +74,10 @@ pub enum KeysCmd {
         /// lifetime (at most 1h).
         #[arg(long, conflicts_with_all = ["ip_allow", "labels", "auto_suspend"])]
         single_use: bool,
+        /// Bind the key to a DPoP key pair (RFC 9449): the RFC 7638 SHA-256 thumbprint of its
+        /// public JWK; the key then only works as `Authorization: DPoP` with a proof of that key.
+        #[arg(long, value_name = "THUMBPRINT", conflicts_with = "single_use")]
+        dpop_jkt: Option<String>,
     },
     /// Rotate a key: prints the successor once; the old key keeps working for the grace period.
     Rotate {
@@ -278,7 +282,7 @@ async fn keys_inner(args: ClientArgs<KeysCmd>) -> Result<(), String> {
         KeysCmd::Create { name, models, expires_in, app, scopes, single_use: true, .. } => {
             oauth::single_use(&c, name, app, scopes, models, expires_in).await?;
         }
-        KeysCmd::Create { name, models, expires_in, app, scopes, ip_allow, labels, auto_suspend, single_use: false } => {
+        KeysCmd::Create { name, models, expires_in, app, scopes, ip_allow, labels, auto_suspend, dpop_jkt, single_use: false } => {
             let mut body = json!({ "name": name });
             let scopes: Vec<String> = scopes.into_iter().map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
             if !scopes.is_empty() {
@@ -298,6 +302,9 @@ async fn keys_inner(args: ClientArgs<KeysCmd>) -> Result<(), String> {
             }
             if auto_suspend {
                 body["auto_suspend"] = json!(true);
+            }
+            if let Some(j) = dpop_jkt {
+                body["dpop_jkt"] = json!(j.trim());
             }
             let models: Vec<String> = models.into_iter().map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
             if !models.is_empty() {

@@ -10,6 +10,7 @@
 //! errors (clap).
 
 mod cli;
+mod dpop_settings;
 mod serve;
 mod traffic;
 

@@ -369,6 +369,7 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
                 gatehouse_providers::catalog::Catalog::load(&config.data_dir.join("models.toml")).map_err(|e| e.to_string())?,
             ),
             routing: crate::traffic::routing_settings(&config),
+            dpop: crate::dpop_settings::from_env()?,
         },
         shutdown: shutdown.clone(),
         audit,

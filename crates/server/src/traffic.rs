@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use gatehouse_gateway::TrafficDeps;
-use gatehouse_store::RedisCounters;
+use gatehouse_store::{RedisCounters, RedisReplayCache};
 
 /// Key namespace of Gatehouse counters in Redis.
 pub const REDIS_PREFIX: &str = "gatehouse:";
@@ -18,6 +18,11 @@ pub async fn traffic_deps(redis_url: Option<&str>) -> Result<TrafficDeps, String
             .map_err(|e| format!("cannot use Redis for rate limits: {e}"))?;
         deps.counters = Arc::new(counters);
         tracing::info!("rate-limit counters in Redis");
+        // DPoP `jti` replay windows shared by every node (issue 5).
+        let replay = RedisReplayCache::connect(url.trim(), REDIS_PREFIX)
+            .await
+            .map_err(|e| format!("cannot use Redis for DPoP replay windows: {e}"))?;
+        deps.replay = Arc::new(replay);
     }
     Ok(deps)
 }

@@ -26,6 +26,12 @@ pub enum ErrorCode {
     /// 403: the admin-API user's system or team role does not allow this action (issue 7,
     /// `docs/permissions.md`).
     PermissionDenied,
+    /// 401: the DPoP proof is missing, malformed, replayed or does not match the request
+    /// (RFC 9449 §7.1 `invalid_dpop_proof`; challenge scheme `DPoP`).
+    InvalidDpopProof,
+    /// 401: the server demands a DPoP nonce; retry with the one in the `DPoP-Nonce` header
+    /// (RFC 9449 §9 `use_dpop_nonce`).
+    UseDpopNonce,
     /// 404: the model does not exist or is not configured.
     ModelNotFound,
     /// 404: the resource does not exist (or is not visible to the caller).
@@ -75,7 +81,7 @@ impl ErrorCode {
     /// The Anthropic error `type` (`wire-formats.md` §2.7), for the Anthropic-compatible API.
     pub fn anthropic_type(self) -> &'static str {
         match self {
-            Self::MissingCredential | Self::InvalidToken => "authentication_error",
+            Self::MissingCredential | Self::InvalidToken | Self::InvalidDpopProof | Self::UseDpopNonce => "authentication_error",
             Self::InsufficientScope | Self::PermissionDenied => "permission_error",
             Self::ModelNotFound | Self::NotFound => "not_found_error",
             Self::PayloadTooLarge => "request_too_large",
@@ -97,6 +103,8 @@ impl ErrorCode {
             Self::InvalidToken => ("invalid_api_key", S::UNAUTHORIZED, "authentication_error"),
             Self::InsufficientScope => ("insufficient_scope", S::FORBIDDEN, "permission_error"),
             Self::PermissionDenied => ("permission_denied", S::FORBIDDEN, "permission_error"),
+            Self::InvalidDpopProof => ("invalid_dpop_proof", S::UNAUTHORIZED, "authentication_error"),
+            Self::UseDpopNonce => ("use_dpop_nonce", S::UNAUTHORIZED, "authentication_error"),
             Self::ModelNotFound => ("model_not_found", S::NOT_FOUND, "invalid_request_error"),
             Self::NotFound => ("not_found", S::NOT_FOUND, "invalid_request_error"),
             Self::MethodNotAllowed => ("method_not_allowed", S::METHOD_NOT_ALLOWED, "invalid_request_error"),
@@ -115,13 +123,15 @@ impl ErrorCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 22] = [
         Self::InvalidRequest,
         Self::InvalidCredentialRequest,
         Self::MissingCredential,
         Self::InvalidToken,
         Self::InsufficientScope,
         Self::PermissionDenied,
+        Self::InvalidDpopProof,
+        Self::UseDpopNonce,
         Self::ModelNotFound,
         Self::NotFound,
         Self::MethodNotAllowed,

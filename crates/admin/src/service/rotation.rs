@@ -25,7 +25,9 @@ pub const KEY_SCOPES: &[&str] = &["chat:invoke", "embeddings:invoke", "models:re
 pub const MAX_LEAK_TOKENS: usize = 1000;
 
 /// Reads `scopes` (subset of [`KEY_SCOPES`]), `ip_allow` (CIDRs), `labels` (object of strings,
-/// at most 32) and `auto_suspend` (bool). 400 naming the field otherwise.
+/// at most 32), `auto_suspend` (bool) and `dpop_jkt` (RFC 7638 SHA-256 thumbprint, 43 base64url
+/// characters: the key then only works with DPoP proofs of that key, RFC 9449 §7). 400 naming the
+/// field otherwise.
 pub(super) fn read_key_security(f: &mut Fields) -> Result<(Vec<String>, CredentialSecurity), ApiError> {
     let mut scopes = f.opt_string_list("scopes")?.unwrap_or_default();
     for (i, s) in scopes.iter().enumerate() {
@@ -63,7 +65,12 @@ pub(super) fn read_key_security(f: &mut Fields) -> Result<(Vec<String>, Credenti
         Some(Value::Bool(b)) => b,
         Some(_) => return Err(bad("auto_suspend", "`auto_suspend` must be true or false")),
     };
-    Ok((scopes, CredentialSecurity { ip_allow, labels, auto_suspend, ..Default::default() }))
+    let dpop_jkt = match f.take("dpop_jkt") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(j)) if j.len() == 43 && j.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => Some(j),
+        Some(_) => return Err(bad("dpop_jkt", "`dpop_jkt` must be an RFC 7638 SHA-256 JWK thumbprint (43 base64url characters)")),
+    };
+    Ok((scopes, CredentialSecurity { ip_allow, labels, auto_suspend, dpop_jkt, ..Default::default() }))
 }
 
 impl AdminService {

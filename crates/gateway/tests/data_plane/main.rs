@@ -9,6 +9,8 @@ mod auth;
 mod bedrock;
 mod calllog;
 mod chat;
+mod checklist_dpop;
+mod checklist_jwt;
 mod cost;
 mod failures;
 mod gemini;
