@@ -2,7 +2,7 @@
 Gatehouse binary.
 
 A real DPoP client: an EC P-256 key pair from `cryptography`, an ES256 proof made per request in
-an httpx request hook (`Authorization: DPoP <token>` + `DPoP: <proof>` with `htm`, `htu`, `iat`,
+an httpx2 request hook (the HTTP client of the openai SDK) (`Authorization: DPoP <token>` + `DPoP: <proof>` with `htm`, `htu`, `iat`,
 a fresh `jti` and `ath`), a replayed proof refused with 401 `invalid_dpop_proof`.
 
 Credentials: an API key bound to the key pair through the admin API (`dpop_jkt`), and — when the
@@ -19,7 +19,7 @@ import json
 import time
 import uuid
 
-import httpx
+import httpx2 as httpx  # the HTTP client the openai SDK is built on
 import openai
 import pytest
 from cryptography.hazmat.primitives import hashes
