@@ -5,9 +5,9 @@ A real DPoP client: an EC P-256 key pair from `cryptography`, an ES256 proof mad
 an httpx2 request hook (the HTTP client of the openai SDK) (`Authorization: DPoP <token>` + `DPoP: <proof>` with `htm`, `htu`, `iat`,
 a fresh `jti` and `ath`), a replayed proof refused with 401 `invalid_dpop_proof`.
 
-Credentials: an API key bound to the key pair through the admin API (`dpop_jkt`), and — when the
-admin API can register OAuth clients — a DPoP-bound access token from the client-credentials
-grant at `/oauth/token`, plus the plain SDK with a short-lived Bearer token that stops working
+Credentials: an API key bound to the key pair through the admin API (`dpop_jkt`), and a
+DPoP-bound access token from the client-credentials grant at `/oauth/token` (client registered
+through `/admin/v1/oauth-clients`), plus the plain SDK with a short-lived Bearer token that stops working
 after RFC 7009 revocation.
 """
 
@@ -142,22 +142,14 @@ def test_admin_api_refuses_a_malformed_dpop_jkt(gateway: Gateway) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# OAuth client credentials (needs the admin API for OAuth clients)
+# OAuth client credentials
 
 
 def oauth_client(gateway: Gateway) -> tuple[str, str]:
-    """Registers a client-secret OAuth client through the admin API; skips when that API is not
-    there (or answers in a shape this test does not know)."""
-    try:
-        created = gateway.admin("POST", "/admin/v1/oauth-clients", {"name": f"py-{uuid.uuid4().hex[:8]}"})
-    except AdminError as e:
-        pytest.skip(f"the admin API cannot register OAuth clients here ({e.status})")
-    client = created.get("client", created)
-    client_id = created.get("client_id") or client.get("client_id") or client.get("id")
-    secret = created.get("client_secret") or client.get("client_secret") or created.get("secret")
-    if not isinstance(client_id, str) or not isinstance(secret, str):
-        pytest.skip("unknown answer shape of POST /admin/v1/oauth-clients")
-    return client_id, secret
+    """Registers a client-secret OAuth client (`POST /admin/v1/oauth-clients`, secret shown once)."""
+    created = gateway.admin("POST", "/admin/v1/oauth-clients", {"name": f"py-{uuid.uuid4().hex[:8]}"})
+    assert created["client_secret"].startswith("gthc_")
+    return created["id"], created["client_secret"]
 
 
 def oauth_url(gateway: Gateway, path: str) -> str:
