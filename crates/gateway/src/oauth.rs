@@ -182,7 +182,8 @@ async fn token(State(state): State<Arc<AppState>>, uri: http::Uri, extensions: h
                     max_tokens: g("max_tokens"),
                     expires_in: g("expires_in"),
                 };
-                oauth.exchange(&client, &req).await.map(|r| r.to_json(true))
+                let jkt = state.dpop.token_binding(&headers, &uri, &extensions, form.get("dpop_jkt").map(String::as_str)).await?;
+                oauth.exchange_bound(&client, &req, jkt).await.map(|r| r.to_json(true))
             }
             _ => Err(OAuthError::new("unsupported_grant_type", "supported: client_credentials, token exchange")),
         }

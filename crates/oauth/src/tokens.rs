@@ -530,6 +530,13 @@ impl OAuth {
     /// subject ∩ client, `exp` ≤ subject `exp`, audience allowed for the client
     /// (`invalid_target` otherwise), binding carried over, `act` = {sub: client, act: previous}.
     pub async fn exchange(&self, client: &OAuthClient, req: &ExchangeRequest) -> Result<TokenResponse, OAuthError> {
+        self.exchange_bound(client, req, None).await
+    }
+
+    /// [`Self::exchange`] that binds the new token to the DPoP key `dpop_jkt` (RFC 9449 §5; the
+    /// caller verified the proof). An unbound subject may gain a binding (narrower); a bound
+    /// subject keeps its own, and a different key is refused with `invalid_dpop_proof`.
+    pub async fn exchange_bound(&self, client: &OAuthClient, req: &ExchangeRequest, dpop_jkt: Option<String>) -> Result<TokenResponse, OAuthError> {
         let bad = |m: &str| OAuthError::new("invalid_request", m.to_string());
         if req.actor_token.is_some() != req.actor_token_type.is_some() {
             return Err(bad("actor_token and actor_token_type must be sent together"));
@@ -644,7 +651,14 @@ impl OAuth {
         if let Some(prev) = &subject.act {
             act["act"] = prev.clone();
         }
-        let base = Subject { scopes, models, max_tokens, ..subject };
+        let binding_jkt = match (subject.binding_jkt.clone(), dpop_jkt) {
+            (Some(bound), Some(j)) if bound != j => {
+                return Err(OAuthError::new("invalid_dpop_proof", "the DPoP key differs from the subject token's binding"));
+            }
+            (Some(bound), _) => Some(bound),
+            (None, j) => j,
+        };
+        let base = Subject { scopes, models, max_tokens, binding_jkt, ..subject };
         let parent = Some(base.id);
         let resp = self.issue(&base, client, kind, ttl, parent, Some(act), audience).await?;
         tracing::info!(jti = %resp.record.id, parent = %base.id, client_id = %client.id, "token exchanged");
@@ -808,7 +822,8 @@ impl OAuth {
                     audience: None,
                     max_tokens: None,
                     act: None,
-                    binding_jkt: None,
+                    // A DPoP-bound key's exchanged tokens stay bound to that key (RFC 9449 §7.2).
+                    binding_jkt: c.security.dpop_jkt.clone(),
                     expires_at: c.expires_at,
                     issued_at: c.created_at,
                     kind: "api_key",

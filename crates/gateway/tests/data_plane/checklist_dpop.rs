@@ -532,3 +532,34 @@ async fn t14_key_revoked_through_node_a_is_refused_on_node_b_on_its_next_use() {
     stop_b.cancel();
     gateway_b.close().await;
 }
+
+// ------------------------------------------------------------------ token exchange keeps bindings
+
+const EXCHANGE: (&str, &str) = ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange");
+const API_KEY_TYPE: (&str, &str) = ("subject_token_type", "urn:gatehouse:params:oauth:token-type:api_key");
+
+#[tokio::test]
+async fn exchanging_a_bound_key_gives_a_token_bound_to_the_same_key_and_a_proof_can_bind_an_unbound_one() {
+    let h = Harness::start().await;
+    let c = client(&h, "opaque").await;
+    let k = DpopKey::new();
+    let (_, bound_key) = h.create_key_with(&[], None, |cr| cr.security.dpop_jkt = Some(k.jkt())).await;
+    // The binding is carried over: the exchanged token is DPoP-bound to k, useless as Bearer.
+    let v: Value = token_request(&h, &c, &[EXCHANGE, API_KEY_TYPE, ("subject_token", bound_key.as_str())], None).await.json().await.unwrap();
+    assert_eq!(v["token_type"], "DPoP", "{v}");
+    let at = v["access_token"].as_str().unwrap().to_string();
+    assert_eq!(introspect(&h, &c, &at).await["cnf"]["jkt"], k.jkt());
+    let (status, challenges, _, _) = answer(h.post(CHAT, Some(&at), &chat_body()).await).await;
+    assert_eq!((status, challenges), (401, vec![BEARER_INVALID_TOKEN.to_string()]));
+    assert_eq!(dpop_chat(&h, &at, &[&k.proof("POST", &h.url(CHAT), Some(&at))]).await.status(), 200);
+    // Another key cannot re-bind a bound subject.
+    let other = DpopKey::new();
+    let proof = other.proof("POST", &h.url("/oauth/token"), None);
+    let resp = token_request(&h, &c, &[EXCHANGE, API_KEY_TYPE, ("subject_token", bound_key.as_str())], Some(&proof)).await;
+    oauth_error(resp, "invalid_dpop_proof").await;
+    // An unbound key exchanged with a proof: the new token is bound to the proof's key.
+    let proof = other.proof("POST", &h.url("/oauth/token"), None);
+    let v: Value = token_request(&h, &c, &[EXCHANGE, API_KEY_TYPE, ("subject_token", h.key.as_str())], Some(&proof)).await.json().await.unwrap();
+    assert_eq!(v["token_type"], "DPoP", "{v}");
+    assert_eq!(introspect(&h, &c, v["access_token"].as_str().unwrap()).await["cnf"]["jkt"], other.jkt());
+}
