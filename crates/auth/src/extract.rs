@@ -41,6 +41,7 @@ pub enum ExtractError {
 /// Reads the one `Authorization` header.
 ///
 /// * no header, or a scheme other than Bearer/DPoP → `Ok(None)` (answer 401 with a bare challenge);
+/// * `Bearer` or `DPoP` alone (no token) → [`ExtractError::Malformed`];
 /// * scheme compared case-insensitively (`bearer`, `BEARER`);
 /// * more than one header line → [`ExtractError::Multiple`];
 /// * a value that is not `scheme 1*SP token68`, or a token over [`MAX_CREDENTIAL_LEN`] →
@@ -53,7 +54,11 @@ pub fn extract_authorization(headers: &HeaderMap) -> Result<Option<Credential<'_
     }
     let value = value.to_str().map_err(|_| ExtractError::Malformed)?;
     let Some((scheme, rest)) = value.split_once(' ') else {
-        // A lone word: an unknown scheme without credentials, or a raw key without a scheme.
+        // `Bearer`/`DPoP` without a token breaks the RFC 6750 §2.1 syntax (checklist T04: 400);
+        // any other lone word is an unknown scheme or a raw key without a scheme (401).
+        if value.eq_ignore_ascii_case("bearer") || value.eq_ignore_ascii_case("dpop") {
+            return Err(ExtractError::Malformed);
+        }
         return Ok(None);
     };
     let scheme = if scheme.eq_ignore_ascii_case("bearer") {
@@ -102,7 +107,9 @@ mod tests {
     fn missing_unknown_multiple_malformed() {
         assert_eq!(extract_authorization(&HeaderMap::new()).unwrap(), None);
         assert_eq!(extract_authorization(&h(&["Basic dXNlcjpwYXNz"])).unwrap(), None);
-        assert_eq!(extract_authorization(&h(&["Bearer"])).unwrap(), None);
+        assert_eq!(extract_authorization(&h(&["Bearer"])), Err(ExtractError::Malformed));
+        assert_eq!(extract_authorization(&h(&["dpop"])), Err(ExtractError::Malformed));
+        assert_eq!(extract_authorization(&h(&["Token"])).unwrap(), None);
         assert_eq!(extract_authorization(&h(&["Bearer a", "Bearer b"])), Err(ExtractError::Multiple));
         assert_eq!(extract_authorization(&h(&["Bearer a b"])), Err(ExtractError::Malformed));
         assert_eq!(extract_authorization(&h(&["Bearer a=b"])), Err(ExtractError::Malformed));

@@ -270,3 +270,47 @@ async fn t25_crit_json_serialization_jwe_duplicates_and_wrong_dot_counts_are_401
     assert_eq!(resp.status(), 400);
     assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"gatehouse\", error=\"invalid_request\"");
 }
+
+#[tokio::test]
+async fn t18_alg_none_in_any_case_with_an_empty_signature_is_401_invalid_token() {
+    let h = Harness::start().await;
+    let f = Forge::new(&h).await;
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let header = json!({"alg": alg, "typ": "at+jwt", "kid": f.kid()});
+        let token = format!("{}.{}.", B64.encode(header.to_string()), B64.encode(f.claims.to_string()));
+        assert_refused(&h, alg, &token).await;
+        // …and with a (valid ES256) signature attached.
+        assert_refused(&h, alg, &f.with_header(|hd| hd["alg"] = json!(alg))).await;
+    }
+}
+
+#[tokio::test]
+async fn t20_attacker_jwk_jku_x5u_x5c_headers_are_401_and_nothing_is_fetched() {
+    let h = Harness::start().await;
+    let f = Forge::new(&h).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    // An attacker key pair signs; its public key rides in the header (or behind a URL).
+    let attacker = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let p = attacker.public_key().as_ref().to_vec();
+    let jwk = json!({"kty": "EC", "crv": "P-256", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..65])});
+    let sign = |header: Value| {
+        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(f.claims.to_string()));
+        let sig = attacker.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", B64.encode(sig.as_ref()))
+    };
+    let base = json!({"alg": "ES256", "typ": "at+jwt"});
+    let mut cases = Vec::new();
+    for (member, v) in [("jwk", jwk.clone()), ("jku", json!(url)), ("x5u", json!(url)), ("x5c", json!(["MIIB"]))] {
+        let mut hd = base.clone();
+        hd[member] = v;
+        cases.push((member, sign(hd.clone())));
+        // Also next to our own kid.
+        hd["kid"] = json!(f.kid());
+        cases.push((member, sign(hd)));
+    }
+    for (name, token) in &cases {
+        assert_refused(&h, name, token).await;
+    }
+    assert!(tokio::time::timeout(Duration::from_millis(200), listener.accept()).await.is_err(), "the gateway fetched a key URL");
+}

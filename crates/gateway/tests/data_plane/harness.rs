@@ -53,8 +53,6 @@ pub struct Harness {
     pub shutdown: CancellationToken,
     /// The audit sink of the gateway (`flush` before reading `audit_events`).
     pub audit: gatehouse_store::AuditSink,
-    /// The provider-key KEK (for a second gateway node over the same store).
-    pub key_provider: Arc<dyn KeyProvider>,
     gateway: Option<Gateway>,
     server: Option<tokio::task::JoinHandle<()>>,
     dir: PathBuf,
@@ -136,7 +134,6 @@ impl Harness {
             key: String::new(),
             shutdown,
             audit,
-            key_provider,
             gateway: Some(gateway),
             server: Some(server),
             dir,

@@ -10,6 +10,7 @@ mod bedrock;
 mod calllog;
 mod chat;
 mod checklist_dpop;
+mod checklist_http;
 mod checklist_jwt;
 mod cost;
 mod failures;
