@@ -172,7 +172,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Gateway:
         k: v
         for k, v in os.environ.items()
         # a developer's real provider keys must not turn into providers of the test gateway
-        if not k.startswith(("OPENAI_", "ANTHROPIC_", "GATEHOUSE_"))
+        if not k.startswith(("OPENAI_", "ANTHROPIC_", "GATEHOUSE_", "AWS_", "BEDROCK_"))
     }
     env["GATEHOUSE_OPERATOR_TOKEN"] = OPERATOR_TOKEN
     env.setdefault("RUST_LOG", "info")

@@ -260,6 +260,11 @@ impl UpsertProviderRequest {
             Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 4096 => Some(SecretString::from(s.trim().to_string())),
             Some(_) => return Err(bad("api_key", "`api_key` must be a non-empty string of at most 4096 bytes")),
         };
+        if kind == ProviderKindName::Bedrock
+            && let Some(k) = &api_key
+        {
+            gatehouse_types::aws::check_secret(k.expose_secret()).map_err(|e| bad("api_key", e))?;
+        }
         Ok(Self { name, kind, base_url, api_key })
     }
 }

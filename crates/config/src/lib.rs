@@ -525,6 +525,12 @@ fn build(
                 }
             },
         };
+        if kind == Some(ProviderKindName::Bedrock)
+            && let Some(key) = &api_key
+            && let Err(e) = gatehouse_types::aws::check_secret(secrecy::ExposeSecret::expose_secret(key))
+        {
+            issues.push(ConfigIssue::new(format!("{path}.api_key"), e));
+        }
         if let Some(kind) = kind {
             providers.push(ProviderConfig { name: p.name.clone(), kind, base_url: p.base_url.clone(), api_key });
         }

@@ -316,3 +316,12 @@ fn bedrock_from_the_aws_environment() {
     let err = load_with(None, &env(&[("AWS_SECRET_ACCESS_KEY", "s3cr3t-canary"), ("AWS_ACCESS_KEY_ID", "A"), ("AWS_REGION", "Mars 1")]), Overrides::default()).unwrap_err();
     assert!(err.to_string().contains("AWS_REGION") && !err.to_string().contains("s3cr3t-canary"), "{err}");
 }
+
+#[test]
+fn bedrock_file_secrets_are_checked() {
+    let p = tmp_file("bedrock-secret", "[[providers]]\nname = \"b\"\nkind = \"bedrock\"\napi_key = '{\"access_key_id\":\"AKID\",\"secret\":\"s3cr3t-canary\"}'\n[[providers]]\nname = \"k\"\nkind = \"bedrock\"\napi_key = \"ABSKkey\"\n");
+    let err = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("providers[0].api_key") && !text.contains("providers[1]"), "{text}");
+    assert!(!text.contains("s3cr3t-canary"), "{text}");
+}
