@@ -5,6 +5,7 @@
 mod counting;
 mod harness;
 
+mod anomaly;
 mod auth;
 mod bedrock;
 mod calllog;
