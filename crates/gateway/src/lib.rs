@@ -16,6 +16,7 @@ pub mod anomaly;
 pub mod anthropic_api;
 pub mod auth;
 pub mod calllog;
+pub mod caps;
 pub mod dialect;
 pub mod dpop;
 pub mod error;

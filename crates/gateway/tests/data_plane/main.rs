@@ -18,6 +18,7 @@ mod failures;
 mod gemini;
 mod messages;
 mod token_security;
+mod token_caps;
 mod limits;
 mod oauth;
 mod routing;
