@@ -263,6 +263,11 @@ pub async fn auth_middleware(State(state): State<Arc<AppState>>, mut req: Reques
     let verified = verified.and_then(|credential| {
         crate::security::check(&state, &client, &credential, req.method(), req.uri().path()).map(|()| credential)
     });
+    // Anomaly detection (issue 5): may suspend the key and refuse this call.
+    let verified = match verified {
+        Ok(credential) => state.anomaly.after_success(&client, &credential).await.map(|()| credential),
+        Err(e) => Err(e),
+    };
     match verified {
         Ok(credential) => {
             if let Some(rec) = req.extensions().get::<CallRecorder>() {

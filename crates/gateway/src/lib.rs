@@ -12,9 +12,11 @@
 //! Inbound dialects: [`dialect`] (credential rules, error shapes), [`anthropic_api`]
 //! (`POST /v1/messages`), [`gemini_api`] (`:generateContent`, `:streamGenerateContent`).
 
+pub mod anomaly;
 pub mod anthropic_api;
 pub mod auth;
 pub mod calllog;
+pub mod caps;
 pub mod dialect;
 pub mod dpop;
 pub mod error;
@@ -161,6 +163,8 @@ pub struct AppState {
     pub(crate) first_use: security::FirstUse,
     pub(crate) oauth: Arc<gatehouse_oauth::OAuth>,
     pub(crate) dpop: dpop::Dpop,
+    /// Per-credential anomaly detection and the audit rate gate (issue 5).
+    pub(crate) anomaly: anomaly::Detector,
 }
 
 /// The data plane: state, background tasks (call-log writer, `last_used_at` batcher) and the
@@ -220,10 +224,11 @@ impl Gateway {
             sink,
             settings: deps.settings,
             shutdown: deps.shutdown,
-            audit: deps.audit,
+            audit: deps.audit.clone(),
             first_use: security::FirstUse::default(),
             oauth,
             dpop,
+            anomaly: anomaly::Detector::new(anomaly::AnomalyConfig::default(), deps.store.clone(), deps.bus.clone(), deps.audit.clone()),
         });
         let weak = Arc::downgrade(&state);
         let handler: BusHandler = Arc::new(move |event| {

@@ -210,10 +210,13 @@ impl Limiter {
         rec: &CallRecorder,
     ) -> Result<Option<Admission>, ApiError> {
         let table = self.current().await;
-        if table.rows.is_empty() {
+        // A token carrying a token cap (issue 5, crate::caps) is limited even without rows.
+        let cap = crate::caps::token_cap_bucket(call.auth);
+        if table.rows.is_empty() && cap.is_none() {
             return Ok(None);
         }
         let mut applicable = Self::applicable(&table, call.auth, call.model);
+        applicable.extend(cap);
         if applicable.is_empty() {
             return Ok(None);
         }
@@ -246,6 +249,7 @@ impl Limiter {
                 _ => spend,
             };
         }
+        crate::caps::set_cost(&mut applicable, &estimate);
         let buckets: Vec<Bucket> = applicable.iter().map(|b| b.bucket.clone()).collect();
         let lease = rec.request_id().to_string();
         let decision = match self
@@ -267,6 +271,9 @@ impl Limiter {
             } => {
                 let hit = &applicable[bucket.min(applicable.len() - 1)];
                 let used = states.get(bucket).map_or(0, |s| s.used);
+                if crate::caps::is_cap(hit) {
+                    return Err(crate::caps::denial(hit, used));
+                }
                 Err(denial(hit, used, retry_after_ms))
             }
             Decision::Admitted { states } => Ok(Some(Admission {
@@ -278,7 +285,7 @@ impl Limiter {
                     .iter()
                     .zip(&states)
                     .filter(|(b, _)| b.metric != Metric::Rpm)
-                    .map(|(b, s)| (b.metric, b.bucket.key.clone(), s.window_id))
+                    .map(|(b, s)| (b.metric, b.bucket.key.clone(), s.window_id, b.bucket.cost))
                     .collect(),
                 estimate,
                 spend,
@@ -423,8 +430,8 @@ pub struct Admission {
     tracker: TaskTracker,
     lease: String,
     headers: RateHeaders,
-    /// (metric, key, window id) of every charged bucket except requests per minute.
-    charges: Vec<(Metric, String, i64)>,
+    /// (metric, key, window id, amount charged) of every charged bucket except requests per minute.
+    charges: Vec<(Metric, String, i64, u64)>,
     estimate: TokenEstimate,
     spend: u64,
     price: Option<Price>,
@@ -473,11 +480,13 @@ impl Drop for Admission {
         };
         let mut adjustments = Vec::new();
         let mut leases = Vec::new();
-        for (metric, key, window_id) in self.charges.drain(..) {
+        for (metric, key, window_id, charged) in self.charges.drain(..) {
+            // `charged`: what acquire took from this bucket (the estimate, or for a token cap
+            // only its input part, crate::caps); refunds take back exactly that.
             let d = if metric.is_tokens() {
-                delta(real_tokens, self.estimate.total())
+                delta(real_tokens, charged)
             } else if metric.is_spend() {
-                delta(real_spend, self.spend)
+                delta(real_spend, charged)
             } else {
                 leases.push(key);
                 continue;

@@ -64,7 +64,12 @@ pub(crate) async fn authenticate(oauth: &OAuth, token: &str) -> Result<Arc<Crede
             last_used_at: None,
             created_at: t.created_at,
             // A DPoP-bound token is accepted only with a proof of that key (RFC 9449 §7.2).
-            security: gatehouse_store::CredentialSecurity { dpop_jkt: t.binding_jkt.clone(), ..Default::default() },
+            security: gatehouse_store::CredentialSecurity {
+                dpop_jkt: t.binding_jkt.clone(),
+                // Total-token cap of the token (crate::caps), enforced through the limits path.
+                token_cap: t.max_tokens.and_then(|m| u64::try_from(m).ok()),
+                ..Default::default()
+            },
         })),
         Err(VerifyError::Invalid) => Err(ApiError::new(
             ErrorCode::InvalidToken,

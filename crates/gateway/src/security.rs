@@ -79,10 +79,18 @@ impl Default for FirstUse {
     }
 }
 
-/// Records why a known key was refused (`reason`: `revoked`, `suspended`, `expired`).
+/// Records why a known key was refused (`reason`: `revoked`, `suspended`, `expired`), at most
+/// once per key, event type and minute (the next record carries `details.suppressed`).
 pub fn audit_status_denial(state: &AppState, client: &ClientInfo, credential: &Credential, reason: &'static str) {
     let kind = if reason == "expired" { kinds::EXPIRED_USE } else { kinds::REVOKED_USE };
-    state.audit.record(client.event(kind, credential.id).reason(reason));
+    // Rate-gated (crate::anomaly): a flood of refused calls is one record per key and minute.
+    if let Some(suppressed) = state.anomaly.gate(kind, credential.id) {
+        let mut event = client.event(kind, credential.id).reason(reason);
+        if suppressed > 0 {
+            event = event.details(serde_json::json!({ "suppressed": suppressed }));
+        }
+        state.audit.record(event);
+    }
 }
 
 /// The policy checks of the module doc for a verified, active key. On success records

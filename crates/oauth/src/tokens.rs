@@ -63,7 +63,8 @@ pub struct ExchangeRequest {
     pub requested_token_type: Option<String>,
     /// Gatehouse extension: space-separated public model names (⊆ the subject's).
     pub models: Option<String>,
-    /// Gatehouse extension: cap on `max_tokens` of calls made with the issued token.
+    /// Gatehouse extension: token cap — total tokens (input + output) of every call made with
+    /// the issued token together; only lowers the subject's cap.
     pub max_tokens: Option<String>,
     /// Gatehouse extension: requested lifetime in seconds (only shortens).
     pub expires_in: Option<String>,

@@ -116,6 +116,43 @@ impl UpstreamError {
     }
 }
 
+/// Request headers whose values are credentials (G-11: never shown or logged).
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key"];
+
+/// Replaces every credential the request carried (values of [`CREDENTIAL_HEADERS`] and
+/// sensitive-marked headers, and the token after an auth scheme such as `Bearer `) with
+/// `[redacted]` in an upstream error body, before it is parsed, logged or shown to a client.
+/// Some providers and proxies quote the key they were sent in their error messages.
+pub fn redact_credentials(body: Vec<u8>, request_headers: &http::HeaderMap) -> Vec<u8> {
+    let mut secrets: Vec<String> = Vec::new();
+    for (name, value) in request_headers {
+        if !(value.is_sensitive() || CREDENTIAL_HEADERS.contains(&name.as_str())) {
+            continue;
+        }
+        let Ok(v) = value.to_str() else { continue };
+        let v = v.trim();
+        secrets.push(v.to_string());
+        if let Some((_, token)) = v.split_once(' ') {
+            secrets.push(token.trim().to_string());
+        }
+    }
+    secrets.retain(|s| s.len() >= 8);
+    if secrets.is_empty() {
+        return body;
+    }
+    let text = String::from_utf8_lossy(&body);
+    if !secrets.iter().any(|s| text.contains(s.as_str())) {
+        return body;
+    }
+    // Longest first, so `Bearer <key>` goes before `<key>`.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.into_owned();
+    for s in &secrets {
+        out = out.replace(s.as_str(), "[redacted]");
+    }
+    out.into_bytes()
+}
+
 /// Longest provider message kept (characters); longer ones are cut.
 const MAX_MESSAGE_CHARS: usize = 2000;
 
@@ -288,5 +325,18 @@ mod tests {
         let api = e.to_api_error();
         assert_eq!(api.code, ErrorCode::InvalidRequest);
         assert_eq!(api.param.as_deref(), Some("n"));
+    }
+
+    #[test]
+    fn credentials_quoted_in_an_error_body_are_redacted() {
+        let key = "sk-canary-0123456789abcdef";
+        let req = headers(&[("authorization", &format!("Bearer {key}")), ("x-api-key", "other-secret-value"), ("content-type", "application/json")]);
+        let body = format!(r#"{{"error":{{"message":"Incorrect API key provided: {key}; header: Bearer {key}; other-secret-value; application/json"}}}}"#);
+        let out = String::from_utf8(redact_credentials(body.into_bytes(), &req)).unwrap();
+        assert!(!out.contains(key) && !out.contains("other-secret-value"), "{out}");
+        assert!(out.contains("Incorrect API key provided: [redacted]; header: [redacted]; [redacted]; application/json"), "{out}");
+        // Nothing to redact: the body is returned as it was (also when not UTF-8).
+        let raw = vec![0xff, 0xfe, b'x'];
+        assert_eq!(redact_credentials(raw.clone(), &req), raw);
     }
 }

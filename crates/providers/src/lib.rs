@@ -316,6 +316,8 @@ impl Upstream {
     /// POSTs and waits for the response headers (first-byte timeout). A non-2xx status is read
     /// (bounded) and returned as [`UpstreamError::Status`].
     async fn send(&self, kind: ProviderKind, url: &str, headers: HeaderMap, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {
+        // Kept to scrub the credential from an error answer that quotes it.
+        let request_headers = headers.clone();
         let send = self.client.post(url).headers(headers).body(body).send();
         let resp = tokio::time::timeout(self.timeouts.first_byte, send)
             .await
@@ -327,6 +329,7 @@ impl Upstream {
         }
         let headers = resp.headers().clone();
         let body = tokio::time::timeout(self.timeouts.idle, read_limited(resp, MAX_ERROR_BODY)).await.unwrap_or_default();
+        let body = error::redact_credentials(body, &request_headers);
         let err = UpstreamError::from_status(status.as_u16(), &headers, &body);
         let err = match kind {
             ProviderKind::Gemini => gemini::refine_status(err, &body),

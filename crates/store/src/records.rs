@@ -108,6 +108,11 @@ pub struct CredentialSecurity {
     /// Whether anomalies suspend the key automatically.
     #[serde(default)]
     pub auto_suspend: bool,
+    /// Token cap (total input + output tokens of every call made with it) of an issued token
+    /// mapped onto the key path (`IssuedToken::max_tokens`); not stored for API keys (use a
+    /// limit row for those). Enforced by the gateway's limits path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_cap: Option<u64>,
 }
 
 /// Filter for [`crate::Store::list_credentials`].
@@ -378,7 +383,8 @@ pub struct IssuedToken {
     pub models: Vec<String>,
     /// Bound audience (RFC 8693 / RFC 8707), if any.
     pub audience: Option<String>,
-    /// Cap on `max_tokens`/`max_completion_tokens` of requests made with this token.
+    /// Token cap: the total tokens (input + output) all calls made with this token may use
+    /// together; exchange only lowers it. Enforced on the data plane (gateway `caps`).
     pub max_tokens: Option<i64>,
     /// RFC 8693 §4.1 `act` claim as JSON text.
     pub act: Option<String>,

@@ -5,6 +5,7 @@
 mod counting;
 mod harness;
 
+mod anomaly;
 mod auth;
 mod bedrock;
 mod calllog;
@@ -17,6 +18,7 @@ mod failures;
 mod gemini;
 mod messages;
 mod token_security;
+mod token_caps;
 mod limits;
 mod oauth;
 mod routing;
