@@ -72,6 +72,14 @@ pub(crate) type Result<T> = std::result::Result<T, AdminError>;
 
 /// The admin router: `/healthz`, `/readyz` (no auth) and `/admin/v1/*` (operator token).
 pub fn router(service: Arc<AdminService>) -> Router {
+    router_with(service, Router::new())
+}
+
+/// [`router`] plus `extra` routes below `/admin/v1`, behind the same authentication, audit and
+/// route gate (the server adds the gateway's routing-health routes this way, issue 6). Routes
+/// added here have no row in `authz_http::ROUTES`, so the gate treats them as `Unlisted`:
+/// system admins only.
+pub fn router_with(service: Arc<AdminService>, extra: Router<Arc<AdminService>>) -> Router {
     let api = Router::new()
         .route("/keys", post(create_key).get(list_keys))
         .route("/keys/{id}", get(get_key))
@@ -91,6 +99,7 @@ pub fn router(service: Arc<AdminService>) -> Router {
         .merge(crate::oauth_http::routes())
         .merge(crate::tenancy_http::routes())
         .route("/openapi.json", get(crate::openapi::serve))
+        .merge(extra)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost: the route gate (issue 7) authorizes the principal for the matched route.

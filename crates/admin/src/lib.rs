@@ -24,5 +24,5 @@ pub mod openapi;
 pub mod service;
 pub mod tenancy_http;
 
-pub use http::router;
+pub use http::{router, router_with};
 pub use service::{AdminDeps, AdminService, BootstrapOptions, BootstrapOutput};

@@ -17,6 +17,7 @@
 
 mod bedrock_env;
 pub mod raw;
+pub mod routing;
 mod units;
 
 use std::collections::{BTreeSet, HashMap};
@@ -207,6 +208,8 @@ pub struct Config {
     /// an environment provider replaces a file provider of the same name.
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
+    /// `[routing]` (issue 6): failover, circuit breaker and per-model routing options.
+    pub routing: routing::RoutingConfig,
 }
 
 impl fmt::Debug for Config {
@@ -223,6 +226,7 @@ impl fmt::Debug for Config {
             .field("log", &self.log)
             .field("providers", &self.providers)
             .field("models", &self.models)
+            .field("routing", &self.routing)
             .finish()
     }
 }
@@ -585,6 +589,9 @@ fn build(
         }
         models.push(ModelConfig { name: m.name.clone(), deployments });
     }
+    let model_names: BTreeSet<String> =
+        models.iter().map(|m| m.name.clone()).chain(extra_models(extra_providers)).collect();
+    let routing = raw.routing.as_ref().map(|r| routing::build(r, &model_names, issues)).unwrap_or_default();
 
     Some(Config {
         data_dir,
@@ -598,6 +605,7 @@ fn build(
         log: LogConfig { format, level },
         providers,
         models,
+        routing,
     })
 }
 
@@ -763,3 +771,9 @@ fn valid_filter(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// Public models registered outside the file (the demo's `demo` and `demo-claude` when the
+/// demo mock provider is among the extra providers), so that `[[routing.models]]` may name them.
+fn extra_models(extra_providers: &[String]) -> Vec<String> {
+    if extra_providers.is_empty() { Vec::new() } else { vec!["demo".to_string(), "demo-claude".to_string()] }
+}

@@ -39,6 +39,8 @@ pub struct RawConfig {
     /// Public models and their deployments (upserted at every start).
     #[serde(default)]
     pub models: Vec<RawModel>,
+    /// Load balancing, failover and per-model routing options (issue 6, [`crate::routing`]).
+    pub routing: Option<crate::routing::RawRouting>,
 }
 
 /// A byte size: an integer number of bytes or a string with a unit (`B`, `KB`, `KiB`, `MB`,
@@ -162,6 +164,31 @@ const DEPLOYMENT: Shape = Shape::Table(&[
 const MODEL: Shape =
     Shape::Table(&[req("name", Shape::Str), req("deployments", Shape::ArrayOf(&DEPLOYMENT))]);
 
+const MODEL_ROUTING: Shape = Shape::Table(&[
+    req("name", Shape::Str),
+    opt("strategy", Shape::Str),
+    opt("fallbacks", Shape::ArrayOf(&Shape::Str)),
+    opt("connect_timeout", Shape::IntOrStr),
+    opt("first_byte_timeout", Shape::IntOrStr),
+    opt("ttft_timeout", Shape::IntOrStr),
+    opt("idle_timeout", Shape::IntOrStr),
+    opt("total_timeout", Shape::IntOrStr),
+]);
+
+const ROUTING: &[Field] = &[
+    opt("max_attempts", Shape::Int),
+    opt("backoff_base", Shape::IntOrStr),
+    opt("backoff_max", Shape::IntOrStr),
+    opt("max_retry_after_wait", Shape::IntOrStr),
+    opt("key_recheck", Shape::IntOrStr),
+    opt("breaker_failures", Shape::Int),
+    opt("breaker_error_rate_percent", Shape::Int),
+    opt("breaker_min_calls", Shape::Int),
+    opt("breaker_window", Shape::IntOrStr),
+    opt("breaker_cool_down", Shape::IntOrStr),
+    opt("models", Shape::ArrayOf(&MODEL_ROUTING)),
+];
+
 /// Every key the file may contain (mirrors [`RawConfig`]).
 const SCHEMA: &[Field] = &[
     opt("data_dir", Shape::Str),
@@ -175,6 +202,7 @@ const SCHEMA: &[Field] = &[
     opt("log", Shape::Table(LOG)),
     opt("providers", Shape::ArrayOf(&PROVIDER)),
     opt("models", Shape::ArrayOf(&MODEL)),
+    opt("routing", Shape::Table(ROUTING)),
 ];
 
 /// Parses TOML text into a [`RawConfig`], collecting every syntax, unknown-key, missing-key and

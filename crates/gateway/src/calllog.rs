@@ -255,6 +255,7 @@ impl CallRecorder {
                 deployment: d.deployment.clone(),
             }
         };
+        crate::metrics::request(&record.endpoint, record.status, record.stream, record.latency_ms, record.ttft_ms, record.upstream_latency_ms);
         self.sink.send(record);
     }
 

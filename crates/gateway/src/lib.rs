@@ -25,6 +25,7 @@ pub mod failover;
 pub mod gemini_api;
 pub mod handlers;
 pub mod health;
+pub mod health_api;
 pub(crate) mod inbound;
 pub mod limits;
 pub(crate) mod metrics;
@@ -295,12 +296,39 @@ impl Gateway {
         self.state.oauth.clone()
     }
 
+    /// The routing health routes for the admin API (issue 6, [`health_api`]):
+    /// `GET /health/deployments`, `POST /health/keys/{id}/restore`. Merge them below
+    /// `/admin/v1`, behind operator authentication.
+    pub fn admin_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        health_api::routes(self.state.clone())
+    }
+
+    /// A handle that refreshes the routing gauges of `/metrics` ([`MetricsExporter::refresh`]).
+    pub fn metrics_exporter(&self) -> MetricsExporter {
+        MetricsExporter { state: self.state.clone() }
+    }
+
     /// Stops the background tasks after flushing: waits until every queued call-log record and
     /// `last_used_at` update is written. Call after the listener has drained.
     pub async fn close(self) {
         self.closing.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+    }
+}
+
+/// Refreshes the gauges of the routing health (circuit state and calls in flight per
+/// deployment, status per provider key) in the installed `metrics` recorder; call it before
+/// rendering a scrape. Cheap clone.
+#[derive(Clone)]
+pub struct MetricsExporter {
+    state: Arc<AppState>,
+}
+
+impl MetricsExporter {
+    /// Sets every routing gauge to its current value (`metrics` module table).
+    pub async fn refresh(&self) {
+        metrics::export(&self.state).await;
     }
 }
 

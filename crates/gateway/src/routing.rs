@@ -220,6 +220,16 @@ impl Routing {
         Ok(Target { kind: p.kind, base_url: p.base_url.clone(), api_key, upstream_model: candidate.upstream_model.clone() })
     }
 
+    /// Every deployment of every public model, and every provider with its key pool (health
+    /// API and metrics).
+    pub async fn inventory(&self) -> (Vec<Candidate>, Vec<Arc<ProviderEntry>>) {
+        let snap = self.current().await;
+        let models = snap.models.values().flat_map(|m| m.candidates.iter().cloned()).collect();
+        let mut providers: Vec<Arc<ProviderEntry>> = snap.providers.values().cloned().collect();
+        providers.sort_by(|a, b| a.name.cmp(&b.name));
+        (models, providers)
+    }
+
     /// The models a key with allow-list `allowed` may use (empty = every public model), by name.
     /// Allow-list entries of the form `provider/model` are listed when the provider exists.
     pub async fn list_models(&self, allowed: &[String]) -> Vec<ModelInfo> {

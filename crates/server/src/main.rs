@@ -11,6 +11,7 @@
 
 mod cli;
 mod dpop_settings;
+mod metrics_http;
 mod serve;
 mod traffic;
 

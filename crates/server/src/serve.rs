@@ -392,7 +392,10 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
     tracing::info!(%data_addr, %admin_addr, demo, "gatehouse started");
 
     let data = axum::serve(data_listener, gateway.router().into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let admin_srv = axum::serve(admin_listener, gatehouse_admin::router(admin.clone()))
+    // Admin API plus the gateway's routing health (issue 6) and `/metrics`.
+    let admin_router = gatehouse_admin::router_with(admin.clone(), gateway.admin_routes())
+        .merge(crate::metrics_http::routes(gateway.metrics_exporter()));
+    let admin_srv = axum::serve(admin_listener, admin_router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let servers = async { tokio::join!(data.into_future(), admin_srv.into_future()) };
     tokio::pin!(servers);

@@ -271,6 +271,20 @@ async fn scenario(database_url: Option<&str>) {
         admin_get(&http, &server.admin, &token, path, &mut sinks).await;
     }
 
+    // --- routing health and /metrics on the admin listener (issue 6)
+    let health = admin_get(&http, &server.admin, &token, "/health/deployments", &mut sinks).await;
+    assert!(health["keys"].as_array().unwrap().iter().any(|k| k["provider"] == "canary" && k["status"] == "active"), "{health}");
+    assert!(health["deployments"].as_array().unwrap().iter().any(|d| d["model"] == "demo" && d["state"] == "closed"), "{health}");
+    let r = http.get(format!("{}/admin/v1/health/deployments", server.admin)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "the health API needs the operator token");
+    let r = http.get(format!("{}/metrics", server.admin)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let metrics = r.text().await.unwrap();
+    for name in ["gatehouse_requests_total", "gatehouse_upstream_attempts_total", "gatehouse_deployment_circuit_state", "gatehouse_provider_key_status"] {
+        assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
+    }
+    sinks.responses.push_str(&metrics);
+
     // --- SIGTERM → exit 0
     let (status, output) = server.terminate();
     assert!(status.success(), "exit status {status}\n{output}");

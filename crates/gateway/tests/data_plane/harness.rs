@@ -185,6 +185,12 @@ impl Harness {
         self.store.find_credential(&digest).await.unwrap().unwrap().id
     }
 
+    /// The gateway's routing-health routes (issue 6), as the admin API mounts them below
+    /// `/admin/v1`.
+    pub fn health_routes(&self) -> axum::Router {
+        self.gateway.as_ref().unwrap().admin_routes()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -14,6 +14,15 @@ use serde_json::{Value, json};
 
 use crate::harness::{Harness, Options, PROVIDER_KEY, sse_data, stream_content};
 
+async fn health_call(h: &Harness, method: &str, path: &str) -> (u16, Value) {
+    use tower::ServiceExt;
+    let req = http::Request::builder().method(method).uri(path).body(axum::body::Body::empty()).unwrap();
+    let resp = h.health_routes().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
 /// A provider of `kind` at `base` with a key pool of `(key, priority)`.
 async fn provider(h: &Harness, name: &str, base: &str, keys: &[(&str, i32)]) -> Id {
     let p = Provider { id: new_id(), name: name.into(), kind: "openai".into(), base_url: base.into(), settings: json!({}), created_at: now() };
@@ -308,4 +317,36 @@ async fn per_model_timeouts_answer_504_naming_the_timeout() {
     let text = resp.text().await.unwrap();
     assert!(text.contains("\"error\"") && text.contains("idle"), "{text}");
     assert!(text.ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn health_api_shows_marked_keys_and_restores_them() {
+    let h = Harness::start_with(settings(quick())).await;
+    let canary = "sk-canary-health-key-DO-NOT-LEAK-0002";
+    let p = provider(&h, "pool", &h.mock.openai_base_url(), &[(canary, 0), (PROVIDER_KEY, 1)]).await;
+    let ids = model(&h, "kp", &[(p, "mock-gpt", 2, 0)]).await;
+    assert_eq!(h.chat("kp", Some(false)).await.status(), 200);
+    let (status, body) = health_call(&h, "GET", "/health/deployments").await;
+    assert_eq!(status, 200);
+    assert!(!body.to_string().contains(canary), "{body}");
+    let dep = body["deployments"].as_array().unwrap().iter().find(|d| d["deployment"] == ids[0].to_string().as_str()).unwrap().clone();
+    assert_eq!((dep["model"].as_str(), dep["state"].as_str(), dep["weight"].as_u64()), (Some("kp"), Some("closed"), Some(2)));
+    assert_eq!(dep["successes_total"], 1);
+    let keys: Vec<&Value> = body["keys"].as_array().unwrap().iter().filter(|k| k["provider"] == "pool").collect();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0]["status"], "invalid");
+    assert!(keys[0]["recheck_in_secs"].as_u64().unwrap() > 0);
+    assert_eq!(keys[1]["status"], "active");
+    let marked = keys[0]["credential_id"].as_str().unwrap().to_string();
+
+    // Restore: the key is tried again on the next call (and marked again: it is still wrong).
+    let (status, body) = health_call(&h, "POST", &format!("/health/keys/{marked}/restore")).await;
+    assert_eq!((status, body["restored"].as_bool()), (200, Some(true)));
+    h.mock.reset();
+    assert_eq!(h.chat("kp", Some(false)).await.status(), 200);
+    assert_eq!(h.mock.calls(), 2);
+    let (status, body) = health_call(&h, "POST", &format!("/health/keys/{}/restore", new_id())).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = health_call(&h, "POST", "/health/keys/not-a-uuid/restore").await;
+    assert_eq!((status, body["error"]["param"].as_str()), (400, Some("id")));
 }
