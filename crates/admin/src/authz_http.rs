@@ -70,6 +70,7 @@ pub static ROUTES: &[RoutePolicy] = &[
     r(Method::GET, "/apps", P::AppsRead, T::Handler),
     r(Method::POST, "/apps", P::AppsWrite, T::Handler),
     r(Method::GET, "/apps/{id}", P::AppsRead, T::AppParam),
+    r(Method::DELETE, "/apps/{id}", P::AppsWrite, T::AppParam),
     r(Method::POST, "/keys", P::KeysWrite, T::Handler),
     r(Method::GET, "/keys", P::KeysRead, T::Handler),
     r(Method::GET, "/keys/{id}", P::KeysRead, T::KeyParam),

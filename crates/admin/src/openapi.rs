@@ -206,6 +206,15 @@ pub struct LeakReceived {
 pub struct TeamList {
     pub data: Vec<Team>,
 }
+/// Answer of `DELETE /apps/{id}`.
+#[derive(ToSchema, serde::Serialize)]
+pub struct AppDeleted {
+    pub deleted: bool,
+    pub id: String,
+    /// How many live keys of the app were revoked.
+    pub revoked_keys: u64,
+}
+
 /// `{"data": [App]}`.
 #[derive(ToSchema, serde::Serialize)]
 pub struct AppList {
@@ -459,6 +468,8 @@ op!(list_apps, get, "/admin/v1/apps", "apps", "List apps (of one team)", ok = 20
     params(("team_id" = Option<String>, Query, description = "only this team's apps")));
 op!(create_app, post, "/admin/v1/apps", "apps", "Create an app in a team", ok = 201 App, req = CreateAppBody);
 op!(get_app, get, "/admin/v1/apps/{id}", "apps", "Read an app", ok = 200 App, params(("id" = String, Path, description = "app id")));
+op!(delete_app, delete, "/admin/v1/apps/{id}", "apps", "Delete an app (soft) and revoke its keys", ok = 200 AppDeleted,
+    params(("id" = String, Path, description = "app id")));
 op!(create_key, post, "/admin/v1/keys", "keys", "Create an API key (the plaintext is shown once)", ok = 201 CreatedKey, req = CreateKeyBody);
 op!(list_keys, get, "/admin/v1/keys", "keys", "List API keys (hints only)", ok = 200 KeyList,
     params(("app_id" = Option<String>, Query, description = "only this app's keys"), ("include_revoked" = Option<bool>, Query, description = "also revoked keys")));
@@ -526,7 +537,7 @@ impl Modify for Security {
     info(title = "Gatehouse admin API", description = "The control plane of Gatehouse (`/admin/v1`). Errors: `{\"error\":{\"message\",\"type\",\"code\",\"param\"?}}`."),
     paths(
         login, logout, me, create_token, list_users, create_user, update_user, list_teams, create_team, get_team,
-        list_members, set_member, remove_member, list_apps, create_app, get_app, create_key, list_keys, get_key,
+        list_members, set_member, remove_member, list_apps, create_app, get_app, delete_app, create_key, list_keys, get_key,
         revoke_key, rotate_key, list_providers, upsert_provider, delete_provider, list_models, upsert_model,
         delete_model, query_logs, list_limits, set_limit, delete_limit, report_leak, query_audit, verify_audit,
         create_oauth_client, list_oauth_clients, get_oauth_client, revoke_oauth_client, revoke_token, introspect_token,

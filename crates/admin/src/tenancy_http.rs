@@ -13,7 +13,9 @@
 //! * `POST /admin/v1/teams` `{"name","owner"?}`, `GET /admin/v1/teams/{id}`,
 //!   `GET /admin/v1/teams/{id}/members`, `PUT|DELETE /admin/v1/teams/{id}/members/{user_id}`
 //!   (`{"role"}`).
-//! * `POST /admin/v1/apps` `{"team_id","name"}` → 201, `GET /admin/v1/apps/{id}`.
+//! * `POST /admin/v1/apps` `{"team_id","name"}` → 201, `GET /admin/v1/apps/{id}`,
+//!   `DELETE /admin/v1/apps/{id}` → `{"deleted":true,"id","revoked_keys"}` (soft delete; the app's
+//!   keys are revoked).
 
 use std::sync::Arc;
 
@@ -51,7 +53,7 @@ pub fn routes() -> Router<Arc<AdminService>> {
         .route("/teams/{id}/members", get(list_members))
         .route("/teams/{id}/members/{user_id}", put(set_member).delete(remove_member))
         .route("/apps", post(create_app))
-        .route("/apps/{id}", get(get_app))
+        .route("/apps/{id}", get(get_app).delete(delete_app))
 }
 
 /// `POST /admin/v1/session` (login; no credential, so mounted outside the authentication layer).
@@ -218,4 +220,12 @@ async fn create_app(State(svc): Svc, Extension(p): Extension<Principal>, b: Body
 
 async fn get_app(State(svc): Svc, Path(id): Path<String>) -> Res {
     Ok(axum::Json(svc.get_app(parse_id(&id, "id")?).await?).into_response())
+}
+
+/// `DELETE /admin/v1/apps/{id}` → 200 `{"deleted": true, "id", "revoked_keys": n}` (the gate
+/// has authorized `apps:write` on the app's team).
+async fn delete_app(State(svc): Svc, Path(id): Path<String>) -> Res {
+    let id = parse_id(&id, "id")?;
+    let revoked = svc.delete_app(id).await?;
+    Ok(axum::Json(json!({"deleted": true, "id": id, "revoked_keys": revoked})).into_response())
 }

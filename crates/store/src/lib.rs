@@ -58,6 +58,10 @@ pub trait Store: Send + Sync + 'static {
     async fn create_app(&self, app: &App) -> StoreResult<()>;
     async fn get_app(&self, id: Id) -> StoreResult<Option<App>>;
     async fn list_apps(&self, team_id: Option<Id>) -> StoreResult<Vec<App>>;
+    /// Soft-deletes an app (issue 7): sets `deleted_at = at`; from then on `get_app` and
+    /// `list_apps` no longer return it (the row stays for the keys, logs and audit events that
+    /// reference it; its name stays taken in the team). False if there is no such live app.
+    async fn delete_app(&self, id: Id, at: Timestamp) -> StoreResult<bool>;
     /// Errors with `Conflict` if the username is taken.
     async fn create_user(&self, user: &User) -> StoreResult<()>;
     async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>>;

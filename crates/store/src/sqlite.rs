@@ -494,7 +494,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_app(&self, id: Id) -> StoreResult<Option<App>> {
-        let row = sqlx::query("SELECT id, team_id, name, created_at FROM apps WHERE id = ?")
+        let row = sqlx::query("SELECT id, team_id, name, created_at FROM apps WHERE id = ? AND deleted_at IS NULL")
             .bind(id_text(id))
             .fetch_optional(&self.pool)
             .await
@@ -503,9 +503,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_apps(&self, team_id: Option<Id>) -> StoreResult<Vec<App>> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT id, team_id, name, created_at FROM apps");
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT id, team_id, name, created_at FROM apps WHERE deleted_at IS NULL");
         if let Some(team_id) = team_id {
-            qb.push(" WHERE team_id = ").push_bind(id_text(team_id));
+            qb.push(" AND team_id = ").push_bind(id_text(team_id));
         }
         qb.push(" ORDER BY created_at DESC, id DESC");
         let rows = qb
@@ -561,6 +561,9 @@ impl Store for SqliteStore {
     }
     async fn remove_team_member(&self, team_id: Id, user_id: Id) -> StoreResult<bool> {
         self.tenancy_remove_member(team_id, user_id).await
+    }
+    async fn delete_app(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        self.tenancy_delete_app(id, at).await
     }
     async fn list_team_members(&self, team_id: Id) -> StoreResult<Vec<crate::TeamMember>> {
         self.tenancy_list_members("team_id", team_id).await

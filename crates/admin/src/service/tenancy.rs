@@ -450,6 +450,30 @@ impl AdminService {
             .ok_or_else(|| super::not_found("app", "id"))
     }
 
+    /// Soft-deletes an app (`DELETE /admin/v1/apps/{id}`, `gatehouse apps delete`): the app
+    /// disappears from reads and lists (so no new key can be created in it), then every live key
+    /// of the app is revoked like `POST /keys/{id}/revoke` (audit `key.revoked`, bus
+    /// invalidation), so the keys fail on the very next request on every gateway node.
+    ///
+    /// Returns the number of keys revoked. Errors: 404 unknown or already deleted app; 409 the
+    /// bootstrap default app (keys created without `app_id` land there); 500 store failures.
+    pub async fn delete_app(&self, id: Id) -> Result<usize, ApiError> {
+        let app = self.get_app(id).await?;
+        if self.default_app().await.is_ok_and(|d| d.id == app.id) {
+            return Err(ApiError::new(gatehouse_types::ErrorCode::Conflict, "the default app cannot be deleted").with_param("id"));
+        }
+        if !self.deps.store.delete_app(id, gatehouse_types::now()).await.map_err(|e| internal("deleting an app", &e))? {
+            return Err(super::not_found("app", "id"));
+        }
+        let filter = gatehouse_store::CredentialFilter { team_id: None, app_id: Some(id), include_revoked: false };
+        let keys = self.deps.store.list_credentials(&filter).await.map_err(|e| internal("listing an app's keys", &e))?;
+        for key in &keys {
+            self.revoke_key(key.id).await?;
+        }
+        tracing::info!(app_id = %id, revoked_keys = keys.len(), "app deleted");
+        Ok(keys.len())
+    }
+
     // ---------------------------------------------------------------- sessions
 
     /// Password login: verifies the argon2id hash (a dummy hash for unknown users, so both

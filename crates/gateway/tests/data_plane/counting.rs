@@ -76,6 +76,10 @@ impl Store for CountingStore {
         self.count(false);
         self.inner.list_apps(team_id).await
     }
+    async fn delete_app(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.delete_app(id, at).await
+    }
     async fn create_user(&self, user: &User) -> StoreResult<()> {
         self.count(false);
         self.inner.create_user(user).await

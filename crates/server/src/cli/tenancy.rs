@@ -104,6 +104,11 @@ pub enum AppsCmd {
         #[arg(long)]
         team: Option<String>,
     },
+    /// Delete an app (soft) and revoke its keys: they stop working on the next request.
+    Delete {
+        /// App id.
+        id: String,
+    },
 }
 
 /// `gatehouse login`: password login, then an operator token for the CLI (printed once).
@@ -325,6 +330,13 @@ async fn apps_inner(args: ClientArgs<AppsCmd>) -> Result<(), String> {
                     &["ID", "NAME", "TEAM ID", "CREATED"],
                     rows(&v).iter().map(|a| vec![s(&a["id"]), s(&a["name"]), s(&a["team_id"]), s(&a["created_at"])]).collect(),
                 );
+            }
+            v
+        }
+        AppsCmd::Delete { id } => {
+            let v = c.call(reqwest::Method::DELETE, &format!("/apps/{}", path_segment(&id)), None).await?;
+            if !c.json {
+                println!("deleted app {} ({} key(s) revoked)", s(&v["id"]), v["revoked_keys"]);
             }
             v
         }

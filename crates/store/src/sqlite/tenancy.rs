@@ -90,6 +90,19 @@ impl SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Soft delete: `deleted_at` is set once (a second delete finds no live app).
+    pub(super) async fn tenancy_delete_app(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.write_tx("app").await?;
+        let done = sqlx::query("UPDATE apps SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
+            .bind(micros(at)?)
+            .bind(id_text(id))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("app", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("app", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub(super) async fn tenancy_list_members(&self, column: &str, id: Id) -> StoreResult<Vec<TeamMember>> {
         // `column` is one of two fixed names chosen by the caller, never client input.
         let column = if column == "team_id" { "team_id" } else { "user_id" };

@@ -105,3 +105,22 @@ async fn sessions_by_digest_and_revocation(s: Arc<dyn Store>) {
     assert!(matches!(s.create_session(&orphan).await, Err(StoreError::NotFound(_))));
 }
 store_test!(sessions_by_digest_and_revocation);
+
+/// `DELETE /admin/v1/apps/{id}` (issue 7): soft delete hides the app from reads and lists, once.
+async fn apps_soft_delete_hides_them(s: Arc<dyn Store>) {
+    let t = team("soft");
+    s.create_team(&t).await.unwrap();
+    let (keep, gone) = (app(t.id, "keep"), app(t.id, "gone"));
+    s.create_app(&keep).await.unwrap();
+    s.create_app(&gone).await.unwrap();
+    assert!(s.delete_app(gone.id, now_us()).await.unwrap());
+    assert!(s.get_app(gone.id).await.unwrap().is_none());
+    assert_eq!(s.get_app(keep.id).await.unwrap().unwrap(), keep);
+    let ids = |v: Vec<App>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_apps(Some(t.id)).await.unwrap()), [keep.id]);
+    assert!(!ids(s.list_apps(None).await.unwrap()).contains(&gone.id));
+    // a second delete, or an unknown id, finds no live app
+    assert!(!s.delete_app(gone.id, now_us()).await.unwrap());
+    assert!(!s.delete_app(new_id(), now_us()).await.unwrap());
+}
+store_test!(apps_soft_delete_hides_them);
