@@ -32,6 +32,9 @@ pub mod openai;
 pub mod sse;
 mod stream;
 
+#[cfg(test)]
+mod roundtrip_tests;
+
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -58,6 +61,10 @@ pub struct Target {
     pub api_key: SecretString,
     /// The model name the upstream expects (replaces the request's `model`).
     pub upstream_model: String,
+    /// The client's `anthropic-beta` flags (comma-separated, already validated by the gateway),
+    /// sent as the `anthropic-beta` header to Anthropic upstreams only (`wire-formats.md` §2.1);
+    /// every other kind ignores them.
+    pub anthropic_beta: Option<String>,
 }
 
 /// Timeouts of the upstream client.
@@ -412,6 +419,13 @@ fn anthropic_headers(target: &Target, stream: bool) -> Result<HeaderMap, Upstrea
     let mut h = base_headers(stream);
     h.insert("x-api-key", secret_header(target.api_key.expose_secret())?);
     h.insert("anthropic-version", HeaderValue::from_static(anthropic::ANTHROPIC_VERSION));
+    if let Some(beta) = target.anthropic_beta.as_deref().filter(|b| !b.is_empty()) {
+        let v = HeaderValue::from_str(beta).map_err(|_| UpstreamError::InvalidRequest {
+            param: Some("anthropic-beta".into()),
+            message: "the anthropic-beta header holds characters not allowed in a header".into(),
+        })?;
+        h.insert("anthropic-beta", v);
+    }
     Ok(h)
 }
 

@@ -7,6 +7,7 @@ mod harness;
 
 mod auth;
 mod bedrock;
+mod azure_inbound;
 mod calllog;
 mod chat;
 mod checklist_dpop;
@@ -19,4 +20,5 @@ mod messages;
 mod token_security;
 mod limits;
 mod oauth;
+mod outbound;
 mod routing;
