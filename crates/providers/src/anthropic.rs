@@ -25,6 +25,47 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// with thinking on; other upstream kinds never see the field.
 pub const THINKING_BLOCKS: &str = "thinking_blocks";
 
+/// Cache key of the thinking blocks that preceded a tool call (its id): [`remember_thinking`].
+fn thinking_key(tool_call_id: &str) -> String {
+    format!("anthropic-thinking:{tool_call_id}")
+}
+
+/// Remembers an answer's `thinking_blocks` under its first tool call's id, in the process-wide
+/// cache the Gemini adapter uses for `thoughtSignature`s (bounded, 24 h TTL, never logged), so a
+/// client that drops unknown fields can still continue the tool loop ([`restore_thinking`]).
+pub(crate) fn remember_thinking(blocks: &[Value], first_tool_call_id: Option<&str>, cache: &crate::gemini::SignatureCache) {
+    if let (false, Some(id)) = (blocks.is_empty(), first_tool_call_id.filter(|id| !id.is_empty())) {
+        cache.put(&thinking_key(id), &Value::Array(blocks.to_vec()).to_string());
+    }
+}
+
+/// [`remember_thinking`] for a translated `chat.completion` body.
+pub(crate) fn remember_thinking_of(body: &Value, cache: &crate::gemini::SignatureCache) {
+    let message = body.pointer("/choices/0/message");
+    let blocks = message.and_then(|m| m.get(THINKING_BLOCKS)).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let id = message.and_then(|m| m.pointer("/tool_calls/0/id")).and_then(Value::as_str);
+    remember_thinking(blocks, id, cache);
+}
+
+/// Gives every assistant message that has tool calls but no `thinking_blocks` the blocks
+/// remembered for its first tool call (Anthropic refuses a tool loop with thinking on whose
+/// assistant turn lost its signed thinking, §2.3). Messages that carry the field are untouched.
+pub(crate) fn restore_thinking(request: &mut Map<String, Value>, cache: &crate::gemini::SignatureCache) {
+    let Some(Value::Array(messages)) = request.get_mut("messages") else { return };
+    for m in messages.iter_mut() {
+        let Value::Object(m) = m else { continue };
+        if m.get("role").and_then(Value::as_str) != Some("assistant") || m.get(THINKING_BLOCKS).is_some_and(|v| !v.is_null()) {
+            continue;
+        }
+        let Some(id) = m.get("tool_calls").and_then(|c| c.get(0)).and_then(|c| c.get("id")).and_then(Value::as_str) else { continue };
+        if let Some(saved) = cache.get(&thinking_key(id))
+            && let Ok(blocks @ Value::Array(_)) = serde_json::from_str::<Value>(&saved)
+        {
+            m.insert(THINKING_BLOCKS.into(), blocks);
+        }
+    }
+}
+
 /// `max_tokens` when the client sent neither `max_completion_tokens` nor `max_tokens` (Anthropic
 /// requires it, §2.2).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;

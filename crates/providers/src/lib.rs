@@ -129,7 +129,7 @@ pub struct StreamingResponse {
 pub struct Upstream {
     client: reqwest::Client,
     timeouts: Timeouts,
-    /// Gemini `thoughtSignature`s by tool-call id (§7.9).
+    /// Gemini `thoughtSignature`s and Anthropic thinking blocks by tool-call id (§7.9, §2.3).
     signatures: gemini::SignatureCache,
 }
 
@@ -173,7 +173,11 @@ impl Upstream {
             let upstream_request_id = request_id(resp.headers());
             let bytes = resp.bytes().await.map_err(|e| UpstreamError::Connect(e.without_url().to_string()))?;
             let (body, usage) = match target.kind {
-                ProviderKind::Anthropic => anthropic::parse_response(&bytes, &target.upstream_model)?,
+                ProviderKind::Anthropic => {
+                    let (body, usage) = anthropic::parse_response(&bytes, &target.upstream_model)?;
+                    anthropic::remember_thinking_of(&body, &self.signatures);
+                    (body, usage)
+                }
                 ProviderKind::Gemini => gemini::parse_response(&bytes, &target.upstream_model, &self.signatures)?,
                 ProviderKind::Ollama => ollama::parse_response(&bytes, &target.upstream_model)?,
                 ProviderKind::Bedrock => bedrock::parse_response(&bytes, &target.upstream_model)?,
@@ -198,7 +202,15 @@ impl Upstream {
             ProviderKind::Anthropic => (
                 anthropic_endpoint(&target.base_url),
                 anthropic_headers(target, stream)?,
-                json_bytes(&anthropic::build_request(&request, &target.upstream_model, stream)?)?,
+                json_bytes(&anthropic::build_request(
+                    &{
+                        let mut request = request;
+                        anthropic::restore_thinking(&mut request, &self.signatures);
+                        request
+                    },
+                    &target.upstream_model,
+                    stream,
+                )?)?,
             ),
             ProviderKind::Gemini => (
                 gemini::endpoint(&target.base_url, &target.upstream_model, stream),
@@ -262,7 +274,10 @@ impl Upstream {
         let resp = if target.kind == ProviderKind::Ollama { resp } else { self.expect_event_stream(resp).await? };
         let upstream_request_id = request_id(resp.headers());
         let stream = match target.kind {
-            ProviderKind::Anthropic => stream::drive(resp, anthropic::AnthropicStream::new(model, include_usage), idle, Framing::Sse),
+            ProviderKind::Anthropic => {
+                let mapper = anthropic::AnthropicStream::new(model, include_usage).remembering(self.signatures.clone());
+                stream::drive(resp, mapper, idle, Framing::Sse)
+            }
             ProviderKind::Gemini => {
                 let mapper = gemini::GeminiStream::new(model, include_usage, candidates, self.signatures.clone());
                 stream::drive(resp, mapper, idle, Framing::SseRawJson)

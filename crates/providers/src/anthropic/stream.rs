@@ -166,6 +166,12 @@ pub(crate) struct AnthropicStream {
     /// The thinking block being streamed (its text goes out as `reasoning_content` deltas, the
     /// whole block with its signature as `thinking_blocks` when it stops).
     thinking: Option<OpenThinking>,
+    /// Where the answer's thinking blocks are remembered by its first tool call id
+    /// ([`super::remember_thinking`]); `None`: not remembered.
+    cache: Option<crate::gemini::SignatureCache>,
+    /// The completed thinking blocks and the first tool call id, for `cache`.
+    done_thinking: Vec<Value>,
+    first_tool_id: Option<String>,
 }
 
 impl AnthropicStream {
@@ -182,7 +188,17 @@ impl AnthropicStream {
             usage: UsageAcc::default(),
             buf: Vec::with_capacity(256),
             thinking: None,
+            cache: None,
+            done_thinking: Vec::new(),
+            first_tool_id: None,
         }
+    }
+
+    /// Remembers the answer's thinking blocks in `cache` when the stream completes
+    /// ([`super::remember_thinking`]).
+    pub(crate) fn remembering(mut self, cache: crate::gemini::SignatureCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     fn chunk(&mut self, delta: Delta<'_>, finish_reason: Option<&'static str>) -> Bytes {
@@ -285,6 +301,9 @@ impl StreamMapper for AnthropicStream {
                     self.tools_seen = self.tools_seen.saturating_add(1);
                     self.tool_index.push((start.index, tc));
                     let head = &start.content_block;
+                    if self.first_tool_id.is_none() {
+                        self.first_tool_id = head.id.as_deref().map(str::to_owned);
+                    }
                     let delta = Delta {
                         tool_calls: Some([ToolCallDelta {
                             index: tc,
@@ -353,6 +372,9 @@ impl StreamMapper for AnthropicStream {
                     } else {
                         json!({"type":"thinking","thinking":open.text,"signature":open.signature})
                     };
+                    if self.cache.is_some() {
+                        self.done_thinking.push(block.clone());
+                    }
                     let bytes = self.chunk(Delta { thinking_blocks: Some([block]), ..Delta::default() }, None);
                     self.emit(out, bytes, None);
                 }
@@ -379,6 +401,9 @@ impl StreamMapper for AnthropicStream {
             }
             "message_stop" => {
                 self.ensure_started(out);
+                if let Some(cache) = &self.cache {
+                    super::remember_thinking(&self.done_thinking, self.first_tool_id.as_deref(), cache);
+                }
                 if !self.finish_sent {
                     self.finish_sent = true;
                     let reason = finish_reason(None, self.tools_seen > 0);

@@ -680,3 +680,70 @@ fn mappers_never_panic_on_random_events() {
         let _ = m.on_event(SseEvent { event: "message_stop".into(), data: "{}".into(), id: None }, &mut out);
     }
 }
+
+/// Clients that drop unknown fields (plain dicts rebuilt from `tool_calls`) still continue a
+/// thinking tool loop: the blocks are remembered by the first tool call id and restored.
+#[test]
+fn thinking_blocks_are_remembered_by_tool_call_id() {
+    let cache = crate::gemini::SignatureCache::default();
+    let raw = r#"{"id":"msg_r","content":[{"type":"thinking","thinking":"plan","signature":"SIG1"},
+        {"type":"tool_use","id":"toolu_A","name":"lookup","input":{}}],"stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":2}}"#;
+    let (body, _) = parse_response(raw.as_bytes(), "c").unwrap();
+    remember_thinking_of(&body, &cache);
+    let call = json!([{"id":"toolu_A","type":"function","function":{"name":"lookup","arguments":"{}"}}]);
+    let mut req = obj(json!({"messages": [
+        {"role":"user","content":"q"},
+        {"role":"assistant","content":null,"tool_calls":call},
+        {"role":"tool","tool_call_id":"toolu_A","content":"r"},
+        {"role":"assistant","content":null,"tool_calls":[{"id":"toolu_other","type":"function","function":{"name":"lookup","arguments":"{}"}}]},
+        {"role":"assistant","content":"x","thinking_blocks":[]}
+    ]}));
+    restore_thinking(&mut req, &cache);
+    assert_eq!(req["messages"][1][THINKING_BLOCKS], json!([{"type":"thinking","thinking":"plan","signature":"SIG1"}]));
+    assert!(req["messages"][3].get(THINKING_BLOCKS).is_none(), "unknown id: nothing restored");
+    assert_eq!(req["messages"][4][THINKING_BLOCKS], json!([]), "what the client sent wins");
+    let out = build_request(&req, "claude", false).unwrap();
+    assert_eq!(out["messages"][1]["content"][0]["signature"], "SIG1");
+
+    // Streams remember too, once complete.
+    let t = r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_s","model":"c","content":[],"usage":{"input_tokens":1,"output_tokens":1}}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"streamed plan"}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"SIG2"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":0}
+
+event: content_block_start
+data: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_B","name":"lookup","input":{}}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":1}
+
+event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+    let mut dec = crate::sse::SseDecoder::new();
+    dec.push(t.as_bytes()).unwrap();
+    dec.finish();
+    let mut m = AnthropicStream::new("c", false).remembering(cache.clone());
+    let mut out = Out::new();
+    while let Some(ev) = dec.next_event() {
+        if m.on_event(ev, &mut out) {
+            break;
+        }
+    }
+    let saved: Value = serde_json::from_str(&cache.get("anthropic-thinking:toolu_B").unwrap()).unwrap();
+    assert_eq!(saved, json!([{"type":"thinking","thinking":"streamed plan","signature":"SIG2"}]));
+}
