@@ -462,9 +462,6 @@ pub(crate) async fn embeddings(
     Ok(served.value)
 }
 
-/// No body adjustment.
-pub(crate) fn unchanged(_: &mut serde_json::Map<String, serde_json::Value>, _: &Target) {}
-
 /// Ends `inner` with `Err(Timeout("total"))` once `deadline` passes.
 fn with_deadline(inner: ChatStream, deadline: Option<tokio::time::Instant>) -> ChatStream {
     let Some(deadline) = deadline else { return inner };
