@@ -162,7 +162,7 @@ pub fn extract_credential_scheme<'a>(headers: &'a HeaderMap, uri: &Uri, dialect:
                 format!("the api-key header is only accepted on the Azure-style paths under /openai/; send the key in the {} header", preferred(dialect)),
             ));
         }
-        return header_key(v, AZURE_API_KEY);
+        return header_key(v, AZURE_API_KEY).map(|t| (t, Scheme::Bearer));
     }
     if let Some(v) = headers.get(X_GOOG_API_KEY) {
         if dialect != Dialect::Gemini {
