@@ -135,6 +135,35 @@ class Gateway:
         return self.admin("POST", f"/admin/v1/keys/{key_id}/revoke")
 
 
+#: Prefixes of the environment variables the gateway reads providers (or its own settings) from
+#: at start (README "Providers"; AWS_* for Bedrock's credential chain). None of them may reach the
+#: gateway under test: a developer's real keys would become providers and calls could go out.
+PROVIDER_ENV_PREFIXES = (
+    "GATEHOUSE_",
+    "OPENAI_",
+    "ANTHROPIC_",
+    "GEMINI_",
+    "GOOGLE_",
+    "AZURE_",
+    "AWS_",
+    "OLLAMA_",
+    "MISTRAL_",
+    "DEEPSEEK_",
+    "GROQ_",
+    "VLLM_",
+    "OPENROUTER_",
+    "TOGETHER_",
+    "FIREWORKS_",
+    "XAI_",
+    "BEDROCK_",
+)
+
+
+def is_provider_env(name: str) -> bool:
+    """Whether the gateway under test must not see the environment variable `name`."""
+    return name.upper().startswith(PROVIDER_ENV_PREFIXES)
+
+
 def _gateway_unavailable(reason: str):
     if os.environ.get("GATEHOUSE_PY_STRICT") == "1":
         pytest.fail(reason)
@@ -168,12 +197,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Gateway:
     work = tmp_path_factory.mktemp("gatehouse")
     log = work / "gatehouse.log"
     listen, admin = free_port(), free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        # a developer's real provider keys must not turn into providers of the test gateway
-        if not k.startswith(("OPENAI_", "ANTHROPIC_", "GATEHOUSE_", "AWS_", "BEDROCK_"))
-    }
+    # a developer's real provider keys must not turn into providers of the test gateway
+    env = {k: v for k, v in os.environ.items() if not is_provider_env(k)}
     env["GATEHOUSE_OPERATOR_TOKEN"] = OPERATOR_TOKEN
     env.setdefault("RUST_LOG", "info")
     with open(log, "wb") as out:
@@ -200,3 +225,20 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Gateway:
         yield Gateway(base_url=f"http://127.0.0.1:{listen}/v1", admin_url=f"http://127.0.0.1:{admin}")
     finally:
         _stop(proc)
+
+
+#: Name of the Gemini-format provider registered on the test gateway (kind `gemini`, pointing at
+#: the `mock` process); use it as `py-gemini/mock-gemini[:options]`.
+GEMINI_PROVIDER = "py-gemini"
+
+
+@pytest.fixture(scope="session")
+def gemini_upstream(gateway: Gateway, mock: Mock) -> str:
+    """Registers a Gemini-format upstream (the mock process, speaking `generateContent`) through
+    the admin API; returns the provider name for the explicit `provider/model` form."""
+    gateway.admin(
+        "POST",
+        "/admin/v1/providers",
+        {"name": GEMINI_PROVIDER, "kind": "gemini", "base_url": mock.base_url, "api_key": MOCK_KEY},
+    )
+    return GEMINI_PROVIDER

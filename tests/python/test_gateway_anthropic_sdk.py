@@ -30,7 +30,14 @@ TOOL = {
 UPSTREAMS = {
     "openai-format": ("demo", "mock/mock-gpt:tools"),
     "anthropic-format": ("demo-claude", "mock-anthropic/mock-claude:tools"),
+    # the `gemini_upstream` provider (kind gemini → the mock's generateContent)
+    "gemini-format": ("py-gemini/mock-gemini", "py-gemini/mock-gemini:tools"),
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _gemini_format_upstream(gemini_upstream: str) -> None:
+    assert gemini_upstream == "py-gemini"
 
 
 def root(gateway: Gateway) -> str:

@@ -1,11 +1,9 @@
 """The official `google-genai` SDK (pinned 3.6.1; it calls `/v1/models/{model}:generateContent`
 and `…:streamGenerateContent?alt=sse` with `x-goog-api-key`) through Gatehouse's Gemini API,
 with only its base URL changed, to an OpenAI-format upstream (`demo` → mock/mock-gpt) and an
-Anthropic-format upstream (`demo-claude` → mock-anthropic/mock-claude): plain, streamed, function
+Anthropic-format upstream (`demo-claude` → mock-anthropic/mock-claude) and a Gemini-format upstream
+(provider `py-gemini`, kind gemini, registered on the mock process): plain, streamed, function
 calls (streamed and not, with the function response sent back), errors.
-
-The Gemini-format mock upstream lands with the outbound Gemini adapter; until then the SDK is
-exercised through Gatehouse only.
 """
 
 from __future__ import annotations
@@ -19,7 +17,14 @@ from conftest import Gateway
 UPSTREAMS = {
     "openai-format": ("demo", "mock/mock-gpt:tools"),
     "anthropic-format": ("demo-claude", "mock-anthropic/mock-claude:tools"),
+    # the `gemini_upstream` provider (kind gemini → the mock's generateContent): Gemini in and out
+    "gemini-format": ("py-gemini/mock-gemini", "py-gemini/mock-gemini:tools"),
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _gemini_format_upstream(gemini_upstream: str) -> None:
+    assert gemini_upstream == "py-gemini"
 
 LOOKUP = types.FunctionDeclaration(
     name="lookup_order",

@@ -30,19 +30,23 @@ pub async fn messages(
     State(state): State<Arc<AppState>>,
     Extension(auth): Extension<AuthContext>,
     Extension(rec): Extension<CallRecorder>,
+    headers: http::HeaderMap,
     body: Body,
 ) -> Response {
-    run(&state, &auth, &rec, body).await.unwrap_or_else(|e| render_error(Dialect::Anthropic, &e))
+    run(&state, &auth, &rec, &headers, body).await.unwrap_or_else(|e| render_error(Dialect::Anthropic, &e))
 }
 
-async fn run(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: Body) -> Result<Response, ApiError> {
+async fn run(state: &AppState, auth: &AuthContext, rec: &CallRecorder, headers: &http::HeaderMap, body: Body) -> Result<Response, ApiError> {
+    // `anthropic-beta` goes to Anthropic upstreams only (`crate::passthrough`).
+    let beta = crate::passthrough::anthropic_beta(headers)?;
     let bytes = read_body(body, state.settings.body_limit_bytes).await?;
     let req = translate::parse_request(&parse_object(&bytes)?)?;
     rec.update(|d| {
         d.model = Some(req.model.clone());
         d.stream = req.stream;
     });
-    let plan = route(state, auth, rec, &req.model).await?;
+    let mut plan = route(state, auth, rec, &req.model).await?;
+    plan.anthropic_beta = beta;
     let body = req.body;
     // Per attempt: the target's kind and model decide about `reasoning_effort`.
     let adjust = |b: &mut serde_json::Map<String, Value>, t: &gatehouse_providers::Target| {

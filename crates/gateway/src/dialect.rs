@@ -6,6 +6,8 @@
 //! * `Authorization: Bearer <key>` on every API;
 //! * `x-api-key: <key>` only on `/v1/messages` (what the `anthropic` SDKs may send);
 //! * `x-goog-api-key: <key>` only on the Gemini paths (what `google-genai` sends);
+//! * `api-key: <key>` only on the Azure-style paths under `/openai/` (what the `AzureOpenAI`
+//!   clients send, `wire-formats.md` §5; DESIGN.md "SDK headers");
 //! * two credentials of any kind (two headers, or the same header twice) → 400;
 //! * an API key in the query string (`?key=`, Gemini's legacy form) is never accepted → 401
 //!   with a message naming the header to use (URLs end up in logs and proxies).
@@ -35,6 +37,14 @@ pub enum Dialect {
 pub const X_API_KEY: &str = "x-api-key";
 /// Header of the Gemini SDKs' API key.
 pub const X_GOOG_API_KEY: &str = "x-goog-api-key";
+/// Header of the Azure OpenAI SDKs' API key.
+pub const AZURE_API_KEY: &str = "api-key";
+
+/// Whether `path` is one of the Azure-style paths (`/openai/deployments/…`, `/openai/v1/…`),
+/// where the `api-key` header is accepted.
+pub fn is_azure_path(path: &str) -> bool {
+    path.starts_with("/openai/")
+}
 
 impl Dialect {
     /// The dialect of a request from its method and path.
@@ -105,22 +115,21 @@ pub fn extract_credential<'a>(headers: &'a HeaderMap, uri: &Uri, dialect: Dialec
 pub fn extract_credential_scheme<'a>(headers: &'a HeaderMap, uri: &Uri, dialect: Dialect) -> Result<(&'a str, Scheme), ApiError> {
     let mut found: Vec<&'static str> = Vec::new();
     let mut count = 0usize;
-    for name in [header::AUTHORIZATION.as_str(), X_API_KEY, X_GOOG_API_KEY] {
+    for name in [header::AUTHORIZATION.as_str(), X_API_KEY, X_GOOG_API_KEY, AZURE_API_KEY] {
         let n = headers.get_all(name).iter().count();
         if n > 0 {
             found.push(match name {
                 "authorization" => "Authorization",
                 X_API_KEY => X_API_KEY,
-                _ => X_GOOG_API_KEY,
+                X_GOOG_API_KEY => X_GOOG_API_KEY,
+                _ => AZURE_API_KEY,
             });
         }
         count += n;
     }
-    let query_key = uri.query().is_some_and(|q| {
-        q.split('&').any(|kv| {
-            let k = kv.split('=').next().unwrap_or_default();
-            k.eq_ignore_ascii_case("key") || k.eq_ignore_ascii_case("api_key")
-        })
+    // The query parameter name as sent (`key` or `api_key`), for the refusal message.
+    let query_key = uri.query().and_then(|q| {
+        q.split('&').map(|kv| kv.split('=').next().unwrap_or_default()).find(|k| k.eq_ignore_ascii_case("key") || k.eq_ignore_ascii_case("api_key"))
     });
     if count > 1 {
         let message = if found.len() > 1 {
@@ -130,10 +139,11 @@ pub fn extract_credential_scheme<'a>(headers: &'a HeaderMap, uri: &Uri, dialect:
         };
         return Err(credential_error(ErrorCode::InvalidCredentialRequest, message));
     }
-    if query_key {
+    if let Some(name) = query_key {
+        // `name` is one of two ASCII words (case as sent); never the value.
         return Err(credential_error(
             ErrorCode::MissingCredential,
-            format!("API keys in the URL (`?key=`) are not accepted: URLs end up in logs; send the key in the {} header", preferred(dialect)),
+            format!("API keys in the URL (`?{name}=`) are not accepted: URLs end up in logs; send the key in the {} header", preferred(dialect)),
         ));
     }
     if let Some(v) = headers.get(X_API_KEY) {
@@ -144,6 +154,15 @@ pub fn extract_credential_scheme<'a>(headers: &'a HeaderMap, uri: &Uri, dialect:
             ));
         }
         return header_key(v, X_API_KEY).map(|t| (t, Scheme::Bearer));
+    }
+    if let Some(v) = headers.get(AZURE_API_KEY) {
+        if !is_azure_path(uri.path()) {
+            return Err(credential_error(
+                ErrorCode::MissingCredential,
+                format!("the api-key header is only accepted on the Azure-style paths under /openai/; send the key in the {} header", preferred(dialect)),
+            ));
+        }
+        return header_key(v, AZURE_API_KEY).map(|t| (t, Scheme::Bearer));
     }
     if let Some(v) = headers.get(X_GOOG_API_KEY) {
         if dialect != Dialect::Gemini {
@@ -242,6 +261,25 @@ mod tests {
     }
 
     #[test]
+    fn api_key_header_only_on_azure_paths() {
+        let azure = uri("/openai/deployments/gpt/chat/completions?api-version=2024-10-21");
+        assert_eq!(extract_credential(&h(&[("api-key", "k1")]), &azure, Dialect::OpenAi).unwrap(), "k1");
+        assert_eq!(extract_credential(&h(&[("api-key", "k1")]), &uri("/openai/v1/chat/completions"), Dialect::OpenAi).unwrap(), "k1");
+        assert_eq!(extract_credential(&h(&[("authorization", "Bearer k2")]), &azure, Dialect::OpenAi).unwrap(), "k2");
+        for (path, d) in [("/v1/chat/completions", Dialect::OpenAi), ("/v1/messages", Dialect::Anthropic), ("/v1beta/models/m:generateContent", Dialect::Gemini)] {
+            let e = extract_credential(&h(&[("api-key", "secret1")]), &uri(path), d).unwrap_err();
+            assert_eq!(e.code, ErrorCode::MissingCredential, "{path}");
+            assert!(e.message.contains("only accepted on the Azure-style paths") && !e.message.contains("secret1"));
+        }
+        for hs in [h(&[("api-key", "secret1"), ("authorization", "Bearer secret2")]), h(&[("api-key", "secret1"), ("api-key", "secret2")])] {
+            let e = extract_credential(&hs, &azure, Dialect::OpenAi).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidCredentialRequest);
+            assert!(!e.message.contains("secret"));
+        }
+        assert_eq!(extract_credential(&h(&[("api-key", "a b")]), &azure, Dialect::OpenAi).unwrap_err().code, ErrorCode::InvalidCredentialRequest);
+    }
+
+    #[test]
     fn query_keys_are_refused() {
         let e = extract_credential(&h(&[]), &uri("/v1beta/models/m:generateContent?key=abc"), Dialect::Gemini).unwrap_err();
         assert_eq!(e.code, ErrorCode::MissingCredential);
@@ -249,6 +287,11 @@ mod tests {
         let e = extract_credential(&h(&[("x-goog-api-key", "k")]), &uri("/x?alt=sse&key=abc"), Dialect::Gemini).unwrap_err();
         assert_eq!(e.code, ErrorCode::MissingCredential);
         assert!(extract_credential(&h(&[("x-goog-api-key", "k")]), &uri("/x?alt=sse"), Dialect::Gemini).is_ok());
+        // The message names the parameter actually sent.
+        let e = extract_credential(&h(&[]), &uri("/v1/chat/completions?api_key=abc"), Dialect::OpenAi).unwrap_err();
+        assert!(e.message.contains("`?api_key=`") && !e.message.contains("abc"), "{}", e.message);
+        let e = extract_credential(&h(&[]), &uri("/x?KEY=abc"), Dialect::Gemini).unwrap_err();
+        assert!(e.message.contains("`?KEY=`"), "{}", e.message);
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct Plan {
     /// The requested model.
     pub model: String,
     pub candidates: Vec<Candidate>,
+    /// The client's `anthropic-beta` flags, put on every attempt's target (only Anthropic
+    /// upstreams send them; `crate::passthrough`).
+    pub anthropic_beta: Option<String>,
 }
 
 impl Plan {
@@ -145,7 +148,7 @@ impl RoutePlane {
                 Err(_) => tracing::warn!(model, fallback = %fallback, "fallback model does not exist; skipped"),
             }
         }
-        Plan { model: model.to_string(), candidates }
+        Plan { model: model.to_string(), candidates, anthropic_beta: None }
     }
 
     fn policy(&self, model: &str) -> ModelPolicy {
@@ -294,7 +297,7 @@ where
                     d.attempts = attempts;
                 });
                 let target = match state.routing.target_with(cand, key) {
-                    Ok(t) => t,
+                    Ok(t) => Target { anthropic_beta: plan.anthropic_beta.clone(), ..t },
                     Err(e) => {
                         attempt.finish(Outcome::Neutral);
                         last = Some(e);
@@ -458,9 +461,6 @@ pub(crate) async fn embeddings(
     .await?;
     Ok(served.value)
 }
-
-/// No body adjustment.
-pub(crate) fn unchanged(_: &mut serde_json::Map<String, serde_json::Value>, _: &Target) {}
 
 /// Ends `inner` with `Err(Timeout("total"))` once `deadline` passes.
 fn with_deadline(inner: ChatStream, deadline: Option<tokio::time::Instant>) -> ChatStream {

@@ -12,6 +12,7 @@ use std::time::Instant;
 use axum::Extension;
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -33,11 +34,36 @@ pub async fn generate(
     State(state): State<Arc<AppState>>,
     Extension(auth): Extension<AuthContext>,
     Extension(rec): Extension<CallRecorder>,
-    Path(target): Path<String>,
+    target: Result<Path<String>, PathRejection>,
     uri: Uri,
     body: Body,
 ) -> Response {
+    // A path that is not valid UTF-8 once percent-decoded is the client's mistake: a Gemini 400,
+    // not axum's plain-text rejection.
+    let Ok(Path(target)) = target else {
+        return render_error(Dialect::Gemini, &ApiError::new(ErrorCode::InvalidRequest, "the model path is not valid UTF-8"));
+    };
     run(&state, &auth, &rec, &target, &uri, body).await.unwrap_or_else(|e| render_error(Dialect::Gemini, &e))
+}
+
+/// Whether the answer is SSE, from `?alt=` (`sse`; `json` or absent: JSON). Any other value, or
+/// `alt` given twice, is 400 `INVALID_ARGUMENT` (the API knows `proto` and `media` too, which
+/// this gateway does not serve).
+fn alt_is_sse(uri: &Uri) -> Result<bool, ApiError> {
+    let mut alts = uri.query().unwrap_or_default().split('&').filter_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        k.eq_ignore_ascii_case("alt").then_some(v)
+    });
+    let alt = alts.next();
+    if alts.next().is_some() {
+        return Err(ApiError::new(ErrorCode::InvalidRequest, "`alt` may be given only once").with_param("alt"));
+    }
+    match alt {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("sse") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("json") => Ok(false),
+        Some(_) => Err(ApiError::new(ErrorCode::InvalidRequest, "`alt` must be `sse` or `json`").with_param("alt")),
+    }
 }
 
 /// `{model}:{method}` → `(model, streamed)`; the method is after the last `:` (model names may
@@ -61,7 +87,7 @@ fn split_target(target: &str) -> Result<(&str, bool), ApiError> {
 
 async fn run(state: &AppState, auth: &AuthContext, rec: &CallRecorder, target: &str, uri: &Uri, body: Body) -> Result<Response, ApiError> {
     let (model, stream) = split_target(target)?;
-    let sse = uri.query().is_some_and(|q| q.split('&').any(|kv| kv.eq_ignore_ascii_case("alt=sse")));
+    let sse = alt_is_sse(uri)?;
     let bytes = read_body(body, state.settings.body_limit_bytes).await?;
     let req = translate::parse_request(model, stream, &parse_object(&bytes)?)?;
     rec.update(|d| {
@@ -176,5 +202,18 @@ mod tests {
         assert_eq!(split_target("mock/mock-gpt:tools:streamGenerateContent").unwrap(), ("mock/mock-gpt:tools", true));
         assert_eq!(split_target("m:countTokens").unwrap_err().code, ErrorCode::NotFound);
         assert_eq!(split_target("m").unwrap_err().code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn alt_takes_sse_or_json_once() {
+        let alt = |q: &str| alt_is_sse(&format!("/v1beta/models/m:streamGenerateContent{q}").parse().unwrap());
+        assert!(!alt("").unwrap());
+        assert!(alt("?alt=sse").unwrap());
+        assert!(alt("?x=1&ALT=SSE").unwrap());
+        assert!(!alt("?alt=json").unwrap());
+        for bad in ["?alt=xml", "?alt=", "?alt", "?alt=proto", "?alt=sse&alt=json"] {
+            let e = alt(bad).unwrap_err();
+            assert_eq!((e.code, e.param.as_deref()), (ErrorCode::InvalidRequest, Some("alt")), "{bad}");
+        }
     }
 }

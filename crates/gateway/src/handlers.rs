@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use gatehouse_providers::UpstreamError;
+use gatehouse_providers::{Target, UpstreamError};
 use gatehouse_types::{ApiError, ErrorCode};
 use http::HeaderValue;
 use serde_json::json;
@@ -37,24 +37,29 @@ pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     Extension(auth): Extension<AuthContext>,
     Extension(rec): Extension<CallRecorder>,
+    headers: http::HeaderMap,
     body: Body,
 ) -> Response {
-    respond(chat(&state, &auth, &rec, body).await)
+    respond(chat(&state, &auth, &rec, &headers, body).await)
 }
 
-async fn chat(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: Body) -> Result<Response, ApiError> {
+async fn chat(state: &AppState, auth: &AuthContext, rec: &CallRecorder, headers: &http::HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let beta = crate::passthrough::anthropic_beta(headers)?;
     let bytes = read_body(body, state.settings.body_limit_bytes).await?;
     let req = parse_chat(&bytes)?;
     rec.update(|d| {
         d.model = Some(req.model.clone());
         d.stream = req.stream;
     });
-    let plan = route(state, auth, rec, &req.model).await?;
+    let mut plan = route(state, auth, rec, &req.model).await?;
+    plan.anthropic_beta = beta;
     let up = primary_model(&plan);
     let admission = admit(state, auth, rec, &req.model, &up, &|| estimate::estimate_chat(&req.body, &up)).await?;
+    // Per attempt: OpenAI/Azure reasoning models take `max_completion_tokens` (`token_cap`).
+    let cap = |b: &mut serde_json::Map<String, serde_json::Value>, t: &Target| crate::token_cap::fit_token_cap(b, t, state.reasoning_model(t));
     let started = Instant::now();
     if !req.stream {
-        let answer = failover::chat(state, rec, &plan, &req.body, &failover::unchanged).await;
+        let answer = failover::chat(state, rec, &plan, &req.body, &cap).await;
         rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
         let answer = answer.map_err(|e| failed_before_answer(e, admission.as_ref()))?;
         rec.update(|d| {
@@ -64,7 +69,7 @@ async fn chat(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: Bo
         let resp = with_upstream_id(Json(answer.body).into_response(), answer.upstream_request_id.as_deref());
         return Ok(with_rate_headers(resp, admission.as_ref()));
     }
-    let answer = failover::chat_stream(state, rec, &plan, &req.body, req.include_usage, &failover::unchanged).await;
+    let answer = failover::chat_stream(state, rec, &plan, &req.body, req.include_usage, &cap).await;
     rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
     let answer = answer.map_err(|e| failed_before_answer(e, admission.as_ref()))?;
     rec.update(|d| d.upstream_request_id.clone_from(&answer.upstream_request_id));

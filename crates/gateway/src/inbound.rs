@@ -142,8 +142,10 @@ pub(crate) fn framed_response<F: Framer>(
 /// Adjusts a translated OpenAI body for its target: adds `reasoning_effort` only where the
 /// upstream can use it (the Anthropic adapter turns it into a thinking budget; OpenAI-kind
 /// upstreams only for models the catalog marks as reasoning models, since others reject the
-/// field).
+/// field), and puts the output cap in the field the upstream takes
+/// ([`crate::token_cap::fit_token_cap`]).
 pub(crate) fn adjust_for_target(body: &mut Map<String, Value>, target: &Target, effort: Option<&'static str>, reasoning_model: Option<bool>) {
+    crate::token_cap::fit_token_cap(body, target, reasoning_model);
     let Some(effort) = effort else { return };
     let allowed = match reasoning_model {
         Some(r) => r,

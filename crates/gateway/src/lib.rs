@@ -14,6 +14,7 @@
 
 pub mod anomaly;
 pub mod anthropic_api;
+pub mod azure_api;
 pub mod auth;
 pub mod calllog;
 pub mod caps;
@@ -35,7 +36,9 @@ pub mod oauth;
 pub mod request;
 pub mod routing;
 pub mod security;
+pub mod passthrough;
 pub mod stream;
+pub(crate) mod token_cap;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -283,6 +286,18 @@ impl Gateway {
                 "/v1beta/models/{*target}",
                 post(gemini_api::generate).fallback(|| async { dialect_method_not_allowed(Dialect::Gemini, "POST") }),
             )
+            // Azure-style paths (`azure_api`): `api-key` accepted here only.
+            .route(
+                "/openai/deployments/{deployment}/chat/completions",
+                post(azure_api::deployment_chat).fallback(|| async { method_not_allowed("POST") }),
+            )
+            .route(
+                "/openai/deployments/{deployment}/embeddings",
+                post(azure_api::deployment_embeddings).fallback(|| async { method_not_allowed("POST") }),
+            )
+            .route("/openai/v1/chat/completions", post(handlers::chat_completions).fallback(|| async { method_not_allowed("POST") }))
+            .route("/openai/v1/embeddings", post(handlers::embeddings).fallback(|| async { method_not_allowed("POST") }))
+            .route("/openai/v1/models", get(handlers::list_models).fallback(|| async { method_not_allowed("GET") }))
             .route_layer(from_fn_with_state(state.clone(), auth::auth_middleware))
             .merge(oauth::routes())
             .fallback(error::not_found)

@@ -217,7 +217,7 @@ impl Routing {
                 }
             },
         };
-        Ok(Target { kind: p.kind, base_url: p.base_url.clone(), api_key, upstream_model: candidate.upstream_model.clone() })
+        Ok(Target { kind: p.kind, base_url: p.base_url.clone(), api_key, upstream_model: candidate.upstream_model.clone(), anthropic_beta: None })
     }
 
     /// Every deployment of every public model, and every provider with its key pool (health

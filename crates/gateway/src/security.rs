@@ -34,10 +34,12 @@ pub const SCOPE_MODELS: &str = "models:read";
 pub const ALL_SCOPES: &[&str] = &[SCOPE_CHAT, SCOPE_EMBEDDINGS, SCOPE_MODELS];
 
 /// The scope a data-plane route needs.
+/// The Azure-style paths (`crate::azure_api`) need the scope of the `/v1/…` route they serve.
 pub fn required_scope(method: &Method, path: &str) -> &'static str {
-    if path == "/v1/embeddings" {
+    let azure_embeddings = path == "/openai/v1/embeddings" || (path.starts_with("/openai/deployments/") && path.ends_with("/embeddings"));
+    if path == "/v1/embeddings" || azure_embeddings {
         SCOPE_EMBEDDINGS
-    } else if (method == Method::GET || method == Method::HEAD) && (path == "/v1/models" || path.starts_with("/v1/models/")) {
+    } else if (method == Method::GET || method == Method::HEAD) && (path == "/v1/models" || path.starts_with("/v1/models/") || path == "/openai/v1/models") {
         SCOPE_MODELS
     } else {
         SCOPE_CHAT

@@ -19,6 +19,53 @@ use crate::StreamEvent;
 /// The `anthropic-version` header value sent upstream (§2.1).
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// The message / delta field carrying Anthropic's `thinking` and `redacted_thinking` blocks
+/// verbatim (signature included) next to `reasoning_content` — the name LiteLLM uses for the same
+/// purpose. Clients send the blocks back on the assistant message to continue a tool-use loop
+/// with thinking on; other upstream kinds never see the field.
+pub const THINKING_BLOCKS: &str = "thinking_blocks";
+
+/// Cache key of the thinking blocks that preceded a tool call (its id): [`remember_thinking`].
+fn thinking_key(tool_call_id: &str) -> String {
+    format!("anthropic-thinking:{tool_call_id}")
+}
+
+/// Remembers an answer's `thinking_blocks` under its first tool call's id, in the process-wide
+/// cache the Gemini adapter uses for `thoughtSignature`s (bounded, 24 h TTL, never logged), so a
+/// client that drops unknown fields can still continue the tool loop ([`restore_thinking`]).
+pub(crate) fn remember_thinking(blocks: &[Value], first_tool_call_id: Option<&str>, cache: &crate::gemini::SignatureCache) {
+    if let (false, Some(id)) = (blocks.is_empty(), first_tool_call_id.filter(|id| !id.is_empty())) {
+        cache.put(&thinking_key(id), &Value::Array(blocks.to_vec()).to_string());
+    }
+}
+
+/// [`remember_thinking`] for a translated `chat.completion` body.
+pub(crate) fn remember_thinking_of(body: &Value, cache: &crate::gemini::SignatureCache) {
+    let message = body.pointer("/choices/0/message");
+    let blocks = message.and_then(|m| m.get(THINKING_BLOCKS)).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let id = message.and_then(|m| m.pointer("/tool_calls/0/id")).and_then(Value::as_str);
+    remember_thinking(blocks, id, cache);
+}
+
+/// Gives every assistant message that has tool calls but no `thinking_blocks` the blocks
+/// remembered for its first tool call (Anthropic refuses a tool loop with thinking on whose
+/// assistant turn lost its signed thinking, §2.3). Messages that carry the field are untouched.
+pub(crate) fn restore_thinking(request: &mut Map<String, Value>, cache: &crate::gemini::SignatureCache) {
+    let Some(Value::Array(messages)) = request.get_mut("messages") else { return };
+    for m in messages.iter_mut() {
+        let Value::Object(m) = m else { continue };
+        if m.get("role").and_then(Value::as_str) != Some("assistant") || m.get(THINKING_BLOCKS).is_some_and(|v| !v.is_null()) {
+            continue;
+        }
+        let Some(id) = m.get("tool_calls").and_then(|c| c.get(0)).and_then(|c| c.get("id")).and_then(Value::as_str) else { continue };
+        if let Some(saved) = cache.get(&thinking_key(id))
+            && let Ok(blocks @ Value::Array(_)) = serde_json::from_str::<Value>(&saved)
+        {
+            m.insert(THINKING_BLOCKS.into(), blocks);
+        }
+    }
+}
+
 /// `max_tokens` when the client sent neither `max_completion_tokens` nor `max_tokens` (Anthropic
 /// requires it, §2.2).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -155,8 +202,39 @@ fn system_blocks(content: Option<&Value>, param: &str, out: &mut Vec<Value>) -> 
     }
 }
 
-/// Assistant content, refusal and tool calls → blocks (text first, then `tool_use`).
+/// The `thinking_blocks` of an assistant message (as this adapter returned them, see
+/// [`parse_response`]) → the same `thinking` / `redacted_thinking` blocks, unchanged: Anthropic
+/// needs them back, signature included, to continue a tool-use loop with thinking on (§2.3).
+fn thinking_blocks(msg: &Map<String, Value>, param: &str, out: &mut Vec<Value>) -> Result<(), UpstreamError> {
+    let list = match msg.get(THINKING_BLOCKS) {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(reject(format!("{param}.{THINKING_BLOCKS}"), "thinking_blocks must be an array")),
+    };
+    for (i, b) in list.iter().enumerate() {
+        let p = format!("{param}.{THINKING_BLOCKS}[{i}]");
+        let s = |k: &str| b.get(k).and_then(Value::as_str);
+        match s("type") {
+            Some("thinking") => {
+                let (Some(thinking), Some(signature)) = (s("thinking"), s("signature")) else {
+                    return Err(reject(p, "a thinking block needs string `thinking` and `signature`"));
+                };
+                out.push(json!({"type":"thinking","thinking":thinking,"signature":signature}));
+            }
+            Some("redacted_thinking") => {
+                let data = s("data").ok_or_else(|| reject(format!("{p}.data"), "a redacted_thinking block needs string `data`"))?;
+                out.push(json!({"type":"redacted_thinking","data":data}));
+            }
+            _ => return Err(reject(format!("{p}.type"), "thinking block type must be thinking or redacted_thinking")),
+        }
+    }
+    Ok(())
+}
+
+/// Assistant thinking blocks, content, refusal and tool calls → blocks (thinking first, then
+/// text, then `tool_use`).
 fn assistant_blocks(msg: &Map<String, Value>, param: &str, out: &mut Vec<Value>) -> Result<(), UpstreamError> {
+    thinking_blocks(msg, param, out)?;
     match msg.get("content") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => {
@@ -604,6 +682,14 @@ struct Block {
     name: Option<String>,
     #[serde(default)]
     input: Option<Box<RawValue>>,
+    /// `thinking` blocks: the reasoning text and its signature.
+    #[serde(default)]
+    thinking: Option<String>,
+    #[serde(default)]
+    signature: Option<String>,
+    /// `redacted_thinking` blocks: the encrypted reasoning.
+    #[serde(default)]
+    data: Option<String>,
 }
 
 /// `chatcmpl-…` id derived from an Anthropic `msg_…` id (stable, keeps the upstream id visible).
@@ -616,7 +702,9 @@ pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-/// A Messages response → `chat.completion` (§7.3). `thinking` blocks are dropped.
+/// A Messages response → `chat.completion` (§7.3). `thinking` text is returned in
+/// `message.reasoning_content` (joined), and every `thinking` / `redacted_thinking` block
+/// verbatim in `message.thinking_blocks` ([`THINKING_BLOCKS`]) for the round trip.
 pub(crate) fn parse_response(bytes: &[u8], upstream_model: &str) -> Result<(Value, Usage), UpstreamError> {
     let msg: Message = match serde_json::from_slice(bytes) {
         Ok(m) => m,
@@ -630,9 +718,17 @@ pub(crate) fn parse_response(bytes: &[u8], upstream_model: &str) -> Result<(Valu
     };
     let mut text = String::new();
     let mut tool_calls = Vec::new();
+    let mut reasoning = String::new();
+    let mut thinking = Vec::new();
     for b in &msg.content {
         match b.kind.as_str() {
             "text" => text.push_str(b.text.as_deref().unwrap_or_default()),
+            "thinking" => {
+                let t = b.thinking.as_deref().unwrap_or_default();
+                reasoning.push_str(t);
+                thinking.push(json!({"type":"thinking","thinking":t,"signature":b.signature.as_deref().unwrap_or_default()}));
+            }
+            "redacted_thinking" => thinking.push(json!({"type":"redacted_thinking","data":b.data.as_deref().unwrap_or_default()})),
             "tool_use" => {
                 let args = b.input.as_ref().map_or("{}", |r| r.get());
                 tool_calls.push(json!({
@@ -655,8 +751,16 @@ pub(crate) fn parse_response(bytes: &[u8], upstream_model: &str) -> Result<(Valu
     let has_tools = !tool_calls.is_empty();
     let content = if text.is_empty() && has_tools { Value::Null } else { Value::from(text) };
     let mut message = json!({"role":"assistant","content":content,"refusal":null});
-    if has_tools && let Value::Object(m) = &mut message {
-        m.insert("tool_calls".into(), Value::Array(tool_calls));
+    if let Value::Object(m) = &mut message {
+        if !reasoning.is_empty() {
+            m.insert("reasoning_content".into(), Value::from(reasoning));
+        }
+        if !thinking.is_empty() {
+            m.insert(THINKING_BLOCKS.into(), Value::Array(thinking));
+        }
+        if has_tools {
+            m.insert("tool_calls".into(), Value::Array(tool_calls));
+        }
     }
     let body = json!({
         "id": completion_id(&msg.id),

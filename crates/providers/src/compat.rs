@@ -109,6 +109,9 @@ pub(crate) fn chat_body(kind: ProviderKind, mut request: Map<String, Value>, ups
     if let Some(Value::Array(messages)) = request.get_mut("messages") {
         for m in messages.iter_mut() {
             let Value::Object(m) = m else { continue };
+            // Anthropic's thinking blocks (a round trip through `anthropic`): no other kind
+            // knows the field, and OpenAI refuses unknown message fields.
+            m.remove(crate::anthropic::THINKING_BLOCKS);
             if system_for_developer && m.get("role").and_then(Value::as_str) == Some("developer") {
                 m.insert("role".into(), Value::from("system"));
             }

@@ -56,11 +56,11 @@ impl Default for SignatureCache {
 }
 
 impl SignatureCache {
-    fn put(&self, id: &str, sig: &str) {
+    pub(crate) fn put(&self, id: &str, sig: &str) {
         self.0.insert(id.to_string(), Arc::from(sig));
     }
 
-    fn get(&self, id: &str) -> Option<Arc<str>> {
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<str>> {
         self.0.get(id)
     }
 }

@@ -32,6 +32,9 @@ pub mod openai;
 pub mod sse;
 mod stream;
 
+#[cfg(test)]
+mod roundtrip_tests;
+
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -58,6 +61,10 @@ pub struct Target {
     pub api_key: SecretString,
     /// The model name the upstream expects (replaces the request's `model`).
     pub upstream_model: String,
+    /// The client's `anthropic-beta` flags (comma-separated, already validated by the gateway),
+    /// sent as the `anthropic-beta` header to Anthropic upstreams only (`wire-formats.md` §2.1);
+    /// every other kind ignores them.
+    pub anthropic_beta: Option<String>,
 }
 
 /// Timeouts of the upstream client.
@@ -122,7 +129,7 @@ pub struct StreamingResponse {
 pub struct Upstream {
     client: reqwest::Client,
     timeouts: Timeouts,
-    /// Gemini `thoughtSignature`s by tool-call id (§7.9).
+    /// Gemini `thoughtSignature`s and Anthropic thinking blocks by tool-call id (§7.9, §2.3).
     signatures: gemini::SignatureCache,
 }
 
@@ -166,7 +173,11 @@ impl Upstream {
             let upstream_request_id = request_id(resp.headers());
             let bytes = resp.bytes().await.map_err(|e| UpstreamError::Connect(e.without_url().to_string()))?;
             let (body, usage) = match target.kind {
-                ProviderKind::Anthropic => anthropic::parse_response(&bytes, &target.upstream_model)?,
+                ProviderKind::Anthropic => {
+                    let (body, usage) = anthropic::parse_response(&bytes, &target.upstream_model)?;
+                    anthropic::remember_thinking_of(&body, &self.signatures);
+                    (body, usage)
+                }
                 ProviderKind::Gemini => gemini::parse_response(&bytes, &target.upstream_model, &self.signatures)?,
                 ProviderKind::Ollama => ollama::parse_response(&bytes, &target.upstream_model)?,
                 ProviderKind::Bedrock => bedrock::parse_response(&bytes, &target.upstream_model)?,
@@ -191,7 +202,15 @@ impl Upstream {
             ProviderKind::Anthropic => (
                 anthropic_endpoint(&target.base_url),
                 anthropic_headers(target, stream)?,
-                json_bytes(&anthropic::build_request(&request, &target.upstream_model, stream)?)?,
+                json_bytes(&anthropic::build_request(
+                    &{
+                        let mut request = request;
+                        anthropic::restore_thinking(&mut request, &self.signatures);
+                        request
+                    },
+                    &target.upstream_model,
+                    stream,
+                )?)?,
             ),
             ProviderKind::Gemini => (
                 gemini::endpoint(&target.base_url, &target.upstream_model, stream),
@@ -255,7 +274,10 @@ impl Upstream {
         let resp = if target.kind == ProviderKind::Ollama { resp } else { self.expect_event_stream(resp).await? };
         let upstream_request_id = request_id(resp.headers());
         let stream = match target.kind {
-            ProviderKind::Anthropic => stream::drive(resp, anthropic::AnthropicStream::new(model, include_usage), idle, Framing::Sse),
+            ProviderKind::Anthropic => {
+                let mapper = anthropic::AnthropicStream::new(model, include_usage).remembering(self.signatures.clone());
+                stream::drive(resp, mapper, idle, Framing::Sse)
+            }
             ProviderKind::Gemini => {
                 let mapper = gemini::GeminiStream::new(model, include_usage, candidates, self.signatures.clone());
                 stream::drive(resp, mapper, idle, Framing::SseRawJson)
@@ -415,6 +437,13 @@ fn anthropic_headers(target: &Target, stream: bool) -> Result<HeaderMap, Upstrea
     let mut h = base_headers(stream);
     h.insert("x-api-key", secret_header(target.api_key.expose_secret())?);
     h.insert("anthropic-version", HeaderValue::from_static(anthropic::ANTHROPIC_VERSION));
+    if let Some(beta) = target.anthropic_beta.as_deref().filter(|b| !b.is_empty()) {
+        let v = HeaderValue::from_str(beta).map_err(|_| UpstreamError::InvalidRequest {
+            param: Some("anthropic-beta".into()),
+            message: "the anthropic-beta header holds characters not allowed in a header".into(),
+        })?;
+        h.insert("anthropic-beta", v);
+    }
     Ok(h)
 }
 

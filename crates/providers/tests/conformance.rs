@@ -52,7 +52,7 @@ async fn mock() -> MockProvider {
 fn target(spec: &Spec, mock: &MockProvider, options: &str) -> Target {
     let model = if options.is_empty() { spec.model.to_string() } else { format!("{}:{options}", spec.model) };
     let key = if spec.sigv4 { gatehouse_providers::bedrock::auth::credentials_json(ACCESS_KEY_ID, KEY, None, Some("us-east-1")) } else { KEY.to_string() };
-    Target { kind: spec.kind, base_url: (spec.base)(mock), api_key: SecretString::from(key), upstream_model: model }
+    Target { kind: spec.kind, base_url: (spec.base)(mock), api_key: SecretString::from(key), upstream_model: model, anthropic_beta: None }
 }
 
 fn request(extra: Value) -> Map<String, Value> {

@@ -306,7 +306,7 @@ fn target(kind: ProviderKind, base: &str, model: &str) -> Target {
         ProviderKind::OpenAi => format!("{base}/v1"),
         _ => base.to_string(),
     };
-    Target { kind, base_url, api_key: SecretString::from(KEY), upstream_model: model.to_string() }
+    Target { kind, base_url, api_key: SecretString::from(KEY), upstream_model: model.to_string(), anthropic_beta: None }
 }
 
 fn chat_request(extra: Value) -> Map<String, Value> {

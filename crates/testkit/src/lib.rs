@@ -36,7 +36,9 @@
 //! [`MockProviderBuilder::expected_key`] a missing or wrong key gets the vendor's 401
 //! envelope (OpenAI `invalid_api_key`, Anthropic `authentication_error`); without it any key
 //! passes. Bad JSON, a missing `model`, missing `messages` (and Anthropic's missing
-//! `max_tokens`) get a 400 in the vendor's envelope.
+//! `max_tokens`) get a 400 in the vendor's envelope. Like OpenAI, the OpenAI and Azure routes
+//! refuse `max_tokens` for a reasoning model (`o1`, `o3`, `o4`, `gpt-5` families,
+//! [`is_reasoning_model`]) with 400 `unsupported_parameter`.
 //!
 //! ## Behaviour: the scenario convention
 //!
@@ -111,7 +113,7 @@ mod stream;
 
 pub use anthropic::{ANTHROPIC_MODELS, TOOL_PREAMBLE};
 pub use gemini::MOCK_THOUGHT_SIGNATURE;
-pub use openai::{DEFAULT_EMBEDDING_DIMS, OPENAI_MODELS};
+pub use openai::{DEFAULT_EMBEDDING_DIMS, OPENAI_MODELS, is_reasoning_model};
 pub use scenario::{
     FIXED_REPLY, Failure, Reply, SCENARIO_HEADER, SLOW_DELAY, Scenario, ScenarioError, ToolMode,
     UTF8_SUFFIX,

@@ -180,6 +180,9 @@ pub(crate) async fn chat_at(
             &Scenario::default(),
         );
     };
+    if let Some(resp) = reasoning_model_refusal(&p) {
+        return resp;
+    }
     if !p.scenario.wait.is_zero() {
         tokio::time::sleep(p.scenario.wait).await;
     }
@@ -516,4 +519,30 @@ pub(crate) fn with_noise(mut value: Value, s: &Scenario) -> Value {
         value["x_mock_unknown_field"] = json!({"ignore": "me"});
     }
     value
+}
+
+/// Whether a model base name belongs to OpenAI's reasoning families (o1, o3, o4, gpt-5), which
+/// take `max_completion_tokens` only.
+pub fn is_reasoning_model(base: &str) -> bool {
+    let base = base.rsplit('/').next().unwrap_or(base);
+    ["o1", "o3", "o4", "gpt-5"]
+        .iter()
+        .any(|f| base == *f || base.strip_prefix(f).is_some_and(|rest| rest.starts_with(['-', '.'])))
+}
+
+/// OpenAI's answer to `max_tokens` sent to a reasoning model (§1.3): 400
+/// `unsupported_parameter`, as the real API does.
+fn reasoning_model_refusal(p: &Prepared) -> Option<Response> {
+    use axum::response::IntoResponse;
+    let base = p.model.split(':').next().unwrap_or_default();
+    if !is_reasoning_model(base) || p.body.get("max_tokens").is_none_or(Value::is_null) {
+        return None;
+    }
+    let body = json!({"error": {
+        "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+        "type": "invalid_request_error",
+        "param": "max_tokens",
+        "code": "unsupported_parameter",
+    }});
+    Some((axum::http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response())
 }

@@ -632,3 +632,20 @@ async fn shutdown_stops_accepting() {
     mock.shutdown().await;
     assert!(reqwest::Client::new().get(&url).send().await.is_err());
 }
+
+#[tokio::test]
+async fn openai_reasoning_models_refuse_max_tokens() {
+    let mock = MockProvider::builder().start().await.unwrap();
+    let msgs = json!([{"role": "user", "content": "hi"}]);
+    let resp = post_openai(&mock, "/chat/completions", json!({"model": "o3-mini", "max_tokens": 5, "messages": msgs})).await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!((v["error"]["code"].as_str(), v["error"]["param"].as_str()), (Some("unsupported_parameter"), Some("max_tokens")));
+    for body in [
+        json!({"model": "o3-mini", "max_completion_tokens": 5, "messages": msgs}),
+        json!({"model": "gpt-5.1:tools", "messages": msgs}),
+        json!({"model": "mock-gpt", "max_tokens": 5, "messages": msgs}),
+    ] {
+        assert_eq!(post_openai(&mock, "/chat/completions", body.clone()).await.status(), 200, "{body}");
+    }
+}

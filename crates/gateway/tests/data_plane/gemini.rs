@@ -164,7 +164,35 @@ async fn credentials_and_errors_in_gemini_shape() {
     }
     let resp = h.client.get(h.url("/v1beta/models/demo:generateContent")).header("x-goog-api-key", &key).send().await.unwrap();
     assert_eq!(resp.status(), 405);
-    assert_gemini_error(&resp.json().await.unwrap(), 405, "INVALID_ARGUMENT");
+    assert_gemini_error(&resp.json().await.unwrap(), 405, "UNIMPLEMENTED");
+
+    // Break-it findings: bad generationConfig counts, unknown `alt`, a path that is not UTF-8,
+    // a query key under either name — each a Gemini-shaped 4xx naming what was wrong.
+    let bad_cfg = |cap: Value| json!({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"maxOutputTokens": cap}});
+    for cap in [json!(0), json!(-1), json!("ten")] {
+        let resp = gpost(&h, "/v1beta/models/demo:generateContent", Some(&key), &bad_cfg(cap.clone())).await;
+        assert_eq!(resp.status(), 400, "{cap}");
+        let v: Value = resp.json().await.unwrap();
+        assert_gemini_error(&v, 400, "INVALID_ARGUMENT");
+        assert!(v["error"]["message"].as_str().unwrap().contains("maxOutputTokens"), "{v}");
+    }
+    for path in ["/v1beta/models/demo:streamGenerateContent?alt=xml", "/v1/models/demo:generateContent?alt=sse&alt=json"] {
+        let resp = gpost(&h, path, Some(&key), &body("x")).await;
+        assert_eq!(resp.status(), 400, "{path}");
+        let v: Value = resp.json().await.unwrap();
+        assert_gemini_error(&v, 400, "INVALID_ARGUMENT");
+        assert!(v["error"]["message"].as_str().unwrap().contains("alt"), "{v}");
+    }
+    for path in ["/v1beta/models/demo%FF%FE:generateContent", "/v1/models/%C3%28:generateContent"] {
+        let resp = gpost(&h, path, Some(&key), &body("x")).await;
+        assert_eq!(resp.status(), 400, "{path}");
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        assert_gemini_error(&resp.json().await.unwrap(), 400, "INVALID_ARGUMENT");
+    }
+    let resp = gpost(&h, "/v1beta/models/demo:generateContent?api_key=canary-query-key", None, &body("x")).await;
+    assert_eq!(resp.status(), 401);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("?api_key=") && !text.contains("canary-query-key"), "{text}");
 
     // Mid-stream failure: a final `{"error":…}` element / event, logged as failed.
     let resp = gpost(&h, "/v1beta/models/mock/mock-gpt:error-mid-stream:streamGenerateContent?alt=sse", Some(&key), &body("x")).await;

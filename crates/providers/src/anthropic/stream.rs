@@ -31,7 +31,12 @@ struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+    /// One complete `thinking` / `redacted_thinking` block, sent when it ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_blocks: Option<[Value; 1]>,
 }
 
 #[derive(Serialize)]
@@ -88,6 +93,26 @@ struct BlockHead<'a> {
     id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    signature: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    data: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct BlockStop {
+    index: u32,
+}
+
+/// A `thinking` or `redacted_thinking` block being streamed.
+struct OpenThinking {
+    index: u32,
+    redacted: bool,
+    /// The reasoning text (`thinking`) or the encrypted data (`redacted_thinking`).
+    text: String,
+    signature: String,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +130,10 @@ struct DeltaIn<'a> {
     text: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     partial_json: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    signature: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +163,15 @@ pub(crate) struct AnthropicStream {
     finish_sent: bool,
     usage: UsageAcc,
     buf: Vec<u8>,
+    /// The thinking block being streamed (its text goes out as `reasoning_content` deltas, the
+    /// whole block with its signature as `thinking_blocks` when it stops).
+    thinking: Option<OpenThinking>,
+    /// Where the answer's thinking blocks are remembered by its first tool call id
+    /// ([`super::remember_thinking`]); `None`: not remembered.
+    cache: Option<crate::gemini::SignatureCache>,
+    /// The completed thinking blocks and the first tool call id, for `cache`.
+    done_thinking: Vec<Value>,
+    first_tool_id: Option<String>,
 }
 
 impl AnthropicStream {
@@ -149,7 +187,18 @@ impl AnthropicStream {
             finish_sent: false,
             usage: UsageAcc::default(),
             buf: Vec::with_capacity(256),
+            thinking: None,
+            cache: None,
+            done_thinking: Vec::new(),
+            first_tool_id: None,
         }
+    }
+
+    /// Remembers the answer's thinking blocks in `cache` when the stream completes
+    /// ([`super::remember_thinking`]).
+    pub(crate) fn remembering(mut self, cache: crate::gemini::SignatureCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     fn chunk(&mut self, delta: Delta<'_>, finish_reason: Option<&'static str>) -> Bytes {
@@ -237,11 +286,24 @@ impl StreamMapper for AnthropicStream {
                     Err(e) => return Self::protocol(out, "content_block_start", e),
                 };
                 self.ensure_started(out);
-                if start.content_block.kind == "tool_use" {
+                if matches!(start.content_block.kind.as_ref(), "thinking" | "redacted_thinking") {
+                    let head = &start.content_block;
+                    let redacted = head.kind == "redacted_thinking";
+                    let text = if redacted { head.data.as_deref() } else { head.thinking.as_deref() }.unwrap_or_default().to_string();
+                    if !redacted && !text.is_empty() {
+                        let bytes = self.chunk(Delta { reasoning_content: Some(&text), ..Delta::default() }, None);
+                        self.emit(out, bytes, None);
+                    }
+                    let signature = head.signature.as_deref().unwrap_or_default().to_string();
+                    self.thinking = Some(OpenThinking { index: start.index, redacted, text, signature });
+                } else if start.content_block.kind == "tool_use" {
                     let tc = self.tools_seen;
                     self.tools_seen = self.tools_seen.saturating_add(1);
                     self.tool_index.push((start.index, tc));
                     let head = &start.content_block;
+                    if self.first_tool_id.is_none() {
+                        self.first_tool_id = head.id.as_deref().map(str::to_owned);
+                    }
                     let delta = Delta {
                         tool_calls: Some([ToolCallDelta {
                             index: tc,
@@ -286,7 +348,35 @@ impl StreamMapper for AnthropicStream {
                         let bytes = self.chunk(delta, None);
                         self.emit(out, bytes, None);
                     }
-                    _ => {} // thinking_delta, signature_delta, citations_delta, future types
+                    "thinking_delta" => {
+                        let Some(t) = d.delta.thinking.as_deref().filter(|t| !t.is_empty()) else { return false };
+                        if let Some(open) = self.thinking.as_mut().filter(|o| o.index == d.index) {
+                            open.text.push_str(t);
+                        }
+                        let bytes = self.chunk(Delta { reasoning_content: Some(t), ..Delta::default() }, None);
+                        self.emit(out, bytes, None);
+                    }
+                    "signature_delta" => {
+                        if let (Some(open), Some(sig)) = (self.thinking.as_mut().filter(|o| o.index == d.index), d.delta.signature.as_deref()) {
+                            open.signature.push_str(sig);
+                        }
+                    }
+                    _ => {} // citations_delta, future types
+                }
+            }
+            "content_block_stop" => {
+                let Ok(stop) = serde_json::from_str::<BlockStop>(data) else { return false };
+                if let Some(open) = self.thinking.take_if(|o| o.index == stop.index) {
+                    let block = if open.redacted {
+                        json!({"type":"redacted_thinking","data":open.text})
+                    } else {
+                        json!({"type":"thinking","thinking":open.text,"signature":open.signature})
+                    };
+                    if self.cache.is_some() {
+                        self.done_thinking.push(block.clone());
+                    }
+                    let bytes = self.chunk(Delta { thinking_blocks: Some([block]), ..Delta::default() }, None);
+                    self.emit(out, bytes, None);
                 }
             }
             "message_delta" => {
@@ -311,6 +401,9 @@ impl StreamMapper for AnthropicStream {
             }
             "message_stop" => {
                 self.ensure_started(out);
+                if let Some(cache) = &self.cache {
+                    super::remember_thinking(&self.done_thinking, self.first_tool_id.as_deref(), cache);
+                }
                 if !self.finish_sent {
                     self.finish_sent = true;
                     let reason = finish_reason(None, self.tools_seen > 0);
@@ -326,7 +419,7 @@ impl StreamMapper for AnthropicStream {
                 out.push_back(Err(UpstreamError::mid_stream(data.as_bytes())));
                 return true;
             }
-            _ => {} // ping, content_block_stop, unknown future events
+            _ => {} // ping, unknown future events
         }
         false
     }

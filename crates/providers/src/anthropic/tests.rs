@@ -474,7 +474,7 @@ data: {"type":"message_stop"}
 }
 
 #[test]
-fn stream_thinking_is_dropped() {
+fn stream_thinking_is_reasoning_content_and_blocks_keep_signatures() {
     let t = r#"event: message_start
 data: {"type":"message_start","message":{"id":"msg_t","model":"c","content":[],"usage":{"input_tokens":1,"output_tokens":1}}}
 
@@ -482,16 +482,34 @@ event: content_block_start
 data: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}
 
 event: content_block_delta
-data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"secret plan"}}
+data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Order ids are numeric;"}}
 
 event: content_block_delta
-data: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQB"}}
+data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":" call the tool."}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQBCkgIARAB"}}
 
 event: content_block_stop
 data: {"type":"content_block_stop","index":0}
 
+event: content_block_start
+data: {"type":"content_block_start","index":1,"content_block":{"type":"redacted_thinking","data":"EmwKAhgB"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":1}
+
+event: content_block_start
+data: {"type":"content_block_start","index":2,"content_block":{"type":"text","text":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":2,"delta":{"type":"text_delta","text":"Done."}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":2}
+
 event: message_delta
-data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}
+data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9,"output_tokens_details":{"thinking_tokens":6}}}
 
 event: message_stop
 data: {"type":"message_stop"}
@@ -500,9 +518,81 @@ data: {"type":"message_stop"}
     let (items, done) = run_stream(t, false);
     assert!(done);
     let cs = chunks(&items);
-    assert_eq!(cs.len(), 2);
-    assert!(!serde_json::to_string(&cs).unwrap().contains("secret plan"));
-    assert_eq!(cs[1]["choices"][0]["finish_reason"], "stop");
+    let deltas: Vec<&Value> = cs.iter().map(|c| &c["choices"][0]["delta"]).collect();
+    // role, 2 reasoning deltas, thinking block, redacted block, text, finish
+    assert_eq!(deltas.len(), 7, "{cs:#?}");
+    assert_eq!(*deltas[1], json!({"reasoning_content": "Order ids are numeric;"}));
+    assert_eq!(*deltas[2], json!({"reasoning_content": " call the tool."}));
+    assert_eq!(
+        *deltas[3],
+        json!({"thinking_blocks": [{"type": "thinking", "thinking": "Order ids are numeric; call the tool.", "signature": "EqQBCkgIARAB"}]})
+    );
+    assert_eq!(*deltas[4], json!({"thinking_blocks": [{"type": "redacted_thinking", "data": "EmwKAhgB"}]}));
+    assert_eq!(*deltas[5], json!({"content": "Done."}));
+    assert_eq!(cs[6]["choices"][0]["finish_reason"], "stop");
+    let last = items.last().unwrap().as_ref().unwrap().usage.unwrap();
+    assert_eq!((last.completion_tokens, last.reasoning_tokens), (9, 6));
+}
+
+#[test]
+fn thinking_round_trip_non_stream() {
+    let raw = r#"{"id":"msg_th","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[
+        {"type":"thinking","thinking":"Numeric id; use the tool.","signature":"EqQBCkgI"},
+        {"type":"redacted_thinking","data":"EmwKAhgB"},
+        {"type":"tool_use","id":"toolu_1","name":"lookup","input":{"id":"7"}}],
+        "stop_reason":"tool_use","usage":{"input_tokens":5,"output_tokens":40}}"#;
+    let (body, _) = parse_response(raw.as_bytes(), "c").unwrap();
+    let msg = &body["choices"][0]["message"];
+    assert_eq!(msg["reasoning_content"], "Numeric id; use the tool.");
+    assert_eq!(msg["content"], Value::Null);
+    let blocks = msg[THINKING_BLOCKS].clone();
+    assert_eq!(
+        blocks,
+        json!([{"type":"thinking","thinking":"Numeric id; use the tool.","signature":"EqQBCkgI"},{"type":"redacted_thinking","data":"EmwKAhgB"}])
+    );
+    // The client sends the message back as it came: the blocks go first, unchanged.
+    let mut back = msg.clone();
+    back["content"] = json!("");
+    let req = build(json!({"messages": [
+        {"role": "user", "content": "where is 7?"},
+        back,
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "late"}
+    ], "reasoning_effort": "low"}));
+    let turn = &req["messages"][1]["content"];
+    assert_eq!(turn[0], json!({"type":"thinking","thinking":"Numeric id; use the tool.","signature":"EqQBCkgI"}));
+    assert_eq!(turn[1], json!({"type":"redacted_thinking","data":"EmwKAhgB"}));
+    assert_eq!(turn[2]["type"], "tool_use");
+    assert_eq!(req["thinking"]["budget_tokens"], 1024);
+    // Malformed blocks are the client's mistake, named.
+    let bad = |blocks: Value| build_err(json!({"messages": [{"role": "assistant", "content": "x", "thinking_blocks": blocks}]})).0.unwrap();
+    assert_eq!(bad(json!([{"type": "thinking", "thinking": "t"}])), "messages[0].thinking_blocks[0]");
+    assert_eq!(bad(json!([{"type": "redacted_thinking"}])), "messages[0].thinking_blocks[0].data");
+    assert_eq!(bad(json!([{"type": "text", "text": "t"}])), "messages[0].thinking_blocks[0].type");
+    assert_eq!(bad(json!("x")), "messages[0].thinking_blocks");
+}
+
+/// Cache writes and reads are reported exactly (§7.6): prompt = input + reads + writes, each once,
+/// streamed and not.
+#[test]
+fn cache_usage_is_exact() {
+    let raw = r#"{"id":"msg_c","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn",
+        "usage":{"input_tokens":12,"cache_creation_input_tokens":2048,"cache_read_input_tokens":4096,"output_tokens":3}}"#;
+    let (body, usage) = parse_response(raw.as_bytes(), "c").unwrap();
+    assert_eq!(usage, Usage { prompt_tokens: 12 + 2048 + 4096, completion_tokens: 3, cached_tokens: 4096, cache_write_tokens: 2048, reasoning_tokens: 0 });
+    assert_eq!(body["usage"]["prompt_tokens"], 6156);
+    assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 4096);
+    let t = r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_c","model":"c","content":[],"usage":{"input_tokens":12,"cache_creation_input_tokens":2048,"cache_read_input_tokens":4096,"output_tokens":1}}}
+
+event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+    let (items, _) = run_stream(t, true);
+    assert_eq!(items.last().unwrap().as_ref().unwrap().usage.unwrap(), usage);
 }
 
 #[test]
@@ -589,4 +679,71 @@ fn mappers_never_panic_on_random_events() {
         let _ = m.on_event(SseEvent { event: String::new(), data: data.to_string(), id: None }, &mut out);
         let _ = m.on_event(SseEvent { event: "message_stop".into(), data: "{}".into(), id: None }, &mut out);
     }
+}
+
+/// Clients that drop unknown fields (plain dicts rebuilt from `tool_calls`) still continue a
+/// thinking tool loop: the blocks are remembered by the first tool call id and restored.
+#[test]
+fn thinking_blocks_are_remembered_by_tool_call_id() {
+    let cache = crate::gemini::SignatureCache::default();
+    let raw = r#"{"id":"msg_r","content":[{"type":"thinking","thinking":"plan","signature":"SIG1"},
+        {"type":"tool_use","id":"toolu_A","name":"lookup","input":{}}],"stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":2}}"#;
+    let (body, _) = parse_response(raw.as_bytes(), "c").unwrap();
+    remember_thinking_of(&body, &cache);
+    let call = json!([{"id":"toolu_A","type":"function","function":{"name":"lookup","arguments":"{}"}}]);
+    let mut req = obj(json!({"messages": [
+        {"role":"user","content":"q"},
+        {"role":"assistant","content":null,"tool_calls":call},
+        {"role":"tool","tool_call_id":"toolu_A","content":"r"},
+        {"role":"assistant","content":null,"tool_calls":[{"id":"toolu_other","type":"function","function":{"name":"lookup","arguments":"{}"}}]},
+        {"role":"assistant","content":"x","thinking_blocks":[]}
+    ]}));
+    restore_thinking(&mut req, &cache);
+    assert_eq!(req["messages"][1][THINKING_BLOCKS], json!([{"type":"thinking","thinking":"plan","signature":"SIG1"}]));
+    assert!(req["messages"][3].get(THINKING_BLOCKS).is_none(), "unknown id: nothing restored");
+    assert_eq!(req["messages"][4][THINKING_BLOCKS], json!([]), "what the client sent wins");
+    let out = build_request(&req, "claude", false).unwrap();
+    assert_eq!(out["messages"][1]["content"][0]["signature"], "SIG1");
+
+    // Streams remember too, once complete.
+    let t = r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_s","model":"c","content":[],"usage":{"input_tokens":1,"output_tokens":1}}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"streamed plan"}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"SIG2"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":0}
+
+event: content_block_start
+data: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_B","name":"lookup","input":{}}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":1}
+
+event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+    let mut dec = crate::sse::SseDecoder::new();
+    dec.push(t.as_bytes()).unwrap();
+    dec.finish();
+    let mut m = AnthropicStream::new("c", false).remembering(cache.clone());
+    let mut out = Out::new();
+    while let Some(ev) = dec.next_event() {
+        if m.on_event(ev, &mut out) {
+            break;
+        }
+    }
+    let saved: Value = serde_json::from_str(&cache.get("anthropic-thinking:toolu_B").unwrap()).unwrap();
+    assert_eq!(saved, json!([{"type":"thinking","thinking":"streamed plan","signature":"SIG2"}]));
 }

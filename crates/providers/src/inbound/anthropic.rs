@@ -8,7 +8,8 @@
 //! user turns and `tool_result` in assistant turns, roles other than `user`/`assistant`.
 //! Dropped: `cache_control`, `top_k`, `service_tier`, `container`, `mcp_servers`,
 //! `context_management`, `inference_geo` (no OpenAI equivalent), thinking blocks sent back in
-//! history (OpenAI-shaped upstreams take no signed reasoning).
+//! history to a non-Anthropic upstream (OpenAI-shaped upstreams take no signed reasoning; to an
+//! Anthropic upstream they travel verbatim in `thinking_blocks`, signatures included).
 
 use gatehouse_types::{ApiError, ErrorCode, Usage};
 use serde_json::{Map, Value, json};
@@ -287,6 +288,7 @@ fn tool_result_content(content: Option<&Value>, p: &str) -> Result<(String, Vec<
 fn assistant_turn(blocks: &[Value], param: &str, out: &mut Vec<Value>) -> Result<(), ApiError> {
     let mut text = String::new();
     let mut calls = Vec::new();
+    let mut thinking = Vec::new();
     for (j, b) in blocks.iter().enumerate() {
         let p = format!("{param}.content[{j}]");
         match block_type(b, &p)? {
@@ -300,14 +302,28 @@ fn assistant_turn(blocks: &[Value], param: &str, out: &mut Vec<Value>) -> Result
                 }
                 calls.push(json!({"id":id,"type":"function","function":{"name":name,"arguments":input.to_string()}}));
             }
-            // Signed reasoning cannot be replayed to an OpenAI-shaped upstream: dropped (§7.2).
-            "thinking" | "redacted_thinking" => {}
+            // Signed reasoning is kept verbatim in `thinking_blocks` for an Anthropic upstream
+            // (which needs it back in tool loops, §2.3); every other kind drops the field
+            // (§7.2). A block without its signature/data cannot be replayed: dropped.
+            "thinking" => {
+                if let (Some(t), Some(sig)) = (b.get("thinking").and_then(Value::as_str), b.get("signature").and_then(Value::as_str).filter(|s| !s.is_empty())) {
+                    thinking.push(json!({"type":"thinking","thinking":t,"signature":sig}));
+                }
+            }
+            "redacted_thinking" => {
+                if let Some(d) = b.get("data").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                    thinking.push(json!({"type":"redacted_thinking","data":d}));
+                }
+            }
             "tool_result" => return Err(bad(p, "`tool_result` blocks belong in user turns")),
             other => return Err(bad(p, format!("content block type `{other}` is not supported in assistant turns"))),
         }
     }
     let mut msg = Map::new();
     msg.insert("role".into(), json!("assistant"));
+    if !thinking.is_empty() {
+        msg.insert(crate::anthropic::THINKING_BLOCKS.into(), Value::Array(thinking));
+    }
     if calls.is_empty() {
         msg.insert("content".into(), Value::String(text));
     } else {
@@ -417,7 +433,12 @@ pub fn from_openai_response(body: &Value, model: &str, thinking: bool) -> Result
     })?;
     let message = choice.get("message").cloned().unwrap_or(Value::Null);
     let mut content = Vec::new();
-    if thinking && let Some(r) = reasoning_text(&message) {
+    // Anthropic upstream: its own blocks, signatures included; other upstreams: the reasoning
+    // text in one unsigned block.
+    let blocks = message.get(crate::anthropic::THINKING_BLOCKS).and_then(Value::as_array).filter(|b| !b.is_empty());
+    if thinking && let Some(blocks) = blocks {
+        content.extend(blocks.iter().cloned());
+    } else if thinking && let Some(r) = reasoning_text(&message) {
         content.push(json!({"type":"thinking","thinking":r,"signature":""}));
     }
     let text = content_text(message.get("content"));
@@ -565,6 +586,11 @@ impl StreamTranslator {
             }
             out.push(json!({"type":"content_block_delta","index":self.next_index - 1,"delta":{"type":"thinking_delta","thinking":r}}));
         }
+        if self.thinking && let Some(blocks) = delta.get(crate::anthropic::THINKING_BLOCKS).and_then(Value::as_array) {
+            for b in blocks {
+                self.on_thinking_block(b, &mut out);
+            }
+        }
         let text = delta.get("content").and_then(Value::as_str).filter(|s| !s.is_empty());
         let refusal = delta.get("refusal").and_then(Value::as_str).filter(|s| !s.is_empty());
         if refusal.is_some() {
@@ -586,6 +612,32 @@ impl StreamTranslator {
             self.finish = Some(f.to_string());
         }
         Ok(out)
+    }
+
+    /// A complete thinking block from an Anthropic upstream (`thinking_blocks` delta, sent when
+    /// the upstream block stopped): its signature ends the open thinking block (whose text came
+    /// as `reasoning_content`); a redacted block is a block of its own.
+    fn on_thinking_block(&mut self, b: &Value, out: &mut Vec<Value>) {
+        let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or_default();
+        match s("type") {
+            "thinking" => {
+                if self.open != Open::Thinking {
+                    self.open_block(Open::Thinking, json!({"type":"thinking","thinking":"","signature":""}), out);
+                    if !s("thinking").is_empty() {
+                        out.push(json!({"type":"content_block_delta","index":self.next_index - 1,"delta":{"type":"thinking_delta","thinking":s("thinking")}}));
+                    }
+                }
+                if !s("signature").is_empty() {
+                    out.push(json!({"type":"content_block_delta","index":self.next_index - 1,"delta":{"type":"signature_delta","signature":s("signature")}}));
+                }
+                self.close(out);
+            }
+            "redacted_thinking" => {
+                self.open_block(Open::Thinking, json!({"type":"redacted_thinking","data":s("data")}), out);
+                self.close(out);
+            }
+            _ => {}
+        }
     }
 
     fn on_tool_delta(&mut self, call: &Value, out: &mut Vec<Value>) -> Result<(), ApiError> {

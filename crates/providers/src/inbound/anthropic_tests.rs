@@ -231,3 +231,60 @@ fn stream_thinking_only_when_asked() {
     assert!(plain.iter().all(|e| e["content_block"]["type"] != "thinking"));
     assert_eq!(plain.last().unwrap()["type"], "message_stop");
 }
+
+/// Anthropic client → gateway → Anthropic upstream: signed thinking survives both ways.
+#[test]
+fn thinking_blocks_round_trip_with_signatures() {
+    let r = parse(json!({"model":"m","max_tokens":9000,"thinking":{"type":"enabled","budget_tokens":2000},"messages":[
+        {"role":"user","content":"where is 7?"},
+        {"role":"assistant","content":[
+            {"type":"thinking","thinking":"use the tool","signature":"EqQBsig"},
+            {"type":"redacted_thinking","data":"EmwKdata"},
+            {"type":"thinking","thinking":"unsigned","signature":""},
+            {"type":"tool_use","id":"toolu_1","name":"lookup","input":{"id":"7"}}]},
+        {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"late"}]}
+    ]}));
+    let assistant = &r.body["messages"][1];
+    assert_eq!(
+        assistant["thinking_blocks"],
+        json!([{"type":"thinking","thinking":"use the tool","signature":"EqQBsig"},{"type":"redacted_thinking","data":"EmwKdata"}])
+    );
+    // Through the outbound Anthropic adapter the blocks come back first in the turn, unchanged.
+    let out = crate::anthropic::build_request(&r.body, "claude", false).unwrap();
+    assert_eq!(out["messages"][1]["content"][0], json!({"type":"thinking","thinking":"use the tool","signature":"EqQBsig"}));
+    assert_eq!(out["messages"][1]["content"][1], json!({"type":"redacted_thinking","data":"EmwKdata"}));
+    assert_eq!(out["messages"][1]["content"][2]["type"], "tool_use");
+    // …and never reach an OpenAI-compatible upstream.
+    let compat = crate::compat::chat_body(crate::ProviderKind::OpenAi, r.body.clone(), "gpt", false).unwrap();
+    assert!(!String::from_utf8(compat).unwrap().contains("thinking_blocks"));
+
+    // Response: the upstream's own blocks, signatures included.
+    let body = json!({"id":"chatcmpl-1","choices":[{"finish_reason":"stop","message":{"role":"assistant","content":"ok",
+        "reasoning_content":"use the tool","thinking_blocks":[{"type":"thinking","thinking":"use the tool","signature":"EqQBsig"}]}}]});
+    let m = from_openai_response(&body, "m", true).unwrap();
+    assert_eq!(m["content"][0], json!({"type":"thinking","thinking":"use the tool","signature":"EqQBsig"}));
+    assert_eq!(m["content"][1], json!({"type":"text","text":"ok"}));
+    assert_eq!(m["content"].as_array().unwrap().len(), 2);
+
+    // Stream: reasoning deltas, then the complete block closes it with its signature.
+    let mut t = StreamTranslator::new("m", true);
+    let mut ev = t.on_chunk(&chunk(json!({"reasoning_content":"use "}), None)).unwrap();
+    ev.extend(t.on_chunk(&chunk(json!({"reasoning_content":"the tool"}), None)).unwrap());
+    ev.extend(t.on_chunk(&chunk(json!({"thinking_blocks":[{"type":"thinking","thinking":"use the tool","signature":"EqQBsig"}]}), None)).unwrap());
+    ev.extend(t.on_chunk(&chunk(json!({"thinking_blocks":[{"type":"redacted_thinking","data":"EmwKdata"}]}), None)).unwrap());
+    ev.extend(t.on_chunk(&chunk(json!({"content":"ok"}), Some("stop"))).unwrap());
+    ev.extend(t.finish());
+    assert_eq!(
+        types(&ev),
+        [
+            "message_start",
+            "content_block_start", "content_block_delta", "content_block_delta", "content_block_delta", "content_block_stop",
+            "content_block_start", "content_block_stop",
+            "content_block_start", "content_block_delta", "content_block_stop",
+            "message_delta", "message_stop"
+        ]
+    );
+    assert_eq!(ev[4]["delta"], json!({"type":"signature_delta","signature":"EqQBsig"}));
+    assert_eq!(ev[6]["content_block"], json!({"type":"redacted_thinking","data":"EmwKdata"}));
+    assert_eq!((ev[6]["index"].as_u64(), ev[8]["index"].as_u64()), (Some(1), Some(2)));
+}

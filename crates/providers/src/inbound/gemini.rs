@@ -243,9 +243,15 @@ pub fn schema_to_json_schema(v: &Value) -> Value {
 fn generation_config(req: &Map<String, Value>, body: &mut Map<String, Value>) -> Result<(bool, Option<&'static str>), ApiError> {
     let Some(cfg) = field(req, "generationConfig", "generation_config") else { return Ok((false, None)) };
     let Some(cfg) = cfg.as_object() else { return Err(bad("generationConfig", "`generationConfig` must be an object")) };
-    let num = |camel: &str, snake: &str| field(cfg, camel, snake).filter(|v| v.is_number()).cloned();
-    if let Some(v) = num("maxOutputTokens", "max_output_tokens") {
-        body.insert("max_tokens".into(), v);
+    // Counts are positive int32s (the API's `int32` fields, §3.2); a wrong type or a value ≤ 0
+    // is answered 400 like Gemini does rather than passed on or silently dropped.
+    for (camel, snake, openai) in [("maxOutputTokens", "max_output_tokens", "max_tokens"), ("candidateCount", "candidate_count", "n")] {
+        if let Some(v) = field(cfg, camel, snake) {
+            let n = v.as_i64().filter(|n| (1..=i64::from(i32::MAX)).contains(n)).ok_or_else(|| {
+                bad(format!("generationConfig.{camel}"), format!("`{camel}` must be a positive integer"))
+            })?;
+            body.insert(openai.into(), Value::from(n));
+        }
     }
     for (camel, snake, openai) in [
         ("temperature", "temperature", "temperature"),
@@ -253,10 +259,12 @@ fn generation_config(req: &Map<String, Value>, body: &mut Map<String, Value>) ->
         ("seed", "seed", "seed"),
         ("presencePenalty", "presence_penalty", "presence_penalty"),
         ("frequencyPenalty", "frequency_penalty", "frequency_penalty"),
-        ("candidateCount", "candidate_count", "n"),
     ] {
-        if let Some(v) = num(camel, snake) {
-            body.insert(openai.into(), v);
+        if let Some(v) = field(cfg, camel, snake) {
+            if !v.is_number() {
+                return Err(bad(format!("generationConfig.{camel}"), format!("`{camel}` must be a number")));
+            }
+            body.insert(openai.into(), v.clone());
         }
     }
     match field(cfg, "stopSequences", "stop_sequences") {
@@ -533,7 +541,9 @@ impl StreamTranslator {
 /// The `status` string of a Google RPC error for an HTTP status (google.rpc.Code mapping).
 pub fn rpc_status(http: u16) -> &'static str {
     match http {
-        400 | 405 | 413 | 415 => "INVALID_ARGUMENT",
+        400 | 413 | 415 => "INVALID_ARGUMENT",
+        // A wrong HTTP method: the status gRPC-HTTP transcoding gives "method not allowed".
+        405 => "UNIMPLEMENTED",
         401 => "UNAUTHENTICATED",
         403 => "PERMISSION_DENIED",
         404 => "NOT_FOUND",

@@ -74,6 +74,26 @@ fn invalid_requests_name_the_field() {
 }
 
 #[test]
+fn generation_config_counts_and_numbers_are_validated() {
+    let with = |cfg: Value| param(json!({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": cfg}));
+    for bad_cap in [json!(0), json!(-5), json!("100"), json!(1.5), json!(true), json!(4_294_967_296_u64)] {
+        assert_eq!(with(json!({"maxOutputTokens": bad_cap})), "generationConfig.maxOutputTokens", "{bad_cap}");
+    }
+    assert_eq!(with(json!({"max_output_tokens": 0})), "generationConfig.maxOutputTokens");
+    assert_eq!(with(json!({"candidateCount": 0})), "generationConfig.candidateCount");
+    assert_eq!(with(json!({"temperature": "hot"})), "generationConfig.temperature");
+    assert_eq!(with(json!({"topP": [1]})), "generationConfig.topP");
+    let e = parse_request("m", false, &obj(json!({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"maxOutputTokens": -1}}))).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+    // Valid values still map; null means absent.
+    let r = parse_request("m", false, &obj(json!({"contents": [{"parts": [{"text": "x"}]}],
+        "generationConfig": {"maxOutputTokens": 7, "candidateCount": 2, "temperature": null}}))).unwrap();
+    assert_eq!(r.body["max_tokens"], 7);
+    assert_eq!(r.body["n"], 2);
+    assert!(r.body.get("temperature").is_none());
+}
+
+#[test]
 fn response_maps_text_calls_finish_and_usage() {
     let body = json!({
         "id": "chatcmpl-xyz",
