@@ -10,8 +10,8 @@ import datetime
 import json
 import os
 
-NAMES = {"direct": "direct (floor)", "gatehouse": "Gatehouse", "nginx": "nginx",
-         "litellm": "LiteLLM", "portkey": "Portkey"}
+NAMES = {"direct": "direct (floor)", "gatehouse": "Gatehouse", "gatehouse-nolimits": "Gatehouse, no limits",
+         "nginx": "nginx", "litellm": "LiteLLM", "portkey": "Portkey"}
 PEERS = ["nginx", "litellm", "portkey"]
 
 
@@ -49,6 +49,27 @@ def ratio(a, b):
     if a is None or b is None or b == 0:
         return None
     return a / b
+
+
+def limits_cost(m):
+    """Lines comparing `gatehouse` (limits on the key) with `gatehouse-nolimits`; [] if either is missing."""
+    on, off = m.get("gatehouse"), m.get("gatehouse-nolimits")
+    if not on or not off:
+        return []
+    lines = []
+    r = ratio(on.get("rps"), off.get("rps"))
+    if r is not None:
+        lines.append(f"max throughput: {fmt(on['rps'])} vs {fmt(off['rps'])} req/s "
+                     f"({(r - 1) * 100:+.1f} % with limits)")
+    for key, label in (("lat_p50", "latency at the fixed rate p50"), ("lat_p99", "latency at the fixed rate p99"),
+                       ("thr_p99", "latency under max load p99"), ("ttft_p50", "streams TTFT p50")):
+        a, b = on.get(key), off.get(key)
+        if a is not None and b is not None:
+            lines.append(f"{label}: {fmt(a)} vs {fmt(b)} ms ({a - b:+.3f} ms with limits)")
+    a, b = on.get("cpu_per_10k"), off.get("cpu_per_10k")
+    if a is not None and b is not None:
+        lines.append(f"CPU seconds per 10k requests: {fmt(a)} vs {fmt(b)} ({a - b:+.3f} s with limits)")
+    return lines
 
 
 def main():
@@ -163,7 +184,8 @@ def main():
     head = ["measure"] + [NAMES.get(s, s) for s in systems] + [f"Gatehouse/{NAMES[p]}" for p in peers]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
-    gh = m.get("gatehouse", {})
+    # Targets and peer ratios use Gatehouse as deployed (limits on the key) when it ran.
+    gh = m.get("gatehouse") or m.get("gatehouse-nolimits", {})
     for label, key, _higher in rows:
         cells = [label] + [fmt(m[s].get(key)) for s in systems]
         for p in peers:
@@ -178,6 +200,15 @@ def main():
                "throughput and rejections/s, below 1 is better for latency, overhead, memory and CPU. "
                "Overhead ratios mix noise when the peer's overhead is near zero.")
     out.append("")
+
+    cost = limits_cost(m)
+    if cost:
+        out.append("Cost of limits (same server, same run: the key with a rate limit and token quotas "
+                   "vs a key without limits; one run on a shared machine, so differences of a few "
+                   "percent are noise):\n")
+        for line in cost:
+            out.append(f"- {line}")
+        out.append("")
 
     # targets
     targets = []
@@ -216,7 +247,7 @@ def main():
     with open(a.json, "w") as f:
         json.dump({"date": now, "mode": a.mode, "rate": float(a.rate), "pinning": a.pinning,
                    "params": a.params, "versions": versions, "figures": m, "targets": targets,
-                   "raw": raw}, f, indent=2)
+                   "limits_cost": cost, "raw": raw}, f, indent=2)
 
 
 if __name__ == "__main__":
