@@ -83,6 +83,9 @@ pub static ROUTES: &[RoutePolicy] = &[
     r(Method::GET, "/models", P::ModelsRead, T::System),
     r(Method::POST, "/models", P::ModelsWrite, T::System),
     r(Method::DELETE, "/models/{name}", P::ModelsWrite, T::System),
+    r(Method::GET, "/models/{name}/cache", P::ModelsRead, T::System),
+    r(Method::PUT, "/models/{name}/cache", P::ModelsWrite, T::System),
+    r(Method::DELETE, "/models/{name}/cache", P::ModelsWrite, T::System),
     // Limits mix team, app, key and model scopes in one list: system admins only for now.
     r(Method::GET, "/limits", P::LimitsRead, T::System),
     r(Method::POST, "/limits", P::LimitsWrite, T::System),

@@ -100,10 +100,13 @@ pub fn router_with(service: Arc<AdminService>, extra: Router<Arc<AdminService>>)
         .merge(crate::tenancy_http::routes())
         .route("/openapi.json", get(crate::openapi::serve))
         .merge(extra)
+        .merge(crate::cache::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost: the route gate (issue 7) authorizes the principal for the matched route.
         .layer(middleware::from_fn_with_state(service.clone(), crate::authz_http::gate))
+        // Repeated query parameters → 400 (after authentication, before any handler).
+        .layer(middleware::from_fn(crate::query_guard::reject_repeated))
         // Inside operator_auth: sees the authenticated operator; records mutating requests.
         .layer(middleware::from_fn_with_state(service.clone(), crate::audit::record_admin_action))
         .layer(middleware::from_fn_with_state(service.clone(), operator_auth))

@@ -15,12 +15,14 @@
 pub mod audit;
 pub mod authz;
 pub mod authz_http;
+pub mod cache;
 pub mod http;
 pub mod input;
 pub mod oauth_http;
 pub mod security_http;
 pub mod limits;
 pub mod openapi;
+pub mod query_guard;
 pub mod service;
 pub mod tenancy_http;
 

@@ -362,6 +362,14 @@ pub struct ModelBody {
     pub deployments: Vec<DeploymentBody>,
 }
 
+/// `PUT /models/{name}/cache`: the TTL of cached answers, seconds (1 to 2,592,000).
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCacheBody {
+    #[schema(minimum = 1, maximum = 2592000)]
+    pub ttl_secs: u32,
+}
+
 /// `POST /limits` (see the limits module for the fields).
 #[derive(ToSchema, Deserialize)]
 pub struct LimitBody {
@@ -485,6 +493,12 @@ op!(list_models, get, "/admin/v1/models", "models", "List public models", ok = 2
 op!(upsert_model, post, "/admin/v1/models", "models", "Create or replace a public model", ok = 200 / 201 Model, req = ModelBody);
 op!(delete_model, delete, "/admin/v1/models/{name}", "models", "Delete a public model", ok = 200 Deleted,
     params(("name" = String, Path, description = "model name")));
+op!(get_model_cache, get, "/admin/v1/models/{name}/cache", "models", "A model's response-cache setting", ok = 200 Value,
+    params(("name" = String, Path, description = "model name")));
+op!(set_model_cache, put, "/admin/v1/models/{name}/cache", "models", "Opt a model in to the response cache (per team, per node)", ok = 200 Value,
+    req = ModelCacheBody, params(("name" = String, Path, description = "model name")));
+op!(delete_model_cache, delete, "/admin/v1/models/{name}/cache", "models", "Opt a model out of the response cache", ok = 200 Value,
+    params(("name" = String, Path, description = "model name")));
 op!(query_logs, get, "/admin/v1/logs", "logs", "Call logs, newest first", ok = 200 LogPage,
     params(("team_id" = Option<String>, Query, description = "team"), ("app_id" = Option<String>, Query, description = "app"),
            ("key_id" = Option<String>, Query, description = "key"), ("model" = Option<String>, Query, description = "public model"),
@@ -539,7 +553,7 @@ impl Modify for Security {
         login, logout, me, create_token, list_users, create_user, update_user, list_teams, create_team, get_team,
         list_members, set_member, remove_member, list_apps, create_app, get_app, delete_app, create_key, list_keys, get_key,
         revoke_key, rotate_key, list_providers, upsert_provider, delete_provider, list_models, upsert_model,
-        delete_model, query_logs, list_limits, set_limit, delete_limit, report_leak, query_audit, verify_audit,
+        delete_model, get_model_cache, set_model_cache, delete_model_cache, query_logs, list_limits, set_limit, delete_limit, report_leak, query_audit, verify_audit,
         create_oauth_client, list_oauth_clients, get_oauth_client, revoke_oauth_client, revoke_token, introspect_token,
         create_single_use
     ),

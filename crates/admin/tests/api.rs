@@ -87,6 +87,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/v1/models"),
     ("GET", "/admin/v1/models"),
     ("DELETE", "/admin/v1/models/demo"),
+    ("PUT", "/admin/v1/models/demo/cache"),
+    ("GET", "/admin/v1/models/demo/cache"),
+    ("DELETE", "/admin/v1/models/demo/cache"),
     ("GET", "/admin/v1/logs"),
     ("GET", "/admin/v1/teams"),
     ("GET", "/admin/v1/apps"),
@@ -505,4 +508,55 @@ async fn limits_set_merge_list_usage_and_delete() {
     let (s, _, _, _) = call(&app, "DELETE", &format!("/admin/v1/limits/{id}"), Some(OPERATOR), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(h.store.list_limits().await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// issue 6: response cache setting per model; repeated query parameters
+
+#[tokio::test]
+async fn model_cache_setting_put_get_delete_and_bad_input() {
+    let h = harness().await;
+    let app = &h.app;
+    let model = gatehouse_store::Model { id: uuid::Uuid::now_v7(), name: "cached".into(), deployments: vec![], created_at: gatehouse_types::now() };
+    h.store.upsert_model(&model).await.unwrap();
+    let (s, _, v, _) = call(app, "GET", "/admin/v1/models/cached/cache", Some(OPERATOR), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    h.events.lock().unwrap().clear();
+    let set = ok(app, "PUT", "/admin/v1/models/cached/cache", Some(json!({"ttl_secs": 300}))).await;
+    assert_eq!((set["model"].as_str(), set["ttl_secs"].as_u64()), (Some("cached"), Some(300)));
+    assert!(h.events.lock().unwrap().contains(&BusEvent::RoutingChanged), "the data plane is told");
+    assert_eq!(ok(app, "GET", "/admin/v1/models/cached/cache", None).await["ttl_secs"], 300);
+    assert_eq!(h.store.list_model_caches().await.unwrap()[0].ttl_secs, 300);
+    for (body, param) in [
+        (json!({"ttl_secs": 0}), "ttl_secs"),
+        (json!({"ttl_secs": 2_592_001}), "ttl_secs"),
+        (json!({"ttl_secs": "5m"}), "ttl_secs"),
+        (json!({"ttl": 5}), "ttl"),
+        (json!([]), "body"),
+    ] {
+        let (s, _, v, t) = call(app, "PUT", "/admin/v1/models/cached/cache", Some(OPERATOR), Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{t}");
+        assert_eq!(v["error"]["param"], param, "{t}");
+    }
+    assert_eq!(h.store.list_model_caches().await.unwrap()[0].ttl_secs, 300, "bad input changed nothing");
+    let (s, _, _, _) = call(app, "PUT", "/admin/v1/models/nope/cache", Some(OPERATOR), Some(json!({"ttl_secs": 5}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    ok(app, "DELETE", "/admin/v1/models/cached/cache", None).await;
+    assert!(h.store.list_model_caches().await.unwrap().is_empty());
+    let (s, _, _, _) = call(app, "DELETE", "/admin/v1/models/cached/cache", Some(OPERATOR), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn repeated_query_parameters_are_refused() {
+    let h = harness().await;
+    for path in ["/admin/v1/logs?model=a&model=b", "/admin/v1/logs?limit=1&%6Cimit=2", "/admin/v1/keys?include_revoked=true&include_revoked=false"] {
+        let (s, _, v, t) = call(&h.app, "GET", path, Some(OPERATOR), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {t}");
+        assert_eq!(v["error"]["code"], "invalid_request", "{t}");
+        assert!(v["error"]["param"] == "model" || v["error"]["param"] == "limit" || v["error"]["param"] == "include_revoked", "{t}");
+    }
+    ok(&h.app, "GET", "/admin/v1/logs?model=a&limit=2", None).await;
+    // Without a token the answer is still 401 (authentication comes first).
+    assert_eq!(call(&h.app, "GET", "/admin/v1/logs?model=a&model=b", None, None).await.0, StatusCode::UNAUTHORIZED);
 }

@@ -203,6 +203,9 @@ pub struct Config {
     pub upstream: UpstreamTimeouts,
     /// Default 30 s.
     pub shutdown_drain: Duration,
+    /// Longest wait for the next piece of a request body on the data plane before it answers
+    /// 408 `request_timeout` (idle time between body frames, not the whole upload). Default 15 s.
+    pub body_read_timeout: Duration,
     pub log: LogConfig,
     /// File providers merged with the environment ones (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`);
     /// an environment provider replaces a file provider of the same name.
@@ -223,6 +226,7 @@ impl fmt::Debug for Config {
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("upstream", &self.upstream)
             .field("shutdown_drain", &self.shutdown_drain)
+            .field("body_read_timeout", &self.body_read_timeout)
             .field("log", &self.log)
             .field("providers", &self.providers)
             .field("models", &self.models)
@@ -462,6 +466,7 @@ fn build(
         }
     };
     let shutdown_drain = duration(raw.shutdown_drain.as_ref(), "shutdown_drain", Duration::from_secs(30));
+    let body_read_timeout = duration(raw.body_read_timeout.as_ref(), "body_read_timeout", Duration::from_secs(15));
     let up = raw.upstream.clone().unwrap_or_default();
     let dflt = UpstreamTimeouts::default();
     let upstream = UpstreamTimeouts {
@@ -602,6 +607,7 @@ fn build(
         body_limit_bytes,
         upstream,
         shutdown_drain,
+        body_read_timeout,
         log: LogConfig { format, level },
         providers,
         models,

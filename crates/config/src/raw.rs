@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub body_limit: Option<RawSize>,
     /// How long a graceful shutdown waits for in-flight requests and streams (`"30s"`).
     pub shutdown_drain: Option<RawDuration>,
+    /// Longest wait for the next piece of a request body before 408 (`"15s"`).
+    pub body_read_timeout: Option<RawDuration>,
     /// Upstream HTTP client timeouts.
     pub upstream: Option<RawUpstream>,
     /// Log format and level.
@@ -198,6 +200,7 @@ const SCHEMA: &[Field] = &[
     opt("env", Shape::Str),
     opt("body_limit", Shape::IntOrStr),
     opt("shutdown_drain", Shape::IntOrStr),
+    opt("body_read_timeout", Shape::IntOrStr),
     opt("upstream", Shape::Table(UPSTREAM)),
     opt("log", Shape::Table(LOG)),
     opt("providers", Shape::ArrayOf(&PROVIDER)),
@@ -210,17 +213,7 @@ const SCHEMA: &[Field] = &[
 pub fn parse_raw(text: &str) -> Result<RawConfig, Vec<ConfigIssue>> {
     let table: toml::Table = match text.parse::<toml::Table>() {
         Ok(t) => t,
-        Err(e) => {
-            let msg = e.message().to_string();
-            let at = e
-                .span()
-                .map(|s| {
-                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                    format!("line {line}")
-                })
-                .unwrap_or_else(|| "file".to_string());
-            return Err(vec![ConfigIssue::new(at, format!("TOML syntax error: {msg}"))]);
-        }
+        Err(first) => return Err(syntax_issues(text, &first)),
     };
     let mut issues = Vec::new();
     lint_table(&table, SCHEMA, "", &mut issues);
@@ -230,6 +223,35 @@ pub fn parse_raw(text: &str) -> Result<RawConfig, Vec<ConfigIssue>> {
     toml::Value::Table(table)
         .try_into::<RawConfig>()
         .map_err(|e| vec![ConfigIssue::new("file", e.message().to_string())])
+}
+
+/// Every TOML syntax error of `text`, each at `line L, column C` (1-based, columns in
+/// characters): the parser's error recovery continues after an error, so several mistakes are
+/// reported in one run; `first` (the strict parser's error) is the fallback if recovery finds
+/// none.
+fn syntax_issues(text: &str, first: &toml::de::Error) -> Vec<ConfigIssue> {
+    let (_, errors) = toml::de::DeTable::parse_recoverable(text);
+    let mut issues: Vec<ConfigIssue> = Vec::new();
+    for e in errors.iter().chain(errors.is_empty().then_some(first)) {
+        let at = e.span().map_or_else(|| "file".to_string(), |s| position(text, s.start));
+        let issue = ConfigIssue::new(at, format!("TOML syntax error: {}", e.message().trim()));
+        if !issues.contains(&issue) {
+            issues.push(issue);
+        }
+    }
+    issues
+}
+
+/// `line L, column C` of byte offset `offset` in `text` (1-based).
+fn position(text: &str, offset: usize) -> String {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}")
 }
 
 fn join(prefix: &str, key: &str) -> String {

@@ -209,6 +209,16 @@ fn syntax_errors_name_the_line() {
 }
 
 #[test]
+fn several_syntax_errors_are_reported_with_line_and_column() {
+    let p = tmp_file("syntax-many", "listen = \"a\"\nthis is not toml\nenv = \"live\"\nbody_limit = = 3\n");
+    let err = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err();
+    let paths: Vec<&str> = err.0.iter().map(|i| i.path.as_str()).collect();
+    assert!(paths.iter().any(|p| p.starts_with("line 2, column ")), "{err}");
+    assert!(paths.iter().any(|p| p.starts_with("line 4, column ")), "{err}");
+    assert!(err.0.iter().all(|i| i.message.starts_with("TOML syntax error")), "{err}");
+}
+
+#[test]
 fn secret_references_resolve_and_never_leak() {
     let e = env(&[("K", "sk-secret-value")]);
     assert_eq!(resolve_secret("env:K", &e).unwrap().expose_secret(), "sk-secret-value");

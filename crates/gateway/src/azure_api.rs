@@ -71,10 +71,11 @@ pub async fn deployment_embeddings(
     Extension(auth): Extension<AuthContext>,
     Extension(rec): Extension<CallRecorder>,
     deployment: Result<Path<String>, PathRejection>,
+    headers: http::HeaderMap,
     body: Body,
 ) -> Response {
     match with_deployment(&state, deployment, body).await {
-        Ok(body) => handlers::embeddings(State(state), Extension(auth), Extension(rec), body).await,
+        Ok(body) => handlers::embeddings(State(state), Extension(auth), Extension(rec), headers, body).await,
         Err(e) => error_response(&e),
     }
 }

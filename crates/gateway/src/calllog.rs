@@ -147,6 +147,8 @@ pub struct Draft {
     pub attempts: u32,
     /// Health key of the deployment of the last attempt (the one that served on success).
     pub deployment: Option<String>,
+    /// Answered from the response cache (`crate::cache`).
+    pub cache_hit: bool,
 }
 
 struct Inner {
@@ -250,7 +252,9 @@ impl CallRecorder {
                 upstream_request_id: d.upstream_request_id.clone(),
                 cache_write_tokens: d.usage.cache_write_tokens,
                 reasoning_tokens: d.usage.reasoning_tokens,
-                cost_usd: self.sink.cost_usd(d.upstream_model.as_deref(), &d.usage),
+                // A cache hit costs nothing upstream.
+                cost_usd: if d.cache_hit { Some(0.0) } else { self.sink.cost_usd(d.upstream_model.as_deref(), &d.usage) },
+                cache_hit: d.cache_hit,
                 attempts: d.attempts,
                 deployment: d.deployment.clone(),
             }

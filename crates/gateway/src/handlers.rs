@@ -1,5 +1,6 @@
 //! Data-plane handlers (thin): read + validate the body, check the key's model allow-list,
-//! route, call the upstream, map the answer. OpenAI API shapes (`wire-formats.md` §1.3–§1.8).
+//! route, admit (limits), answer from the response cache when the model opted in (`cache`),
+//! call the upstream, map the answer. OpenAI API shapes (`wire-formats.md` §1.3–§1.8).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use gatehouse_providers::{Target, UpstreamError};
 use gatehouse_types::{ApiError, ErrorCode};
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 use serde_json::json;
 
 use crate::AppState;
+use crate::cache;
 use crate::auth::AuthContext;
 use crate::calllog::{CallRecorder, RecordGuard};
 use crate::error::error_response;
@@ -59,6 +61,10 @@ async fn chat(state: &AppState, auth: &AuthContext, rec: &CallRecorder, headers:
     let cap = |b: &mut serde_json::Map<String, serde_json::Value>, t: &Target| crate::token_cap::fit_token_cap(b, t, state.reasoning_model(t));
     let started = Instant::now();
     if !req.stream {
+        let cache_plan = state.cache.plan(auth.credential.team_id, cache::Endpoint::Chat, &req.model, &req.body, headers).await;
+        if let Some(resp) = state.cache.answer(&cache_plan, rec, admission.as_ref()) {
+            return Ok(resp);
+        }
         let answer = failover::chat(state, rec, &plan, &req.body, &cap).await;
         rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
         let answer = answer.map_err(|e| failed_before_answer(e, admission.as_ref()))?;
@@ -66,8 +72,9 @@ async fn chat(state: &AppState, auth: &AuthContext, rec: &CallRecorder, headers:
             d.usage = answer.usage;
             d.upstream_request_id.clone_from(&answer.upstream_request_id);
         });
+        state.cache.store(&cache_plan, &answer.body);
         let resp = with_upstream_id(Json(answer.body).into_response(), answer.upstream_request_id.as_deref());
-        return Ok(with_rate_headers(resp, admission.as_ref()));
+        return Ok(with_rate_headers(cache::tag(resp, &cache_plan), admission.as_ref()));
     }
     let answer = failover::chat_stream(state, rec, &plan, &req.body, req.include_usage, &cap).await;
     rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
@@ -91,18 +98,23 @@ pub async fn embeddings(
     State(state): State<Arc<AppState>>,
     Extension(auth): Extension<AuthContext>,
     Extension(rec): Extension<CallRecorder>,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
-    respond(embed(&state, &auth, &rec, body).await)
+    respond(embed(&state, &auth, &rec, &headers, body).await)
 }
 
-async fn embed(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: Body) -> Result<Response, ApiError> {
+async fn embed(state: &AppState, auth: &AuthContext, rec: &CallRecorder, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(body, state.settings.body_limit_bytes).await?;
     let req = parse_embeddings(&bytes)?;
     rec.update(|d| d.model = Some(req.model.clone()));
     let plan = route(state, auth, rec, &req.model).await?;
     let up = primary_model(&plan);
     let admission = admit(state, auth, rec, &req.model, &up, &|| estimate::estimate_embeddings(&req.body, &up)).await?;
+    let cache_plan = state.cache.plan(auth.credential.team_id, cache::Endpoint::Embeddings, &req.model, &req.body, headers).await;
+    if let Some(resp) = state.cache.answer(&cache_plan, rec, admission.as_ref()) {
+        return Ok(resp);
+    }
     let started = Instant::now();
     let answer = failover::embeddings(state, rec, &plan, &req.body).await;
     rec.update(|d| d.upstream_latency_ms = Some(ms_since(started)));
@@ -111,8 +123,9 @@ async fn embed(state: &AppState, auth: &AuthContext, rec: &CallRecorder, body: B
         d.usage = answer.usage;
         d.upstream_request_id.clone_from(&answer.upstream_request_id);
     });
+    state.cache.store(&cache_plan, &answer.body);
     let resp = with_upstream_id(Json(answer.body).into_response(), answer.upstream_request_id.as_deref());
-    Ok(with_rate_headers(resp, admission.as_ref()))
+    Ok(with_rate_headers(cache::tag(resp, &cache_plan), admission.as_ref()))
 }
 
 /// `GET /v1/models`: `{"object":"list","data":[{"id","object":"model","created","owned_by"}]}`

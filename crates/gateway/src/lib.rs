@@ -8,7 +8,8 @@
 //!
 //! Modules: [`auth`] (key verification + caches), [`routing`] (model → provider snapshot),
 //! [`handlers`] (thin HTTP handlers), [`request`] (body validation), [`stream`] (SSE framing),
-//! [`calllog`] (batched call records), [`error`] (OpenAI error shape + RFC 6750 challenges).
+//! [`calllog`] (batched call records), [`error`] (OpenAI error shape + RFC 6750 challenges),
+//! [`validate`] (sampling/message field checks), [`cache`] (exact-match response cache).
 //! Inbound dialects: [`dialect`] (credential rules, error shapes), [`anthropic_api`]
 //! (`POST /v1/messages`), [`gemini_api`] (`:generateContent`, `:streamGenerateContent`).
 
@@ -16,6 +17,7 @@ pub mod anomaly;
 pub mod anthropic_api;
 pub mod azure_api;
 pub mod auth;
+pub mod cache;
 pub mod calllog;
 pub mod caps;
 pub mod dialect;
@@ -39,6 +41,7 @@ pub mod security;
 pub mod passthrough;
 pub mod stream;
 pub(crate) mod token_cap;
+pub mod validate;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +60,7 @@ use http::{HeaderValue, header};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceBuilder;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
@@ -94,6 +98,13 @@ pub struct GatewaySettings {
     pub routing: policy::RoutingSettings,
     /// DPoP (RFC 9449, issue 5): public base URL for `htu`, server nonces ([`dpop`]).
     pub dpop: dpop::DpopSettings,
+    /// Longest wait for the next frame of a request body (default 15 s); a client that stalls
+    /// longer is answered 408 `request_timeout` in its API's error shape and the connection is
+    /// freed. Idle time between frames (tower-http `RequestBodyTimeoutLayer`), so a body that
+    /// keeps trickling is bounded by `body_limit_bytes` instead.
+    pub body_read_timeout: Duration,
+    /// The exact-match response cache (size bound, clock); models opt in through the admin API.
+    pub response_cache: cache::CacheSettings,
 }
 
 impl Default for GatewaySettings {
@@ -107,6 +118,8 @@ impl Default for GatewaySettings {
             catalog: Arc::new(Catalog::builtin()),
             routing: policy::RoutingSettings::default(),
             dpop: dpop::DpopSettings::default(),
+            body_read_timeout: Duration::from_secs(15),
+            response_cache: cache::CacheSettings::default(),
         }
     }
 }
@@ -169,6 +182,7 @@ pub struct AppState {
     pub(crate) dpop: dpop::Dpop,
     /// Per-credential anomaly detection and the audit rate gate (issue 5).
     pub(crate) anomaly: anomaly::Detector,
+    pub(crate) cache: cache::ResponseCache,
 }
 
 /// The data plane: state, background tasks (call-log writer, `last_used_at` batcher) and the
@@ -216,6 +230,7 @@ impl Gateway {
         );
         let (mut auth, touch_rx) = Authenticator::new(deps.store.clone(), deps.peppers.clone(), deps.settings.env);
         auth.set_oauth(oauth.clone());
+        let response_cache = cache::ResponseCache::load(deps.store.clone(), &deps.settings.response_cache).await?;
         let (sink, log_rx) = CallLogSink::channel(calllog::CHANNEL_CAPACITY);
         let sink = sink.with_catalog(deps.settings.catalog.clone());
         let plane = failover::RoutePlane::new(deps.settings.routing.clone(), deps.upstream.clone());
@@ -233,6 +248,7 @@ impl Gateway {
             oauth,
             dpop,
             anomaly: anomaly::Detector::new(anomaly::AnomalyConfig::default(), deps.store.clone(), deps.bus.clone(), deps.audit.clone()),
+            cache: response_cache,
         });
         let weak = Arc::downgrade(&state);
         let handler: BusHandler = Arc::new(move |event| {
@@ -240,6 +256,7 @@ impl Gateway {
                 s.auth.on_bus_event(event);
                 s.routing.on_bus_event(event);
                 s.limiter.on_bus_event(event);
+                s.cache.on_bus_event(event);
             }
         });
         deps.bus.subscribe(handler);
@@ -261,13 +278,16 @@ impl Gateway {
         //    the `CallRecorder`); never records headers (so never `Authorization`) or the query.
         // 3. body_limit: `Content-Length` over the limit → 413 (handlers also stop reading at
         //    the limit for chunked bodies).
+        //    Then the request body is wrapped in a read timeout (`body_read_timeout`; handlers
+        //    answer 408 when it fires, `request::read_body`).
         // 4. auth (route_layer: matched routes only, so unknown paths answer 404): verifies the
         //    key, fills team/app/key into the `CallRecorder`, adds the `AuthContext` extension.
         // 5. handler (reads `AuthContext`, `CallRecorder`).
         let outer = ServiceBuilder::new()
             .layer(from_fn_with_state(state.clone(), request_context))
             .layer(TraceLayer::new_for_http().make_span_with(make_span))
-            .layer(from_fn_with_state(state.clone(), body_limit));
+            .layer(from_fn_with_state(state.clone(), body_limit))
+            .layer(RequestBodyTimeoutLayer::new(state.settings.body_read_timeout));
         Router::new()
             .route("/v1/chat/completions", post(handlers::chat_completions).fallback(|| async { method_not_allowed("POST") }))
             .route("/v1/embeddings", post(handlers::embeddings).fallback(|| async { method_not_allowed("POST") }))

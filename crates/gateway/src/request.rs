@@ -1,7 +1,8 @@
 //! Reading and validating client request bodies (OpenAI shapes, `wire-formats.md` §1.3, §1.7).
 //!
-//! Only what the gateway needs is checked here (`model`, `messages`/`input`, `stream`,
-//! `stream_options`); everything else passes through to the adapter untouched. Errors are 400
+//! The gateway's own fields are checked here (`model`, `messages`/`input`, `stream`,
+//! `stream_options`), the sampling and message fields in [`crate::validate`]; everything else
+//! passes through to the adapter untouched. Errors are 400
 //! `invalid_request` naming the field (`param`) or the JSON position, or 413 for an oversized body.
 
 use axum::body::Body;
@@ -34,12 +35,12 @@ pub fn too_large(limit: usize) -> ApiError {
     ApiError::new(ErrorCode::PayloadTooLarge, format!("the request body is larger than the limit of {limit} bytes"))
 }
 
-/// Reads the whole body, failing with 413 as soon as it exceeds `limit` bytes, or 400 if the
-/// client broke off.
+/// Reads the whole body, failing with 413 as soon as it exceeds `limit` bytes, 408 if the body
+/// read timeout fired (the client stalled), or 400 if the client broke off.
 pub async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "the request body could not be read"))?;
+        let frame = frame.map_err(body_error)?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
                 return Err(too_large(limit));
@@ -48,6 +49,21 @@ pub async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> 
         }
     }
     Ok(buf.freeze())
+}
+
+/// 408 when the body read timed out (`GatewaySettings::body_read_timeout`), else 400.
+fn body_error(e: axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                ErrorCode::RequestTimeout,
+                "the request body stopped arriving; no data within the body read timeout",
+            );
+        }
+        source = err.source();
+    }
+    ApiError::new(ErrorCode::InvalidRequest, "the request body could not be read")
 }
 
 fn bad(message: impl Into<String>, param: &str) -> ApiError {
@@ -94,7 +110,7 @@ fn model_of(body: &Map<String, Value>) -> Result<String, ApiError> {
 
 /// Validates a chat body: `model` a non-empty string, `messages` a non-empty array of objects,
 /// `stream` a boolean or null, `stream_options` an object or null with a boolean
-/// `include_usage`.
+/// `include_usage`; then the sampling and message fields ([`crate::validate::chat`]).
 pub fn parse_chat(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
     let body = parse_object(bytes)?;
     let model = model_of(&body)?;
@@ -124,10 +140,12 @@ pub fn parse_chat(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
         },
         Some(_) => return Err(bad("`stream_options` must be an object", "stream_options")),
     };
+    crate::validate::chat(&body)?;
     Ok(ChatRequest { model, stream, include_usage, body })
 }
 
-/// Validates an embeddings body: `model` a non-empty string, `input` a string or an array.
+/// Validates an embeddings body: `model` a non-empty string, `input` a string or an array;
+/// then [`crate::validate::embeddings`].
 pub fn parse_embeddings(bytes: &[u8]) -> Result<EmbeddingsRequest, ApiError> {
     let body = parse_object(bytes)?;
     let model = model_of(&body)?;
@@ -136,6 +154,7 @@ pub fn parse_embeddings(bytes: &[u8]) -> Result<EmbeddingsRequest, ApiError> {
         Some(_) => return Err(bad("`input` must be a string or an array", "input")),
         None => return Err(bad("`input` is required", "input")),
     }
+    crate::validate::embeddings(&body)?;
     Ok(EmbeddingsRequest { model, body })
 }
 

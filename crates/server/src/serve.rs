@@ -362,6 +362,7 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             body_limit_bytes: config.body_limit_bytes,
             env,
             stream_drain: config.shutdown_drain,
+            body_read_timeout: config.body_read_timeout,
             trusted_proxies: trusted_proxies()?,
             issuer: issuer_for(&config.listen.to_string()),
             // Built-in model catalog, overridden by `<data_dir>/models.toml` when present.
@@ -370,6 +371,7 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             ),
             routing: crate::traffic::routing_settings(&config),
             dpop: crate::dpop_settings::from_env()?,
+            response_cache: Default::default(),
         },
         shutdown: shutdown.clone(),
         audit,

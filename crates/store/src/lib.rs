@@ -11,6 +11,7 @@ pub mod error;
 pub mod postgres;
 pub mod records;
 pub mod replay;
+pub mod response_cache;
 pub mod sqlite;
 pub mod tenancy;
 
@@ -24,6 +25,7 @@ pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use records::*;
 pub use replay::{MemoryReplayCache, RedisReplayCache, ReplayCache};
+pub use response_cache::ModelCachePolicy;
 pub use sqlite::SqliteStore;
 pub use tenancy::{TeamMember, UserSession};
 
@@ -173,6 +175,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_limits(&self) -> StoreResult<Vec<Limit>>;
     /// Removes a limit row; false if there was none.
     async fn delete_limit(&self, id: Id) -> StoreResult<bool>;
+    // --- issue 6: response cache (`sqlite/response_cache.rs`, `postgres/response_cache.rs`) ---
+    /// Opts public model `model` in to the response cache with `ttl_secs`, or changes its TTL;
+    /// returns the stored setting, or `None` if there is no such model.
+    async fn set_model_cache(&self, model: &str, ttl_secs: u32, at: Timestamp) -> StoreResult<Option<ModelCachePolicy>>;
+    /// Every model that opted in, ordered by model name.
+    async fn list_model_caches(&self) -> StoreResult<Vec<ModelCachePolicy>>;
+    /// Opts `model` out of the response cache; false if it was not opted in.
+    async fn delete_model_cache(&self, model: &str) -> StoreResult<bool>;
 
 
     // --- OAuth 2.0 authorization server (issue 5; token-security.md §1.1-1.7, §5.2) ---

@@ -229,6 +229,10 @@ pub struct CallLog {
     /// deployment id, or `provider/model` for a direct route (issue 6).
     #[serde(default)]
     pub deployment: Option<String>,
+    /// The answer came from the gateway's response cache (issue 6): no upstream call, usage and
+    /// cost 0.
+    #[serde(default)]
+    pub cache_hit: bool,
 }
 
 /// Filter and page for [`crate::Store::query_call_logs`].

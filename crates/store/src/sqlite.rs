@@ -9,6 +9,7 @@
 
 mod limits;
 mod tenancy;
+mod response_cache;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -332,6 +333,7 @@ fn call_log_row(row: &SqliteRow) -> StoreResult<CallLog> {
         cost_usd: col(row, "cost_usd")?,
         attempts: u32::try_from(col::<i64>(row, "attempts")?).unwrap_or(0),
         deployment: col(row, "deployment")?,
+        cache_hit: col(row, "cache_hit")?,
     })
 }
 
@@ -385,7 +387,8 @@ macro_rules! call_log_cols {
     () => {
         "id, created_at, request_id, team_id, app_id, credential_id, endpoint, model, provider, \
          upstream_model, stream, status, error_code, latency_ms, upstream_latency_ms, ttft_ms, \
-         prompt_tokens, completion_tokens, cached_tokens, upstream_request_id, cache_write_tokens, reasoning_tokens, cost_usd, attempts, deployment"
+         prompt_tokens, completion_tokens, cached_tokens, upstream_request_id, cache_write_tokens, reasoning_tokens, cost_usd, attempts, deployment, \
+         cache_hit"
     };
 }
 
@@ -1039,7 +1042,8 @@ impl Store for SqliteStore {
                     .push_bind(u64_to_i64(l.reasoning_tokens))
                     .push_bind(l.cost_usd.filter(|c| c.is_finite()))
                     .push_bind(i64::from(l.attempts))
-                    .push_bind(l.deployment.clone());
+                    .push_bind(l.deployment.clone())
+                    .push_bind(l.cache_hit);
             });
             qb.build()
                 .execute(&mut *tx)
@@ -1220,6 +1224,16 @@ impl Store for SqliteStore {
     }
     async fn delete_limit(&self, id: Id) -> StoreResult<bool> {
         self.limits_delete(id).await
+    }
+    // --- issue 6: response cache (see `response_cache.rs`) ---
+    async fn set_model_cache(&self, model: &str, ttl_secs: u32, at: Timestamp) -> StoreResult<Option<crate::ModelCachePolicy>> {
+        self.model_cache_set(model, ttl_secs, at).await
+    }
+    async fn list_model_caches(&self) -> StoreResult<Vec<crate::ModelCachePolicy>> {
+        self.model_cache_list().await
+    }
+    async fn delete_model_cache(&self, model: &str) -> StoreResult<bool> {
+        self.model_cache_delete(model).await
     }
 
     // --- OAuth (issue 5): bodies in `sqlite/oauth.rs` ---

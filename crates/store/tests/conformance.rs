@@ -288,6 +288,8 @@ fn call_log(i: u64, at: Timestamp) -> CallLog {
         // Issue 6: attempts and the serving deployment round-trip (NULL deployment too).
         attempts: (i % 4) as u32,
         deployment: if i.is_multiple_of(2) { Some(format!("mock/dep-{i}")) } else { None },
+        // Issue 6: answers served from the response cache are marked.
+        cache_hit: i.is_multiple_of(7),
     }
 }
 
@@ -1661,3 +1663,32 @@ mod oauth;
 
 #[path = "conformance/tenancy.rs"]
 mod tenancy;
+// ---------------------------------------------------------------------------------------------
+// issue 6: response-cache settings per model
+
+async fn model_cache_settings(s: Arc<dyn Store>) {
+    let at = now_us();
+    assert_eq!(s.set_model_cache("nope", 60, at).await.unwrap(), None, "unknown model");
+    let m = s.upsert_model(&model("cached", vec![])).await.unwrap();
+    s.upsert_model(&model("plain", vec![])).await.unwrap();
+    let set = s.set_model_cache("cached", 60, at).await.unwrap().unwrap();
+    assert_eq!((set.model.as_str(), set.ttl_secs, set.updated_at), ("cached", 60, at));
+    // Setting again replaces the TTL (one row per model).
+    let later = at + Duration::seconds(5);
+    let set = s.set_model_cache("cached", u32::MAX, later).await.unwrap().unwrap();
+    assert_eq!((set.ttl_secs, set.updated_at), (u32::MAX, later));
+    assert_eq!(s.list_model_caches().await.unwrap(), vec![set.clone()]);
+    // Replacing the model's deployments keeps the setting; deleting the model removes it.
+    s.upsert_model(&model("cached", vec![])).await.unwrap();
+    assert_eq!(s.list_model_caches().await.unwrap().len(), 1);
+    assert!(s.delete_model(&m.name).await.unwrap());
+    assert!(s.list_model_caches().await.unwrap().is_empty());
+    // Opt out.
+    s.upsert_model(&model("cached", vec![])).await.unwrap();
+    s.set_model_cache("cached", 30, at).await.unwrap().unwrap();
+    assert!(s.delete_model_cache("cached").await.unwrap());
+    assert!(!s.delete_model_cache("cached").await.unwrap());
+    assert!(!s.delete_model_cache("plain").await.unwrap());
+    assert!(s.list_model_caches().await.unwrap().is_empty());
+}
+store_test!(model_cache_settings);

@@ -40,6 +40,9 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 409: the resource already exists or conflicts with current state.
     Conflict,
+    /// 408: the client stopped sending the request body (no data within the body read
+    /// timeout), RFC 9110 §15.5.9.
+    RequestTimeout,
     /// 413: the request body is larger than the configured limit.
     PayloadTooLarge,
     /// 415: the request body is not `application/json`.
@@ -109,6 +112,7 @@ impl ErrorCode {
             Self::NotFound => ("not_found", S::NOT_FOUND, "invalid_request_error"),
             Self::MethodNotAllowed => ("method_not_allowed", S::METHOD_NOT_ALLOWED, "invalid_request_error"),
             Self::Conflict => ("conflict", S::CONFLICT, "invalid_request_error"),
+            Self::RequestTimeout => ("request_timeout", S::REQUEST_TIMEOUT, "invalid_request_error"),
             Self::PayloadTooLarge => ("request_too_large", S::PAYLOAD_TOO_LARGE, "invalid_request_error"),
             Self::UnsupportedMediaType => ("unsupported_media_type", S::UNSUPPORTED_MEDIA_TYPE, "invalid_request_error"),
             Self::RateLimitExceeded => ("rate_limit_exceeded", S::TOO_MANY_REQUESTS, "rate_limit_error"),
@@ -123,7 +127,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         Self::InvalidRequest,
         Self::InvalidCredentialRequest,
         Self::MissingCredential,
@@ -136,6 +140,7 @@ impl ErrorCode {
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::Conflict,
+        Self::RequestTimeout,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
         Self::RateLimitExceeded,

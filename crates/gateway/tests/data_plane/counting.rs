@@ -258,6 +258,18 @@ impl Store for CountingStore {
         self.count(false);
         self.inner.delete_limit(id).await
     }
+    async fn set_model_cache(&self, model: &str, ttl_secs: u32, at: Timestamp) -> StoreResult<Option<ModelCachePolicy>> {
+        self.count(false);
+        self.inner.set_model_cache(model, ttl_secs, at).await
+    }
+    async fn list_model_caches(&self) -> StoreResult<Vec<ModelCachePolicy>> {
+        self.count(false);
+        self.inner.list_model_caches().await
+    }
+    async fn delete_model_cache(&self, model: &str) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.delete_model_cache(model).await
+    }
 
     // --- OAuth (issue 5) ---
     async fn create_oauth_client(&self, client: &OAuthClient) -> StoreResult<()> {

@@ -9,6 +9,8 @@ mod anomaly;
 mod auth;
 mod bedrock;
 mod azure_inbound;
+mod cache;
+mod hardening;
 mod calllog;
 mod chat;
 mod checklist_dpop;

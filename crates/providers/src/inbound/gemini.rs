@@ -544,6 +544,7 @@ pub fn rpc_status(http: u16) -> &'static str {
         400 | 413 | 415 => "INVALID_ARGUMENT",
         // A wrong HTTP method: the status gRPC-HTTP transcoding gives "method not allowed".
         405 => "UNIMPLEMENTED",
+        408 => "DEADLINE_EXCEEDED",
         401 => "UNAUTHENTICATED",
         403 => "PERMISSION_DENIED",
         404 => "NOT_FOUND",

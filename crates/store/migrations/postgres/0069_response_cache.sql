@@ -1,0 +1,8 @@
+-- Issue 6: exact-match response cache. A public model opts in with a TTL (one row per model,
+-- removed with the model); call-log rows of answers served from the cache are marked.
+CREATE TABLE model_cache (
+    model_id   uuid PRIMARY KEY REFERENCES models(id) ON DELETE CASCADE,
+    ttl_secs   bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+ALTER TABLE call_logs ADD COLUMN cache_hit boolean NOT NULL DEFAULT false;
