@@ -108,6 +108,9 @@ fn model_of(body: &Map<String, Value>) -> Result<String, ApiError> {
     }
 }
 
+/// Largest `max_tokens` / `max_completion_tokens` a chat request may ask for (2^31).
+pub const MAX_OUTPUT_TOKENS: u64 = 1 << 31;
+
 /// Validates a chat body: `model` a non-empty string, `messages` a non-empty array of objects,
 /// `stream` a boolean or null, `stream_options` an object or null with a boolean
 /// `include_usage`; then the sampling and message fields ([`crate::validate::chat`]).
@@ -125,6 +128,13 @@ pub fn parse_chat(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
         }
         Some(_) => return Err(bad("`messages` must be an array", "messages")),
         None => return Err(bad("`messages` is required", "messages")),
+    }
+    // L4: an absurd output cap would reach the limits estimate as a huge reservation (a 429
+    // "retry in hours") instead of the 400 it is.
+    for field in ["max_tokens", "max_completion_tokens"] {
+        if body.get(field).and_then(Value::as_f64).is_some_and(|n| n > MAX_OUTPUT_TOKENS as f64) {
+            return Err(bad(format!("`{field}` must be at most {MAX_OUTPUT_TOKENS}"), field));
+        }
     }
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
@@ -162,6 +172,18 @@ pub fn parse_embeddings(bytes: &[u8]) -> Result<EmbeddingsRequest, ApiError> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn l4_absurd_max_tokens_is_a_400_naming_the_field() {
+        for field in ["max_tokens", "max_completion_tokens"] {
+            let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"{field}":9223372036854775807}}"#);
+            let e = parse_chat(body.as_bytes()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest);
+            assert_eq!(e.param.as_deref(), Some(field));
+            let ok = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"{field}":4096}}"#);
+            assert!(parse_chat(ok.as_bytes()).is_ok());
+        }
+    }
 
     #[test]
     fn syntax_errors_name_the_position() {

@@ -13,6 +13,32 @@ pub(crate) fn reject(param: impl Into<String>, message: impl Into<String>) -> Up
     UpstreamError::InvalidRequest { param: Some(param.into()), message: message.into() }
 }
 
+/// Refuses an upstream model (or deployment) name that would not stay one URL path segment:
+/// `/` (unless `allow_slash`, for Bedrock ARNs, whose adapter percent-encodes it), `?`, `#`, `%`,
+/// `\\`, `..`, control characters and whitespace. A 400 naming `model`; nothing is sent (H1).
+pub(crate) fn check_path_model(model: &str, allow_slash: bool) -> Result<(), UpstreamError> {
+    let bad_char = model.chars().any(|c| {
+        c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '%' | '\\') || (c == '/' && !allow_slash)
+    });
+    if model.is_empty() || bad_char || model.contains("..") || model == "." {
+        return Err(reject("model", "the model name contains characters that are not allowed in an upstream URL path (/ ? # % \\ .. whitespace or control characters)"));
+    }
+    Ok(())
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, so `s` stays one path segment.
+pub(crate) fn encode_segment(s: &str) -> String {
+    let mut enc = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            enc.push(char::from(b));
+        } else {
+            enc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    enc
+}
+
 /// Splits `data:<mime>;base64,<payload>` into `(mime, payload)`.
 pub(crate) fn parse_data_url(url: &str) -> Option<(&str, &str)> {
     let rest = url.strip_prefix("data:")?;

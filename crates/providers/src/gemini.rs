@@ -66,10 +66,11 @@ impl SignatureCache {
 }
 
 /// `{base}/v1beta/models/{model}:generateContent` or `:streamGenerateContent?alt=sse`. A base
-/// that already ends in `/v1beta` or `/v1` keeps its version.
+/// that already ends in `/v1beta` or `/v1` keeps its version. The model is percent-encoded as one
+/// path segment (defense in depth: `prepare` refuses unsafe names first, H1).
 pub(crate) fn endpoint(base: &str, model: &str, stream: bool) -> String {
     let base = base.trim_end_matches('/');
-    let model = model.strip_prefix("models/").unwrap_or(model);
+    let model = crate::common::encode_segment(model.strip_prefix("models/").unwrap_or(model));
     let method = if stream { "streamGenerateContent?alt=sse" } else { "generateContent" };
     if base.ends_with("/v1beta") || base.ends_with("/v1") {
         format!("{base}/models/{model}:{method}")

@@ -198,6 +198,12 @@ impl Upstream {
         if target.base_url.trim().is_empty() {
             return Err(UpstreamError::Config("the provider has no base URL"));
         }
+        match target.kind {
+            ProviderKind::Gemini => common::check_path_model(target.upstream_model.strip_prefix("models/").unwrap_or(&target.upstream_model), false)?,
+            ProviderKind::Azure => common::check_path_model(&target.upstream_model, false)?,
+            ProviderKind::Bedrock => common::check_path_model(&target.upstream_model, true)?,
+            _ => {}
+        }
         Ok(match target.kind {
             ProviderKind::Anthropic => (
                 anthropic_endpoint(&target.base_url),
@@ -302,6 +308,7 @@ impl Upstream {
         }
         let body = openai::embeddings_body(request, &target.upstream_model)?;
         let (url, headers) = if target.kind == ProviderKind::Azure {
+            common::check_path_model(&target.upstream_model, false)?;
             (compat::azure_endpoint(&target.base_url, &target.upstream_model, "/embeddings"), azure_headers(target, false)?)
         } else {
             (endpoint(&target.base_url, "/embeddings"), openai_headers(target, false)?)

@@ -664,3 +664,33 @@ async fn dropping_the_stream_cancels_the_upstream_request() {
     }
     panic!("the upstream response was not cancelled after the stream was dropped");
 }
+
+#[tokio::test]
+async fn h1_gemini_model_is_path_escaped() {
+    let srv = server().await;
+    for (kind, model) in [
+        (ProviderKind::Gemini, "../../v1beta/cachedContents?x="),
+        (ProviderKind::Gemini, "a#b"),
+        (ProviderKind::Gemini, "a b"),
+        (ProviderKind::Gemini, "a%2F.."),
+        (ProviderKind::Azure, ".."),
+        (ProviderKind::Azure, "d/../x"),
+        (ProviderKind::Bedrock, ".."),
+        (ProviderKind::Bedrock, "a\nb"),
+    ] {
+        let err = upstream().chat(&target(kind, &srv.base, model), chat_request(json!({}))).await.err().unwrap();
+        let api = err.to_api_error();
+        assert_eq!(api.param.as_deref(), Some("model"), "{kind:?} {model:?}: {err:?}");
+        assert_eq!(api.code.status().as_u16(), 400, "{kind:?} {model:?}");
+        let err = upstream().chat_stream(&target(kind, &srv.base, model), chat_request(json!({"stream": true})), false).await.err().unwrap();
+        assert_eq!(err.to_api_error().param.as_deref(), Some("model"), "{kind:?} {model:?} (stream)");
+    }
+    let err = upstream().embeddings(&target(ProviderKind::Azure, &srv.base, "../x"), chat_request(json!({"input": "a"}))).await.err().unwrap();
+    assert_eq!(err.to_api_error().param.as_deref(), Some("model"));
+    assert!(srv.ctx.seen.lock().unwrap().is_empty(), "a traversal reached the upstream");
+    // A clean Gemini name still goes out as one segment under /v1beta/models/.
+    let _ = upstream().chat(&target(ProviderKind::Gemini, &srv.base, "models/gemini-x"), chat_request(json!({}))).await;
+    let seen = srv.ctx.seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1beta/models/gemini-x:generateContent");
+}

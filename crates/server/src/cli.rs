@@ -18,6 +18,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use gatehouse_types::ProviderKind;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
@@ -100,6 +101,12 @@ pub enum KeysCmd {
     },
 }
 
+/// `providers add --kind` help, from the one `ProviderKind::ALL` list (L7).
+fn kind_help() -> String {
+    let kinds: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+    format!("Provider kind: {} (openai and generic take any OpenAI-compatible URL).", kinds.join(", "))
+}
+
 /// `gatehouse providers …`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum ProvidersCmd {
@@ -108,8 +115,7 @@ pub enum ProvidersCmd {
     Add {
         #[arg(long)]
         name: String,
-        /// openai (any OpenAI-compatible URL) or anthropic.
-        #[arg(long)]
+        #[arg(long, help = kind_help())]
         kind: String,
         #[arg(long, value_name = "URL")]
         base_url: Option<String>,
@@ -563,4 +569,15 @@ async fn logs_inner(args: LogsArgs) -> Result<(), String> {
         println!("(more: --before {})", s(&v["next_before"]));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod l7_tests {
+    #[test]
+    fn l7_providers_add_kind_help_lists_every_kind() {
+        let help = super::kind_help();
+        for k in gatehouse_types::ProviderKind::ALL {
+            assert!(help.contains(k.as_str()), "{help}");
+        }
+    }
 }
