@@ -423,3 +423,12 @@ async fn h3_suspended_key_cannot_be_exchanged_and_its_derived_tokens_fail() {
     let resp = form(&h, "/oauth/token", Some(&c), &exchange(&key, &[("subject_token_type", token_types::API_KEY)])).await;
     assert_eq!(resp.status(), 400);
 }
+
+#[tokio::test]
+async fn h4_exchange_is_checked_against_the_keys_ip_allow_list() {
+    let h = Harness::start().await;
+    let c = client(&h, &[], &[], "opaque").await;
+    let (_, key) = h.create_key_with(&[], None, |k| k.security.ip_allow = vec!["10.0.0.0/8".into()]).await;
+    let resp = form(&h, "/oauth/token", Some(&c), &exchange(&key, &[("subject_token_type", token_types::API_KEY)])).await;
+    oauth_error(resp, 400, "invalid_grant").await;
+}
