@@ -724,7 +724,7 @@ impl OAuth {
                 }
             } else if let Some(c) = self.deps.store.get_credential(cur).await? {
                 let at = now();
-                return Ok(c.revoked_at.is_none() && c.security.suspended_at.is_none() && !c.expires_at.is_some_and(|e| e <= at));
+                return Ok(c.revoked_at.is_none() && c.security.suspended_at.is_none() && c.expires_at.is_none_or(|e| e > at));
             } else {
                 return Ok(false);
             }
