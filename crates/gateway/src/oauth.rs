@@ -187,6 +187,20 @@ async fn token(State(state): State<Arc<AppState>>, uri: http::Uri, extensions: h
                     max_tokens: g("max_tokens"),
                     expires_in: g("expires_in"),
                 };
+                // H4: an API-key subject may only be exchanged from an address its allow-list admits.
+                if let Some(st) = &req.subject_token
+                    && gatehouse_auth::parse(st).is_ok_and(|p| p.kind == gatehouse_auth::TokenKind::ApiKey)
+                    && let Ok(key) = state.auth.verify(st).await
+                    && !key.security.ip_allow.is_empty()
+                {
+                    let peer = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+                    let xff = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+                    let ip = gatehouse_auth::cidr::client_ip(peer, xff, &state.settings.trusted_proxies);
+                    let allowed: Vec<gatehouse_auth::cidr::Cidr> = key.security.ip_allow.iter().filter_map(|c| gatehouse_auth::cidr::Cidr::parse(c).ok()).collect();
+                    if !ip.is_some_and(|ip| gatehouse_auth::cidr::any_contains(&allowed, ip)) {
+                        return Err(OAuthError::new("invalid_grant", "the subject token may not be used from this network address"));
+                    }
+                }
                 let jkt = state.dpop.token_binding(&headers, &uri, &extensions, form.get("dpop_jkt").map(String::as_str)).await?;
                 oauth.exchange_bound(&client, &req, jkt).await.map(|r| r.to_json(true))
             }

@@ -674,7 +674,7 @@ impl OAuth {
     pub async fn verify(&self, presented: &str) -> Result<Arc<IssuedToken>, VerifyError> {
         if jws::looks_like_jws(presented) {
             let t = self.verify_jwt(presented).ok_or(VerifyError::Invalid)?;
-            if self.denied(&t) {
+            if self.denied(&t) || !self.lineage_ok(&t).await.map_err(|_| VerifyError::Unavailable)? {
                 return Err(VerifyError::Invalid);
             }
             return Ok(Arc::new(t));
@@ -696,7 +696,40 @@ impl OAuth {
         if t.audience.as_deref().is_some_and(|a| a.trim_end_matches('/') != self.issuer().trim_end_matches('/')) {
             return Err(VerifyError::Invalid);
         }
+        if !self.lineage_ok(&t).await.map_err(|e| {
+            tracing::error!(error = %e, "token lineage lookup failed");
+            VerifyError::Unavailable
+        })? {
+            return Err(VerifyError::Invalid);
+        }
         Ok(t)
+    }
+
+    /// Whether every ancestor of `t` (exchanged tokens up to the root API key) is still live:
+    /// not revoked, not on the deny-list, and a root key neither revoked, suspended nor expired
+    /// (H2/H3: revocation and suspension reach every generation of derived tokens).
+    async fn lineage_ok(&self, t: &IssuedToken) -> Result<bool, gatehouse_store::StoreError> {
+        let Some(mut cur) = t.parent_id else { return Ok(true) };
+        for _ in 0..(MAX_ACT_DEPTH + 2) {
+            if self.deny.contains_key(&cur) {
+                return Ok(false);
+            }
+            if let Some(p) = self.deps.store.get_issued_token(cur).await? {
+                if p.revoked_at.is_some() || self.denied(&p) {
+                    return Ok(false);
+                }
+                match p.parent_id {
+                    Some(n) => cur = n,
+                    None => return Ok(true),
+                }
+            } else if let Some(c) = self.deps.store.get_credential(cur).await? {
+                let at = now();
+                return Ok(c.revoked_at.is_none() && c.security.suspended_at.is_none() && c.expires_at.is_none_or(|e| e > at));
+            } else {
+                return Ok(false);
+            }
+        }
+        Ok(false)
     }
 
     async fn lookup_access(&self, digest: [u8; 32]) -> Result<Arc<IssuedToken>, VerifyError> {
@@ -799,7 +832,11 @@ impl OAuth {
     /// Resolves any live Gatehouse credential without consuming it. `Ok(None)` = not active.
     async fn resolve(&self, presented: &str) -> Result<Option<Subject>, OAuthError> {
         if jws::looks_like_jws(presented) {
-            return Ok(self.verify_jwt(presented).filter(|t| !self.denied(t)).map(|t| Self::subject_of(&t, "jwt")));
+            let Some(t) = self.verify_jwt(presented).filter(|t| !self.denied(t)) else { return Ok(None) };
+            if !self.lineage_ok(&t).await.map_err(|e| Self::unavailable(&e))? {
+                return Ok(None);
+            }
+            return Ok(Some(Self::subject_of(&t, "jwt")));
         }
         let Ok(parsed) = token::parse(presented) else { return Ok(None) };
         if parsed.env != self.deps.env {
@@ -809,7 +846,11 @@ impl OAuth {
         match parsed.kind {
             TokenKind::ApiKey => {
                 let Some(c) = self.find_key(presented).await? else { return Ok(None) };
-                if c.revoked_at.is_some() || c.expires_at.is_some_and(|e| e <= at) || self.deny.contains_key(&c.id) {
+                if c.revoked_at.is_some()
+                    || c.security.suspended_at.is_some()
+                    || c.expires_at.is_some_and(|e| e <= at)
+                    || self.deny.contains_key(&c.id)
+                {
                     return Ok(None);
                 }
                 Ok(Some(Subject {
@@ -833,6 +874,11 @@ impl OAuth {
             TokenKind::Access | TokenKind::SingleUse => {
                 let digest = self.deps.peppers.digest(presented);
                 let t = self.deps.store.find_issued_token(&digest).await.map_err(|e| Self::unavailable(&e))?;
+                if let Some(x) = &t
+                    && !self.lineage_ok(x).await.map_err(|e| Self::unavailable(&e))?
+                {
+                    return Ok(None);
+                }
                 Ok(t.filter(|t| {
                     t.revoked_at.is_none() && t.consumed_at.is_none() && t.expires_at > at && !self.denied(t) && t.kind == kind_name(parsed.kind)
                 })

@@ -366,3 +366,69 @@ async fn metadata_documents_are_published() {
     assert_eq!(r["resource"], ISSUER);
     assert_eq!(r["bearer_methods_supported"], json!(["header"]));
 }
+
+/// Exchanges `subject` (an API key when `key`) once more with `c`; the new access token.
+async fn derive(h: &Harness, c: &Client, subject: &str, key: bool) -> String {
+    let extra: Vec<(&str, &str)> = if key { vec![("subject_token_type", token_types::API_KEY)] } else { vec![] };
+    token(h, c, &exchange(subject, &extra)).await["access_token"].as_str().unwrap().to_string()
+}
+
+async fn introspect_active(h: &Harness, c: &Client, t: &str) -> bool {
+    let v: Value = form(h, "/oauth/introspect", Some(c), &[("token", t)]).await.json().await.unwrap();
+    v["active"] == json!(true)
+}
+
+#[tokio::test]
+async fn h2_revocation_reaches_every_generation_of_derived_tokens() {
+    let h = Harness::start().await;
+    let c = client(&h, &[], &[], "opaque").await;
+    let j = client(&h, &[], &[], "jwt").await;
+    // Revoking the root key kills generations 1–3 (opaque and JWT).
+    let (key_id, key) = h.create_key(&[], None).await;
+    let g1 = derive(&h, &c, &key, true).await;
+    let g2 = derive(&h, &c, &g1, false).await;
+    let g3 = derive(&h, &j, &g2, false).await;
+    for t in [&g1, &g2, &g3] {
+        assert_eq!(chat_with(&h, t).await.status(), 200);
+    }
+    h.revoke(key_id, &key).await;
+    for t in [&g1, &g2, &g3] {
+        assert_invalid_token(chat_with(&h, t).await).await;
+    }
+    assert!(!introspect_active(&h, &c, &g2).await);
+    assert!(!introspect_active(&h, &j, &g3).await);
+    // Revoking generation 1 kills generation 3.
+    let (_, key) = h.create_key(&[], None).await;
+    let g1 = derive(&h, &c, &key, true).await;
+    let g2 = derive(&h, &c, &g1, false).await;
+    let g3 = derive(&h, &c, &g2, false).await;
+    assert_eq!(chat_with(&h, &g3).await.status(), 200);
+    assert_eq!(form(&h, "/oauth/revoke", Some(&c), &[("token", &g1)]).await.status(), 200);
+    assert_invalid_token(chat_with(&h, &g3).await).await;
+    assert!(!introspect_active(&h, &c, &g3).await);
+}
+
+#[tokio::test]
+async fn h3_suspended_key_cannot_be_exchanged_and_its_derived_tokens_fail() {
+    let h = Harness::start().await;
+    let c = client(&h, &[], &[], "opaque").await;
+    let (key_id, key) = h.create_key(&[], None).await;
+    let g1 = derive(&h, &c, &key, true).await;
+    let g2 = derive(&h, &c, &g1, false).await;
+    assert_eq!(chat_with(&h, &g2).await.status(), 200);
+    assert!(h.store.suspend_credential(key_id, gatehouse_types::now()).await.unwrap());
+    gatehouse_store::Bus::publish(h.bus.as_ref(), gatehouse_store::BusEvent::CredentialChanged { id: key_id, digest: h.peppers.digest(&key).to_vec() });
+    assert_invalid_token(chat_with(&h, &g1).await).await;
+    assert_invalid_token(chat_with(&h, &g2).await).await;
+    let resp = form(&h, "/oauth/token", Some(&c), &exchange(&key, &[("subject_token_type", token_types::API_KEY)])).await;
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn h4_exchange_is_checked_against_the_keys_ip_allow_list() {
+    let h = Harness::start().await;
+    let c = client(&h, &[], &[], "opaque").await;
+    let (_, key) = h.create_key_with(&[], None, |k| k.security.ip_allow = vec!["10.0.0.0/8".into()]).await;
+    let resp = form(&h, "/oauth/token", Some(&c), &exchange(&key, &[("subject_token_type", token_types::API_KEY)])).await;
+    oauth_error(resp, 400, "invalid_grant").await;
+}
