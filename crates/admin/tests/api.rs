@@ -526,3 +526,13 @@ async fn m2_rotate_carries_key_limits_and_l2_refuses_expired_keys() {
     let (s, _, _, _) = call(&h.app, "POST", &format!("/admin/v1/keys/{exp_id}/rotate"), Some(OPERATOR), None).await;
     assert_eq!(s, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn l1_empty_ip_allow_is_refused() {
+    let h = harness().await;
+    for body in [json!({"name": "x", "ip_allow": []}), json!({"name": "x", "ip_allow": [""]})] {
+        let (s, _, e, _) = call(&h.app, "POST", "/admin/v1/keys", Some(OPERATOR), Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(e["error"]["param"].as_str().unwrap().starts_with("ip_allow"), "{e}");
+    }
+}

@@ -37,7 +37,11 @@ pub(super) fn read_key_security(f: &mut Fields) -> Result<(Vec<String>, Credenti
     }
     scopes.sort();
     scopes.dedup();
-    let ip_allow = f.opt_string_list("ip_allow")?.unwrap_or_default();
+    let ip_allow = match f.opt_string_list("ip_allow")? {
+        // an explicitly empty allow-list would silently mean "everywhere" (L1)
+        Some(list) if list.is_empty() => return Err(bad("ip_allow", "`ip_allow` must list at least one CIDR (omit it for no restriction)")),
+        other => other.unwrap_or_default(),
+    };
     for (i, c) in ip_allow.iter().enumerate() {
         Cidr::parse(c).map_err(|e| bad(&format!("ip_allow[{i}]"), e.to_string()))?;
     }
