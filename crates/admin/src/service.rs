@@ -36,6 +36,9 @@ pub const DEFAULT_APP: &str = "default";
 pub const ADMIN_USER: &str = "admin";
 /// Setting written once the first start completed.
 pub const BOOTSTRAPPED: &str = "bootstrapped";
+/// Audit event type: an operator token (`gtho_…`) was revoked.
+pub const OPERATOR_TOKEN_REVOKED: &str = "operator_token.revoked";
+
 /// Longest accepted `expires_in` (10 years).
 pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(10 * 365 * 86_400);
 
@@ -521,6 +524,39 @@ impl AdminService {
             Some(t) if t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now()) => Ok(t),
             _ => Err(invalid()),
         }
+    }
+
+    /// Revokes the operator token `presented` (plaintext `gtho_…`) if it is ours and live;
+    /// every pepper version is tried. Returns its id. Authentication reads the store on every
+    /// request, so the very next request with it fails. Audited as `operator_token.revoked`.
+    pub async fn revoke_operator_token_plaintext(&self, presented: &str, actor: &str, reason: &str) -> Result<Option<Id>, ApiError> {
+        match token::parse(presented) {
+            Ok(p) if p.kind == TokenKind::Operator => {}
+            _ => return Ok(None),
+        }
+        for version in (1..=self.deps.peppers.current_version()).rev() {
+            let Some(d) = self.deps.peppers.digest_with(version, presented) else { continue };
+            let found = self.deps.store.find_operator_token(&d).await.map_err(|e| internal("looking up an operator token", &e))?;
+            if let Some(t) = found {
+                if t.revoked_at.is_some() {
+                    return Ok(None);
+                }
+                return self.revoke_operator_token_id(t.id, actor, reason).await.map(|r| r.then_some(t.id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Revokes one operator token by id (audit event `operator_token.revoked`).
+    pub(crate) async fn revoke_operator_token_id(&self, id: Id, actor: &str, reason: &str) -> Result<bool, ApiError> {
+        let revoked = self.deps.store.revoke_operator_token(id, now()).await.map_err(|e| internal("revoking an operator token", &e))?;
+        if revoked {
+            self.deps.audit.record(
+                gatehouse_store::NewAuditEvent::new(OPERATOR_TOKEN_REVOKED, actor).reason(reason).details(serde_json::json!({"operator_token_id": id})),
+            );
+            tracing::info!(token_id = %id, reason, "operator token revoked");
+        }
+        Ok(revoked)
     }
 
     // ---------------------------------------------------------------- keys

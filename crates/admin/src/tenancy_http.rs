@@ -105,6 +105,11 @@ async fn me(State(svc): Svc, Extension(p): Extension<Principal>) -> Res {
     Ok(axum::Json(svc.me(&p).await?).into_response())
 }
 
+/// Lifetime of a `/me/tokens` operator token without `expires_in` (token-security.md §2.5).
+const OWN_TOKEN_DEFAULT_DAYS: i64 = 90;
+/// Longest `/me/tokens` lifetime: a session can never mint a permanent credential.
+const OWN_TOKEN_MAX_DAYS: i64 = 365;
+
 async fn create_own_token(State(svc): Svc, Extension(p): Extension<Principal>, b: Body) -> Res {
     let mut f = Fields::from_body(&body(b)?)?;
     f.deny_unknown(&["name", "expires_in"])?;
@@ -113,11 +118,11 @@ async fn create_own_token(State(svc): Svc, Extension(p): Extension<Principal>, b
         return Err(AdminError(bad("name", "`name` must be 1-128 characters without control characters")));
     }
     let expires_at = match f.take("expires_in") {
-        None => None,
+        None => Some(gatehouse_types::now() + time::Duration::days(OWN_TOKEN_DEFAULT_DAYS)),
         Some(Value::String(s)) => {
             let d = gatehouse_config::parse_duration_str(&s).map_err(|e| bad("expires_in", e))?;
-            if d.is_zero() || d > crate::service::MAX_EXPIRES_IN {
-                return Err(AdminError(bad("expires_in", "`expires_in` must be between 1s and 10 years")));
+            if d.is_zero() || d > std::time::Duration::from_secs(OWN_TOKEN_MAX_DAYS as u64 * 86_400) {
+                return Err(AdminError(bad("expires_in", "`expires_in` must be between 1s and 365d")));
             }
             let d = time::Duration::try_from(d).map_err(|_| bad("expires_in", "`expires_in` is too large"))?;
             Some(gatehouse_types::now() + d)
@@ -163,13 +168,17 @@ async fn create_user(State(svc): Svc, b: Body) -> Res {
     Ok((StatusCode::CREATED, axum::Json(user)).into_response())
 }
 
-async fn update_user(State(svc): Svc, Path(id): Path<String>, b: Body) -> Res {
+async fn update_user(State(svc): Svc, Extension(p): Extension<Principal>, Path(id): Path<String>, b: Body) -> Res {
     let id = parse_id(&id, "id")?;
     let mut f = Fields::from_body(&body(b)?)?;
     f.deny_unknown(&["password", "system_role"])?;
     let password = secret(&mut f, "password")?;
     let role = system_role(&mut f)?;
-    Ok(axum::Json(svc.update_user(id, password, role).await?).into_response())
+    let keep = match p.via {
+        AuthMethod::OperatorToken(t) => Some(t),
+        AuthMethod::Session(_) => None,
+    };
+    Ok(axum::Json(svc.update_user(id, password, role, keep).await?).into_response())
 }
 
 async fn create_team(State(svc): Svc, b: Body) -> Res {

@@ -559,4 +559,33 @@ async fn repeated_query_parameters_are_refused() {
     ok(&h.app, "GET", "/admin/v1/logs?model=a&limit=2", None).await;
     // Without a token the answer is still 401 (authentication comes first).
     assert_eq!(call(&h.app, "GET", "/admin/v1/logs?model=a&model=b", None, None).await.0, StatusCode::UNAUTHORIZED);
+
+#[tokio::test]
+async fn m2_rotate_carries_key_limits_and_l2_refuses_expired_keys() {
+    let h = harness().await;
+    let old = ok(&h.app, "POST", "/admin/v1/keys", Some(json!({"name": "lim"}))).await;
+    let id = old["id"].as_str().unwrap().to_string();
+    let (s, _, _, t) = call(&h.app, "POST", "/admin/v1/limits", Some(OPERATOR), Some(json!({"scope": "key", "id": id, "rpm": 1}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let v = ok(&h.app, "POST", &format!("/admin/v1/keys/{id}/rotate"), None).await;
+    let succ = v["id"].as_str().unwrap().to_string();
+    let limits = h.store.list_limits().await.unwrap();
+    let copy = limits.iter().find(|l| l.scope_id == succ).expect("successor limit");
+    assert_eq!(copy.rpm, Some(1));
+    // L2: an expired key cannot be rotated
+    let exp = ok(&h.app, "POST", "/admin/v1/keys", Some(json!({"name": "exp", "expires_in": 1}))).await;
+    let exp_id = exp["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (s, _, _, _) = call(&h.app, "POST", &format!("/admin/v1/keys/{exp_id}/rotate"), Some(OPERATOR), None).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn l1_empty_ip_allow_is_refused() {
+    let h = harness().await;
+    for body in [json!({"name": "x", "ip_allow": []}), json!({"name": "x", "ip_allow": [""]})] {
+        let (s, _, e, _) = call(&h.app, "POST", "/admin/v1/keys", Some(OPERATOR), Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(e["error"]["param"].as_str().unwrap().starts_with("ip_allow"), "{e}");
+    }
 }

@@ -317,3 +317,40 @@ async fn sessions_login_use_and_logout() {
     let (s, _, v, _) = call(app, "GET", "/admin/v1/providers", Auth::Cookie(&cookie2), None).await;
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("permission_denied")));
 }
+
+#[tokio::test]
+async fn h7_operator_token_revoke_leak_report_and_password_reset() {
+    let h = harness().await;
+    let app = &h.app;
+    let admin = || Auth::Bearer(OPERATOR);
+    let alice = ok(app, "POST", "/admin/v1/users", admin(), Some(json!({"username": "alice", "password": ALICE_PW}))).await;
+    let alice = alice["id"].as_str().unwrap().to_string();
+    // /me/tokens without expires_in gets a default expiry; a too-long one is refused
+    let (cookie, t1) = token_for(app, "alice", ALICE_PW).await;
+    let v = ok(app, "POST", "/admin/v1/me/tokens", Auth::Cookie(&cookie), Some(json!({"name": "x"}))).await;
+    assert!(v["expires_at"].is_string(), "{v}");
+    let (s, _, v, _) = call(app, "POST", "/admin/v1/me/tokens", Auth::Cookie(&cookie), Some(json!({"name": "x", "expires_in": "3650d"}))).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("expires_in")));
+    // revoke via the admin API: the very next request fails
+    ok(app, "GET", "/admin/v1/me", Auth::Bearer(&t1), None).await;
+    let v = ok(app, "POST", "/admin/v1/tokens/revoke", admin(), Some(json!({"token": t1}))).await;
+    assert_eq!((v["revoked"].as_bool(), v["kind"].as_str()), (Some(true), Some("operator_token")), "{v}");
+    let (s, _, _, _) = call(app, "GET", "/admin/v1/me", Auth::Bearer(&t1), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // a leak report revokes a gtho_ token
+    let (_, t2) = token_for(app, "alice", ALICE_PW).await;
+    let (s, _, _, _) = call(app, "POST", "/admin/v1/credentials/report-leak", Auth::None, Some(json!({"tokens": [t2]}))).await;
+    assert!(s.is_success() || s == StatusCode::UNAUTHORIZED, "{s}");
+    if s == StatusCode::UNAUTHORIZED {
+        ok(app, "POST", "/admin/v1/credentials/report-leak", admin(), Some(json!({"tokens": [t2]}))).await;
+    }
+    let (s, _, _, _) = call(app, "GET", "/admin/v1/me", Auth::Bearer(&t2), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // a password reset ends the user's operator tokens
+    let (_, t3) = token_for(app, "alice", ALICE_PW).await;
+    ok(app, "PATCH", &format!("/admin/v1/users/{alice}"), admin(), Some(json!({"password": "a-brand-new-password-1"}))).await;
+    let (s, _, _, _) = call(app, "GET", "/admin/v1/me", Auth::Bearer(&t3), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // the caller's own token survives its own password change
+    ok(app, "GET", "/admin/v1/me", admin(), None).await;
+}

@@ -60,6 +60,9 @@ struct Table {
     rows: HashMap<RowKey, Limit>,
     /// Whether any row sets a token or spend metric (else no estimate is computed).
     has_usage_limits: bool,
+    /// (provider name, upstream model) → public models with that deployment, so a model limit
+    /// also holds when the deployment is named as `provider/model` (M4).
+    aliases: HashMap<(String, String), Vec<String>>,
 }
 
 /// The limits table (snapshot of the `limits` store table, reloaded after
@@ -97,6 +100,24 @@ async fn load(store: &dyn Store) -> Result<Table, StoreError> {
         t.rows
             .insert((l.scope, l.scope_id.clone(), l.model.clone()), l);
     }
+    if t.rows.keys().any(|(scope, _, _)| *scope == LimitScope::Model) {
+        let providers: HashMap<Id, String> = store
+            .list_providers()
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p.name))
+            .collect();
+        for m in store.list_models().await? {
+            for d in &m.deployments {
+                if let Some(p) = providers.get(&d.provider_id) {
+                    t.aliases
+                        .entry((p.clone(), d.upstream_model.clone()))
+                        .or_default()
+                        .push(m.name.clone());
+                }
+            }
+        }
+    }
     Ok(t)
 }
 
@@ -126,7 +147,7 @@ impl Limiter {
 
     /// Marks the table stale on `LimitsChanged` / `Resync` (reloaded by the next request).
     pub fn on_bus_event(&self, event: &BusEvent) {
-        if matches!(event, BusEvent::LimitsChanged | BusEvent::Resync) {
+        if matches!(event, BusEvent::LimitsChanged | BusEvent::RoutingChanged | BusEvent::Resync) {
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -165,7 +186,7 @@ impl Limiter {
     }
 
     /// The buckets applying to a call (cost 0), see the module doc.
-    fn applicable(table: &Table, auth: &AuthContext, model: &str) -> Vec<LimitBucket> {
+    fn applicable(table: &Table, auth: &AuthContext, model: &str, provider: &str, upstream: &str) -> Vec<LimitBucket> {
         let c = &auth.credential;
         let mut out = Vec::new();
         for (scope, id) in [
@@ -197,6 +218,17 @@ impl Limiter {
         {
             out.extend(limit_buckets(l));
         }
+        // `provider/model` naming a deployment of a limited public model: that model's limits
+        // apply too (M4), so the direct form cannot bypass them.
+        if model.contains('/')
+            && let Some(names) = table.aliases.get(&(provider.to_string(), upstream.to_string()))
+        {
+            for name in names.iter().filter(|n| n.as_str() != model) {
+                if let Some(l) = table.rows.get(&(LimitScope::Model, name.clone(), String::new())) {
+                    out.extend(limit_buckets(l));
+                }
+            }
+        }
         out
     }
 
@@ -215,7 +247,7 @@ impl Limiter {
         if table.rows.is_empty() && cap.is_none() {
             return Ok(None);
         }
-        let mut applicable = Self::applicable(&table, call.auth, call.model);
+        let mut applicable = Self::applicable(&table, call.auth, call.model, call.provider, call.upstream_model);
         applicable.extend(cap);
         if applicable.is_empty() {
             return Ok(None);

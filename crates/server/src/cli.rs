@@ -294,7 +294,8 @@ async fn keys_inner(args: ClientArgs<KeysCmd>) -> Result<(), String> {
             if !scopes.is_empty() {
                 body["scopes"] = json!(scopes);
             }
-            let ip_allow: Vec<String> = ip_allow.into_iter().map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
+            // empties are sent as given: `--ip-allow ''` is a 400, never an unrestricted key (L1)
+            let ip_allow: Vec<String> = ip_allow.into_iter().map(|m| m.trim().to_string()).collect();
             if !ip_allow.is_empty() {
                 body["ip_allow"] = json!(ip_allow);
             }

@@ -329,6 +329,9 @@ impl AdminService {
     /// revoked, `None` if the string was not an active credential of this deployment.
     pub async fn revoke_token(&self, token: &SecretString) -> Result<Option<(Id, &'static str)>, ApiError> {
         use secrecy::ExposeSecret;
+        if let Some(id) = self.revoke_operator_token_plaintext(token.expose_secret(), "admin", "revoked").await? {
+            return Ok(Some((id, "operator_token")));
+        }
         self.oauth()?.revoke_detailed(token.expose_secret(), &Caller::Operator).await.map_err(from_oauth)
     }
 

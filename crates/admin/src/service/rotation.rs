@@ -37,7 +37,11 @@ pub(super) fn read_key_security(f: &mut Fields) -> Result<(Vec<String>, Credenti
     }
     scopes.sort();
     scopes.dedup();
-    let ip_allow = f.opt_string_list("ip_allow")?.unwrap_or_default();
+    let ip_allow = match f.opt_string_list("ip_allow")? {
+        // an explicitly empty allow-list would silently mean "everywhere" (L1)
+        Some(list) if list.is_empty() => return Err(bad("ip_allow", "`ip_allow` must list at least one CIDR (omit it for no restriction)")),
+        other => other.unwrap_or_default(),
+    };
     for (i, c) in ip_allow.iter().enumerate() {
         Cidr::parse(c).map_err(|e| bad(&format!("ip_allow[{i}]"), e.to_string()))?;
     }
@@ -109,12 +113,24 @@ impl AdminService {
             security,
         };
         let grace_end = at + time::Duration::try_from(grace).map_err(|_| bad("grace", "the grace period is too long"))?;
+        if old.revoked_at.is_some() || old.expires_at.is_some_and(|e| e <= at) {
+            return Err(ApiError::new(gatehouse_types::ErrorCode::Conflict, "an expired or revoked key cannot be rotated").with_param("id"));
+        }
+        // The successor inherits the old key's limits; they are written before the successor
+        // exists, so it is never live without them (removed again if the rotation fails).
+        let copied = self.copy_key_limits(old.id, successor.id).await?;
         let rotated = self
             .deps
             .store
             .rotate_credential(old.id, &successor, grace_end)
             .await
-            .map_err(|e| internal("rotating a key", &e))?;
+            .map_err(|e| internal("rotating a key", &e));
+        if !matches!(rotated, Ok(true)) {
+            for l in &copied {
+                let _ = self.deps.store.delete_limit(*l).await;
+            }
+        }
+        let rotated = rotated?;
         if !rotated {
             return Err(ApiError::new(gatehouse_types::ErrorCode::Conflict, "a revoked or suspended key cannot be rotated").with_param("id"));
         }
@@ -134,6 +150,22 @@ impl AdminService {
         Ok((CreatedKey { key: generated.token, view: KeyView::from(&successor) }, old_view))
     }
 
+    /// Copies every key-scoped limit of `from` to the key `to`; returns the new limit ids.
+    async fn copy_key_limits(&self, from: Id, to: Id) -> Result<Vec<Id>, ApiError> {
+        let from = from.to_string();
+        let limits = self.deps.store.list_limits().await.map_err(|e| internal("reading limits", &e))?;
+        let mut ids = Vec::new();
+        for l in limits.into_iter().filter(|l| l.scope == gatehouse_store::LimitScope::Key && l.scope_id == from) {
+            let copy = gatehouse_store::Limit { id: new_id(), scope_id: to.to_string(), created_at: now(), updated_at: now(), ..l };
+            let stored = self.deps.store.upsert_limit(&copy).await.map_err(|e| internal("copying a limit", &e))?;
+            ids.push(stored.id);
+        }
+        if !ids.is_empty() {
+            self.deps.bus.publish(BusEvent::LimitsChanged);
+        }
+        Ok(ids)
+    }
+
     /// Handles a leak report: every string that is a well-formed Gatehouse API key of this
     /// deployment (format and CRC32 checked offline first) and matches a stored key gets that
     /// key revoked (bus event, `key.revoked` with reason `leak_report`). One `leak.reported`
@@ -144,6 +176,13 @@ impl AdminService {
         for t in tokens {
             match token::parse(t) {
                 Ok(p) if p.kind == TokenKind::ApiKey && p.env == self.deps.env => well_formed += 1,
+                Ok(p) if p.kind == TokenKind::Operator && p.env == self.deps.env => {
+                    well_formed += 1;
+                    if self.revoke_operator_token_plaintext(t, "leak-report", "leak_report").await?.is_some() {
+                        revoked += 1;
+                    }
+                    continue;
+                }
                 _ => continue,
             }
             let mut found = None;

@@ -227,6 +227,7 @@ impl AdminService {
         id: Id,
         password: Option<secrecy::SecretString>,
         system_role: Option<SystemRole>,
+        keep_token: Option<Id>,
     ) -> Result<User, ApiError> {
         use secrecy::ExposeSecret;
         let store = &self.deps.store;
@@ -238,6 +239,9 @@ impl AdminService {
         if let Some(p) = &password {
             check_password(p.expose_secret(), "password")?;
         }
+        let demoted = system_role == Some(SystemRole::Member) && user.system_role == "admin";
+        let password_changed = password.is_some();
+        let reset = password_changed || demoted;
         if let Some(role) = system_role {
             if role == SystemRole::Member && user.system_role == "admin" {
                 let admins = self.list_users().await?.iter().filter(|u| u.system_role == "admin").count();
@@ -255,6 +259,14 @@ impl AdminService {
             return Err(super::not_found("user", "id"));
         }
         tracing::info!(user_id = %user.id, "user updated");
+        if reset {
+            // a password change or demotion ends the user's operator tokens (except the caller's)
+            let reason = if password_changed { "password_changed" } else { "role_lowered" };
+            let tokens = store.list_operator_tokens().await.map_err(|e| internal("listing operator tokens", &e))?;
+            for t in tokens.iter().filter(|t| t.user_id == user.id && t.revoked_at.is_none() && Some(t.id) != keep_token) {
+                self.revoke_operator_token_id(t.id, "admin", reason).await?;
+            }
+        }
         Ok(user)
     }
 

@@ -424,3 +424,13 @@ async fn gemini_endpoint_is_limited_too() {
     assert_eq!(r.status(), 429);
     assert!(r.headers().get("retry-after").is_some());
 }
+
+#[tokio::test]
+async fn m4_model_limit_holds_for_the_provider_model_form() {
+    fresh_minute(20).await;
+    let h = Harness::start().await;
+    set_limit(&h, LimitScope::Model, "demo", "", |l| l.rpm = Some(1)).await;
+    assert_eq!(h.chat("demo", None).await.status(), 200);
+    // `mock/mock-gpt` is the same deployment as `demo`: its limit applies
+    assert_eq!(h.chat("mock/mock-gpt", None).await.status(), 429);
+}
