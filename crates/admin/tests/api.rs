@@ -559,6 +559,7 @@ async fn repeated_query_parameters_are_refused() {
     ok(&h.app, "GET", "/admin/v1/logs?model=a&limit=2", None).await;
     // Without a token the answer is still 401 (authentication comes first).
     assert_eq!(call(&h.app, "GET", "/admin/v1/logs?model=a&model=b", None, None).await.0, StatusCode::UNAUTHORIZED);
+}
 
 #[tokio::test]
 async fn m2_rotate_carries_key_limits_and_l2_refuses_expired_keys() {
