@@ -1661,3 +1661,6 @@ mod oauth;
 
 #[path = "conformance/tenancy.rs"]
 mod tenancy;
+// Services, releases, subscriptions, app deletion (issue 7).
+#[path = "conformance/services.rs"]
+mod services;
