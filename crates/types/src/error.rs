@@ -60,6 +60,11 @@ pub enum ErrorCode {
     Unavailable,
     /// 504: the upstream did not answer in time.
     UpstreamTimeout,
+    /// 403: the key's app has no active subscription to a published service exposing this
+    /// model, route or prompt (issue 7, DESIGN.md "Request path").
+    SubscriptionRequired,
+    /// 410: the service was retired (issue 7 lifecycle; RFC 9110 §15.5.11).
+    ServiceRetired,
 }
 
 impl ErrorCode {
@@ -82,7 +87,7 @@ impl ErrorCode {
     pub fn anthropic_type(self) -> &'static str {
         match self {
             Self::MissingCredential | Self::InvalidToken | Self::InvalidDpopProof | Self::UseDpopNonce => "authentication_error",
-            Self::InsufficientScope | Self::PermissionDenied => "permission_error",
+            Self::InsufficientScope | Self::PermissionDenied | Self::SubscriptionRequired => "permission_error",
             Self::ModelNotFound | Self::NotFound => "not_found_error",
             Self::PayloadTooLarge => "request_too_large",
             Self::RateLimitExceeded => "rate_limit_error",
@@ -119,11 +124,13 @@ impl ErrorCode {
             Self::UpstreamOverloaded => ("overloaded", S::SERVICE_UNAVAILABLE, "server_error"),
             Self::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "server_error"),
             Self::UpstreamTimeout => ("timeout", S::GATEWAY_TIMEOUT, "server_error"),
+            Self::SubscriptionRequired => ("subscription_required", S::FORBIDDEN, "permission_error"),
+            Self::ServiceRetired => ("service_retired", S::GONE, "invalid_request_error"),
         }
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::InvalidRequest,
         Self::InvalidCredentialRequest,
         Self::MissingCredential,
@@ -146,6 +153,8 @@ impl ErrorCode {
         Self::UpstreamOverloaded,
         Self::Unavailable,
         Self::UpstreamTimeout,
+        Self::SubscriptionRequired,
+        Self::ServiceRetired,
     ];
 }
 
