@@ -1,0 +1,465 @@
+//! `/admin/v1/services` (issue 7): services and their lifecycle. Specs are
+//! [`gatehouse_types::apim::ServiceSpec`] documents.
+//!
+//! * `POST /services` — `{"kind": "ai"|"rest"|"prompt", "name", "slug", "team_id"?,
+//!   "visibility"?: "team"|"public" (default team), "approval"?: "auto"|"manual" (default
+//!   manual), "spec"?: {…}}` → 201, status `draft`. 409 if the slug is taken.
+//! * `GET /services[?team_id&kind&status]` → `{"data": [service…]}`; `GET /services/{id|slug}`.
+//! * `PATCH /services/{id|slug}` — `{"name"?, "visibility"?, "approval"?, "spec"?}`: edits the
+//!   draft (the live release is unchanged until the next publish). 409 when retired.
+//! * `POST /services/{id|slug}/publish` — `{"note"?}`: snapshots the draft (with a generated
+//!   OpenAPI 3.1 document for `ai`/`prompt` services and for `rest` services without one) as
+//!   release N+1, status `published`. 400 if the spec is incomplete, 409 when retired.
+//! * `POST /services/{id|slug}/deprecate` — `{"sunset": RFC 3339, in the future}`: status
+//!   `deprecated`; data-plane answers carry `Deprecation` (RFC 9745) and `Sunset` (RFC 8594).
+//! * `POST /services/{id|slug}/retire`: status `retired`; calls answer 410 `service_retired`.
+//! * `POST /services/{id|slug}/rollback` — `{"version": N}`: republishes release N as a new
+//!   release (history stays immutable). 404 unknown version, 409 when retired.
+//! * `GET /services/{id|slug}/releases`, `GET /services/{id|slug}/releases/{version}`.
+//! * `GET /services/{id|slug}/diff?from=N&to=M` — `{"from","to","changes":[{"path" (JSON
+//!   Pointer, RFC 6901),"op": "added"|"removed"|"changed","from"?,"to"?}]}`.
+//!
+//! Every change publishes `BusEvent::ServicesChanged` (the data plane reloads before its next
+//! request). Authorization goes through [`authorize`], one call per handler.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use gatehouse_store::{
+    ApprovalMode, BusEvent, Service, ServiceKind, ServiceRelease, ServiceStatus, StoreError, Visibility,
+};
+use gatehouse_types::apim::ServiceSpec;
+use gatehouse_types::{ApiError, ErrorCode, Id, new_id, now};
+use serde_json::{Value, json};
+
+use crate::audit::OperatorId;
+use crate::http::{AdminError, Result, body};
+use crate::input::{Fields, Params, bad};
+use crate::service::AdminService;
+
+type Svc = State<Arc<AdminService>>;
+/// The authenticated operator (set by `operator_auth`).
+pub type Op = Option<Extension<OperatorId>>;
+
+/// What an admin request wants to do with a team's services/subscriptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read services, releases, subscriptions.
+    Read,
+    /// Create/edit/publish/deprecate/retire/rollback services; decide subscriptions.
+    Manage,
+    /// Request or cancel a subscription for an app of the team.
+    Consume,
+}
+
+/// The one authorization call site of the issue-7 endpoints: may `operator` do `action` on
+/// `team`? Operator tokens are installation-wide today (every action allowed); this is where
+/// the team/role permission matrix plugs in. Errors: 403 `insufficient_scope`.
+pub fn authorize(operator: &Op, _action: Action, _team: Option<Id>) -> std::result::Result<(), ApiError> {
+    match operator {
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(ErrorCode::InsufficientScope, "not allowed")),
+    }
+}
+
+/// The services routes (mounted under `/admin/v1`, behind the operator token).
+pub fn routes() -> Router<Arc<AdminService>> {
+    Router::new()
+        .route("/services", post(create).get(list))
+        .route("/services/{id}", get(show).patch(update))
+        .route("/services/{id}/publish", post(publish))
+        .route("/services/{id}/deprecate", post(deprecate))
+        .route("/services/{id}/retire", post(retire))
+        .route("/services/{id}/rollback", post(rollback))
+        .route("/services/{id}/releases", get(releases))
+        .route("/services/{id}/releases/{version}", get(release))
+        .route("/services/{id}/diff", get(diff))
+}
+
+pub(crate) fn internal(context: &str, err: &StoreError) -> ApiError {
+    tracing::error!(error = %err, "{context}");
+    ApiError::internal()
+}
+
+pub(crate) fn params(q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Params> {
+    q.map(|Query(m)| Params(m)).map_err(|_| AdminError(bad("query", "the query string is malformed")))
+}
+
+fn check_slug(slug: &str) -> std::result::Result<(), ApiError> {
+    let ok = !slug.is_empty()
+        && slug.len() <= 63
+        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-');
+    if ok { Ok(()) } else { Err(bad("slug", "`slug` must be 1-63 characters of a-z, 0-9 and `-`, not starting with `-`")) }
+}
+
+fn enum_field<T>(f: &mut Fields, key: &str, parse: fn(&str) -> Option<T>, names: &[&str]) -> std::result::Result<Option<T>, ApiError> {
+    match f.opt_string(key)? {
+        None => Ok(None),
+        Some(s) => parse(&s).map(Some).ok_or_else(|| bad(key, format!("`{key}` must be one of: {}", names.join(", ")))),
+    }
+}
+
+/// Finds a service by UUID or slug. 404 if none.
+pub(crate) async fn find(svc: &AdminService, key: &str) -> std::result::Result<Service, ApiError> {
+    let found = match key.parse::<Id>() {
+        Ok(id) => svc.store().get_service(id).await,
+        Err(_) => svc.store().get_service_by_slug(key).await,
+    }
+    .map_err(|e| internal("reading a service", &e))?;
+    found.ok_or_else(|| ApiError::new(ErrorCode::NotFound, "service not found"))
+}
+
+/// The JSON view: the record plus the data-plane entry point.
+pub(crate) fn view(s: &Service) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or_else(|_| json!({"id": s.id}));
+    v["endpoint"] = json!(match s.kind {
+        ServiceKind::Rest => format!("/svc/{}/", s.slug),
+        ServiceKind::Prompt => format!("/prompts/{}/{{name}}", s.slug),
+        ServiceKind::Ai => "/v1/chat/completions".to_string(),
+    });
+    v
+}
+
+fn changed(svc: &AdminService) {
+    svc.bus().publish(BusEvent::ServicesChanged);
+}
+
+async fn save(svc: &AdminService, s: &Service, release: Option<&ServiceRelease>) -> std::result::Result<(), ApiError> {
+    match svc.store().update_service(s, release).await {
+        Ok(true) => {
+            changed(svc);
+            Ok(())
+        }
+        Ok(false) => Err(ApiError::new(ErrorCode::NotFound, "service not found")),
+        Err(StoreError::Conflict(_)) => Err(ApiError::new(ErrorCode::Conflict, "the service changed concurrently; retry")),
+        Err(e) => Err(internal("updating a service", &e)),
+    }
+}
+
+fn not_retired(s: &Service) -> std::result::Result<(), ApiError> {
+    if s.status == ServiceStatus::Retired {
+        return Err(ApiError::new(ErrorCode::Conflict, "the service is retired"));
+    }
+    Ok(())
+}
+
+async fn create(State(svc): Svc, op: Op, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+    let mut f = Fields::from_body(&body(b)?)?;
+    f.deny_unknown(&["kind", "name", "slug", "team_id", "visibility", "approval", "spec"])?;
+    let kind = enum_field(&mut f, "kind", ServiceKind::parse, ServiceKind::NAMES)?.ok_or_else(|| bad("kind", "`kind` is required"))?;
+    let name = f.string("name")?;
+    if name.len() > 200 {
+        return Err(bad("name", "`name` is at most 200 bytes").into());
+    }
+    let slug = f.string("slug")?;
+    check_slug(&slug)?;
+    let team_id = match f.opt_id("team_id")? {
+        Some(t) => {
+            svc.store().get_team(t).await.map_err(|e| internal("reading a team", &e))?.ok_or_else(|| ApiError::new(ErrorCode::NotFound, "team not found").with_param("team_id"))?;
+            t
+        }
+        None => svc.default_team().await?.id,
+    };
+    authorize(&op, Action::Manage, Some(team_id))?;
+    let visibility = enum_field(&mut f, "visibility", Visibility::parse, Visibility::NAMES)?.unwrap_or(Visibility::Team);
+    let approval = enum_field(&mut f, "approval", ApprovalMode::parse, ApprovalMode::NAMES)?.unwrap_or(ApprovalMode::Manual);
+    let spec = f.take("spec").unwrap_or_else(|| json!({}));
+    let spec = serde_json::to_value(ServiceSpec::parse(kind.as_str(), &spec, "spec")?).map_err(|_| ApiError::internal())?;
+    let at = now();
+    let s = Service {
+        id: new_id(),
+        team_id,
+        kind,
+        slug,
+        name,
+        status: ServiceStatus::Draft,
+        visibility,
+        approval,
+        spec,
+        live_spec: None,
+        version: 0,
+        deprecated_at: None,
+        sunset_at: None,
+        created_at: at,
+        updated_at: at,
+    };
+    match svc.store().create_service(&s).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Err(ApiError::new(ErrorCode::Conflict, "a service with this slug exists").with_param("slug").into()),
+        Err(e) => return Err(internal("creating a service", &e).into()),
+    }
+    changed(&svc);
+    Ok((StatusCode::CREATED, axum::Json(view(&s))).into_response())
+}
+
+async fn list(State(svc): Svc, op: Op, q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Response> {
+    let p = params(q)?;
+    p.deny_unknown(&["team_id", "kind", "status"])?;
+    let team = p.id("team_id")?;
+    authorize(&op, Action::Read, team)?;
+    let kind = p.str("kind").map(|k| ServiceKind::parse(k).ok_or_else(|| bad("kind", format!("`kind` must be one of: {}", ServiceKind::NAMES.join(", "))))).transpose()?;
+    let status = p.str("status").map(|k| ServiceStatus::parse(k).ok_or_else(|| bad("status", format!("`status` must be one of: {}", ServiceStatus::NAMES.join(", "))))).transpose()?;
+    let all = svc.store().list_services(team).await.map_err(|e| internal("listing services", &e))?;
+    let data: Vec<Value> = all
+        .iter()
+        .filter(|s| kind.is_none_or(|k| s.kind == k) && status.is_none_or(|st| s.status == st))
+        .map(view)
+        .collect();
+    Ok(axum::Json(json!({"data": data})).into_response())
+}
+
+async fn show(State(svc): Svc, op: Op, Path(id): Path<String>) -> Result<Response> {
+    let s = find(&svc, &id).await?;
+    authorize(&op, Action::Read, Some(s.team_id))?;
+    Ok(axum::Json(view(&s)).into_response())
+}
+
+async fn update(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+    let mut s = find(&svc, &id).await?;
+    authorize(&op, Action::Manage, Some(s.team_id))?;
+    let mut f = Fields::from_body(&body(b)?)?;
+    f.deny_unknown(&["name", "visibility", "approval", "spec"])?;
+    not_retired(&s)?;
+    if let Some(n) = f.opt_string("name")? {
+        if n.len() > 200 {
+            return Err(bad("name", "`name` is at most 200 bytes").into());
+        }
+        s.name = n;
+    }
+    if let Some(v) = enum_field(&mut f, "visibility", Visibility::parse, Visibility::NAMES)? {
+        s.visibility = v;
+    }
+    if let Some(a) = enum_field(&mut f, "approval", ApprovalMode::parse, ApprovalMode::NAMES)? {
+        s.approval = a;
+    }
+    if let Some(spec) = f.take("spec") {
+        s.spec = serde_json::to_value(ServiceSpec::parse(s.kind.as_str(), &spec, "spec")?).map_err(|_| ApiError::internal())?;
+    }
+    s.updated_at = now();
+    save(&svc, &s, None).await?;
+    Ok(axum::Json(view(&s)).into_response())
+}
+
+fn note(b: std::result::Result<Bytes, BytesRejection>, extra: &[&str]) -> std::result::Result<Fields, AdminError> {
+    let bytes = body(b)?;
+    let mut f = if bytes.iter().all(u8::is_ascii_whitespace) { Fields::from_value(json!({}), "")? } else { Fields::from_body(&bytes)? };
+    let mut allowed = vec!["note"];
+    allowed.extend_from_slice(extra);
+    f.deny_unknown(&allowed)?;
+    if let Some(n) = f.opt_string("note")?
+        && n.len() > 500
+    {
+        return Err(bad("note", "`note` is at most 500 bytes").into());
+    }
+    Ok(f)
+}
+
+/// Makes release N+1 from `spec` and points the service at it.
+async fn release_spec(svc: &AdminService, op: &Op, mut s: Service, spec: Value, note: String) -> std::result::Result<Service, ApiError> {
+    let version = s.version.checked_add(1).ok_or_else(ApiError::internal)?;
+    let at = now();
+    let r = ServiceRelease {
+        id: new_id(),
+        service_id: s.id,
+        version,
+        spec: json!({"name": s.name, "visibility": s.visibility, "approval": s.approval, "spec": spec}),
+        note,
+        created_by: op.as_ref().map(|Extension(OperatorId(o))| format!("operator:{o}")),
+        created_at: at,
+    };
+    s.version = version;
+    s.live_spec = Some(spec);
+    s.status = ServiceStatus::Published;
+    s.deprecated_at = None;
+    s.sunset_at = None;
+    s.updated_at = at;
+    save(svc, &s, Some(&r)).await?;
+    Ok(s)
+}
+
+async fn publish(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+    let s = find(&svc, &id).await?;
+    authorize(&op, Action::Manage, Some(s.team_id))?;
+    let mut f = note(b, &[])?;
+    not_retired(&s)?;
+    let mut spec = ServiceSpec::parse(s.kind.as_str(), &s.spec, "spec")?;
+    spec.check_publishable(s.kind.as_str())?;
+    if s.kind == ServiceKind::Ai {
+        for (i, m) in spec.models.iter().enumerate() {
+            let known = svc.store().get_model(m).await.map_err(|e| internal("reading a model", &e))?;
+            if known.is_none() {
+                return Err(bad(&format!("spec.models[{i}]"), format!("model `{m}` is not configured")).into());
+            }
+        }
+    }
+    if spec.openapi.is_none() || s.kind != ServiceKind::Rest {
+        spec.openapi = Some(crate::apim_openapi::generate(&s, &spec));
+    }
+    let live = serde_json::to_value(&spec).map_err(|_| ApiError::internal())?;
+    let text = f.opt_string("note")?.unwrap_or_else(|| "publish".into());
+    let s = release_spec(&svc, &op, s, live, text).await?;
+    Ok(axum::Json(view(&s)).into_response())
+}
+
+async fn deprecate(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+    let mut s = find(&svc, &id).await?;
+    authorize(&op, Action::Manage, Some(s.team_id))?;
+    let mut f = Fields::from_body(&body(b)?)?;
+    f.deny_unknown(&["sunset"])?;
+    let sunset = f.opt_time("sunset")?.ok_or_else(|| bad("sunset", "`sunset` (RFC 3339) is required"))?;
+    let at = now();
+    if sunset <= at {
+        return Err(bad("sunset", "`sunset` must be in the future").into());
+    }
+    if !matches!(s.status, ServiceStatus::Published | ServiceStatus::Deprecated) {
+        return Err(ApiError::new(ErrorCode::Conflict, format!("only a published service can be deprecated (it is {})", s.status.as_str())).into());
+    }
+    s.status = ServiceStatus::Deprecated;
+    s.deprecated_at = Some(s.deprecated_at.unwrap_or(at));
+    s.sunset_at = Some(sunset);
+    s.updated_at = at;
+    save(&svc, &s, None).await?;
+    Ok(axum::Json(view(&s)).into_response())
+}
+
+async fn retire(State(svc): Svc, op: Op, Path(id): Path<String>) -> Result<Response> {
+    let mut s = find(&svc, &id).await?;
+    authorize(&op, Action::Manage, Some(s.team_id))?;
+    not_retired(&s)?;
+    s.status = ServiceStatus::Retired;
+    s.updated_at = now();
+    save(&svc, &s, None).await?;
+    Ok(axum::Json(view(&s)).into_response())
+}
+
+async fn rollback(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+    let s = find(&svc, &id).await?;
+    authorize(&op, Action::Manage, Some(s.team_id))?;
+    let mut f = note(b, &["version"])?;
+    let version = f.opt_int("version", 1..=i64::from(u32::MAX))?.ok_or_else(|| bad("version", "`version` is required"))?;
+    not_retired(&s)?;
+    let version = u32::try_from(version).map_err(|_| bad("version", "`version` is out of range"))?;
+    let old = svc
+        .store()
+        .get_service_release(s.id, version)
+        .await
+        .map_err(|e| internal("reading a release", &e))?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such release").with_param("version"))?;
+    let spec = old.spec.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let text = f.opt_string("note")?.unwrap_or_else(|| format!("rollback to {version}"));
+    let s = release_spec(&svc, &op, s, spec, text).await?;
+    Ok(axum::Json(view(&s)).into_response())
+}
+
+async fn releases(State(svc): Svc, op: Op, Path(id): Path<String>) -> Result<Response> {
+    let s = find(&svc, &id).await?;
+    authorize(&op, Action::Read, Some(s.team_id))?;
+    let data = svc.store().list_service_releases(s.id).await.map_err(|e| internal("listing releases", &e))?;
+    Ok(axum::Json(json!({"data": data})).into_response())
+}
+
+fn parse_version(s: &str, field: &str) -> std::result::Result<u32, ApiError> {
+    s.parse::<u32>().ok().filter(|v| *v >= 1).ok_or_else(|| bad(field, format!("`{field}` must be a release number (1, 2, …)")))
+}
+
+async fn get_release(svc: &AdminService, s: &Service, v: u32, field: &str) -> std::result::Result<ServiceRelease, ApiError> {
+    svc.store()
+        .get_service_release(s.id, v)
+        .await
+        .map_err(|e| internal("reading a release", &e))?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such release").with_param(field))
+}
+
+async fn release(State(svc): Svc, op: Op, Path((id, version)): Path<(String, String)>) -> Result<Response> {
+    let s = find(&svc, &id).await?;
+    authorize(&op, Action::Read, Some(s.team_id))?;
+    let r = get_release(&svc, &s, parse_version(&version, "version")?, "version").await?;
+    Ok(axum::Json(r).into_response())
+}
+
+async fn diff(State(svc): Svc, op: Op, Path(id): Path<String>, q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Response> {
+    let s = find(&svc, &id).await?;
+    authorize(&op, Action::Read, Some(s.team_id))?;
+    let p = params(q)?;
+    p.deny_unknown(&["from", "to"])?;
+    let from = parse_version(p.str("from").ok_or_else(|| bad("from", "`from` is required"))?, "from")?;
+    let to = parse_version(p.str("to").ok_or_else(|| bad("to", "`to` is required"))?, "to")?;
+    let a = get_release(&svc, &s, from, "from").await?;
+    let b = get_release(&svc, &s, to, "to").await?;
+    let mut changes = Vec::new();
+    json_diff("", &a.spec, &b.spec, &mut changes);
+    Ok(axum::Json(json!({"from": from, "to": to, "changes": changes})).into_response())
+}
+
+/// Leaf-level differences between two JSON values, as JSON Pointers (RFC 6901).
+pub fn json_diff(path: &str, a: &Value, b: &Value, out: &mut Vec<Value>) {
+    let esc = |k: &str| k.replace('~', "~0").replace('/', "~1");
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let p = format!("{path}/{}", esc(k));
+                match (x.get(k), y.get(k)) {
+                    (Some(l), Some(r)) => json_diff(&p, l, r, out),
+                    (Some(l), None) => out.push(json!({"path": p, "op": "removed", "from": l})),
+                    (None, Some(r)) => out.push(json!({"path": p, "op": "added", "to": r})),
+                    (None, None) => {}
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            for i in 0..x.len().max(y.len()) {
+                let p = format!("{path}/{i}");
+                match (x.get(i), y.get(i)) {
+                    (Some(l), Some(r)) => json_diff(&p, l, r, out),
+                    (Some(l), None) => out.push(json!({"path": p, "op": "removed", "from": l})),
+                    (None, Some(r)) => out.push(json!({"path": p, "op": "added", "to": r})),
+                    (None, None) => {}
+                }
+            }
+        }
+        _ if a != b => out.push(json!({"path": path, "op": "changed", "from": a, "to": b})),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_lists_leaf_changes_as_json_pointers() {
+        let a = json!({"spec": {"routes": [{"path": "/a"}], "tags": ["x"], "a/b": 1}});
+        let b = json!({"spec": {"routes": [{"path": "/b"}, {"path": "/c"}], "a/b": 1, "docs": "d"}});
+        let mut out = Vec::new();
+        json_diff("", &a, &b, &mut out);
+        assert_eq!(
+            out,
+            vec![
+                json!({"path": "/spec/docs", "op": "added", "to": "d"}),
+                json!({"path": "/spec/routes/0/path", "op": "changed", "from": "/a", "to": "/b"}),
+                json!({"path": "/spec/routes/1", "op": "added", "to": {"path": "/c"}}),
+                json!({"path": "/spec/tags", "op": "removed", "from": ["x"]}),
+            ]
+        );
+    }
+
+    #[test]
+    fn slugs() {
+        assert!(check_slug("orders-v2").is_ok());
+        for bad in ["", "-x", "Orders", "a/b", "a_b"] {
+            assert!(check_slug(bad).is_err(), "{bad}");
+        }
+    }
+}
