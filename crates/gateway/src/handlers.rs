@@ -164,6 +164,8 @@ pub(crate) async fn route(state: &AppState, auth: &AuthContext, rec: &CallRecord
         return Err(ApiError::new(ErrorCode::InsufficientScope, format!("this API key may not use the model `{shown}`"))
             .with_param("model"));
     }
+    // Issue 7: subscription check (open for models no service exposes; `admission` module doc).
+    state.admission.admit_model(auth.credential.app_id, model).await?;
     let route = state.routing.resolve(model).await?;
     let plan = state.plane.plan(model, route, |m| async move { state.routing.resolve(&m).await }).await;
     let candidate = plan.primary().ok_or_else(|| model_not_found(model))?;

@@ -13,6 +13,7 @@
 //! (`POST /v1/messages`), [`gemini_api`] (`:generateContent`, `:streamGenerateContent`).
 
 pub mod anomaly;
+pub mod admission;
 pub mod anthropic_api;
 pub mod azure_api;
 pub mod auth;
@@ -34,6 +35,7 @@ pub mod policy;
 pub mod pricing;
 pub mod oauth;
 pub mod request;
+pub mod rest_proxy;
 pub mod routing;
 pub mod security;
 pub mod passthrough;
@@ -169,6 +171,10 @@ pub struct AppState {
     pub(crate) dpop: dpop::Dpop,
     /// Per-credential anomaly detection and the audit rate gate (issue 5).
     pub(crate) anomaly: anomaly::Detector,
+    /// Issue 7: subscription admission, REST upstream pools and their client.
+    pub(crate) admission: admission::Admission,
+    pub(crate) rest_pools: rest_proxy::Pools,
+    pub(crate) rest_client: reqwest::Client,
 }
 
 /// The data plane: state, background tasks (call-log writer, `last_used_at` batcher) and the
@@ -214,6 +220,7 @@ impl Gateway {
             deps.peppers.clone(),
             deps.settings.trusted_proxies.clone(),
         );
+        let admission = admission::Admission::load(deps.store.clone()).await?;
         let (mut auth, touch_rx) = Authenticator::new(deps.store.clone(), deps.peppers.clone(), deps.settings.env);
         auth.set_oauth(oauth.clone());
         let (sink, log_rx) = CallLogSink::channel(calllog::CHANNEL_CAPACITY);
@@ -233,6 +240,9 @@ impl Gateway {
             oauth,
             dpop,
             anomaly: anomaly::Detector::new(anomaly::AnomalyConfig::default(), deps.store.clone(), deps.bus.clone(), deps.audit.clone()),
+            admission,
+            rest_pools: rest_proxy::Pools::default(),
+            rest_client: rest_proxy::client(),
         });
         let weak = Arc::downgrade(&state);
         let handler: BusHandler = Arc::new(move |event| {
@@ -240,6 +250,7 @@ impl Gateway {
                 s.auth.on_bus_event(event);
                 s.routing.on_bus_event(event);
                 s.limiter.on_bus_event(event);
+                s.admission.on_bus_event(event);
             }
         });
         deps.bus.subscribe(handler);
@@ -298,6 +309,9 @@ impl Gateway {
             .route("/openai/v1/chat/completions", post(handlers::chat_completions).fallback(|| async { method_not_allowed("POST") }))
             .route("/openai/v1/embeddings", post(handlers::embeddings).fallback(|| async { method_not_allowed("POST") }))
             .route("/openai/v1/models", get(handlers::list_models).fallback(|| async { method_not_allowed("GET") }))
+            // Issue 7: REST services (`rest_proxy`).
+            .route("/svc/{slug}", axum::routing::any(rest_proxy::handle))
+            .route("/svc/{slug}/{*path}", axum::routing::any(rest_proxy::handle))
             .route_layer(from_fn_with_state(state.clone(), auth::auth_middleware))
             .merge(oauth::routes())
             .fallback(error::not_found)

@@ -4,6 +4,7 @@
 //! operator token only from `GATEHOUSE_ADMIN_TOKEN` (never a flag: flags show in `ps` and shell
 //! history). Output: plain-text tables, or the raw JSON with `--json`.
 
+pub mod apim;
 pub mod audit;
 
 pub mod limits;
