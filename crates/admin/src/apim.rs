@@ -9,7 +9,8 @@
 //!   draft (the live release is unchanged until the next publish). 409 when retired.
 //! * `POST /services/{id|slug}/publish` — `{"note"?}`: snapshots the draft (with a generated
 //!   OpenAPI 3.1 document for `ai`/`prompt` services and for `rest` services without one) as
-//!   release N+1, status `published`. 400 if the spec is incomplete, 409 when retired.
+//!   release N+1, status `published`. 400 if the spec is incomplete, names a model that is not
+//!   configured or a prompt schema that does not compile; 409 when retired.
 //! * `POST /services/{id|slug}/deprecate` — `{"sunset": RFC 3339, in the future}`: status
 //!   `deprecated`; data-plane answers carry `Deprecation` (RFC 9745) and `Sunset` (RFC 8594).
 //! * `POST /services/{id|slug}/retire`: status `retired`; calls answer 410 `service_retired`.
@@ -248,18 +249,18 @@ async fn update(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result:
     Ok(axum::Json(view(&s)).into_response())
 }
 
-fn note(b: std::result::Result<Bytes, BytesRejection>, extra: &[&str]) -> std::result::Result<Fields, AdminError> {
+/// An optional body with an optional `note` (≤ 500 bytes) and the `extra` fields.
+fn note(b: std::result::Result<Bytes, BytesRejection>, extra: &[&str]) -> std::result::Result<(Fields, Option<String>), AdminError> {
     let bytes = body(b)?;
     let mut f = if bytes.iter().all(u8::is_ascii_whitespace) { Fields::from_value(json!({}), "")? } else { Fields::from_body(&bytes)? };
     let mut allowed = vec!["note"];
     allowed.extend_from_slice(extra);
     f.deny_unknown(&allowed)?;
-    if let Some(n) = f.opt_string("note")?
-        && n.len() > 500
-    {
+    let n = f.opt_string("note")?;
+    if n.as_ref().is_some_and(|n| n.len() > 500) {
         return Err(bad("note", "`note` is at most 500 bytes").into());
     }
-    Ok(f)
+    Ok((f, n))
 }
 
 /// Makes release N+1 from `spec` and points the service at it.
@@ -288,15 +289,27 @@ async fn release_spec(svc: &AdminService, op: &Op, mut s: Service, spec: Value, 
 async fn publish(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let s = find(&svc, &id).await?;
     authorize(&op, Action::Manage, Some(s.team_id))?;
-    let mut f = note(b, &[])?;
+    let (_, text) = note(b, &[])?;
     not_retired(&s)?;
     let mut spec = ServiceSpec::parse(s.kind.as_str(), &s.spec, "spec")?;
     spec.check_publishable(s.kind.as_str())?;
-    if s.kind == ServiceKind::Ai {
-        for (i, m) in spec.models.iter().enumerate() {
-            let known = svc.store().get_model(m).await.map_err(|e| internal("reading a model", &e))?;
-            if known.is_none() {
-                return Err(bad(&format!("spec.models[{i}]"), format!("model `{m}` is not configured")).into());
+    let models: Vec<(String, &String)> = match s.kind {
+        ServiceKind::Ai => spec.models.iter().enumerate().map(|(i, m)| (format!("spec.models[{i}]"), m)).collect(),
+        ServiceKind::Prompt => spec.prompts.iter().enumerate().map(|(i, p)| (format!("spec.prompts[{i}].model"), &p.model)).collect(),
+        ServiceKind::Rest => Vec::new(),
+    };
+    for (field, m) in models {
+        let known = svc.store().get_model(m).await.map_err(|e| internal("reading a model", &e))?;
+        if known.is_none() {
+            return Err(bad(&field, format!("model `{m}` is not configured")).into());
+        }
+    }
+    for (i, p) in spec.prompts.iter().enumerate() {
+        for (name, schema) in [("variables", Some(&p.variables)), ("output_schema", p.output_schema.as_ref())] {
+            if let Some(schema) = schema
+                && let Err(e) = jsonschema::validator_for(schema)
+            {
+                return Err(bad(&format!("spec.prompts[{i}].{name}"), format!("not a valid JSON Schema: {e}")).into());
             }
         }
     }
@@ -304,7 +317,7 @@ async fn publish(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result
         spec.openapi = Some(crate::apim_openapi::generate(&s, &spec));
     }
     let live = serde_json::to_value(&spec).map_err(|_| ApiError::internal())?;
-    let text = f.opt_string("note")?.unwrap_or_else(|| "publish".into());
+    let text = text.unwrap_or_else(|| "publish".into());
     let s = release_spec(&svc, &op, s, live, text).await?;
     Ok(axum::Json(view(&s)).into_response())
 }
@@ -343,7 +356,7 @@ async fn retire(State(svc): Svc, op: Op, Path(id): Path<String>) -> Result<Respo
 async fn rollback(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let s = find(&svc, &id).await?;
     authorize(&op, Action::Manage, Some(s.team_id))?;
-    let mut f = note(b, &["version"])?;
+    let (mut f, text) = note(b, &["version"])?;
     let version = f.opt_int("version", 1..=i64::from(u32::MAX))?.ok_or_else(|| bad("version", "`version` is required"))?;
     not_retired(&s)?;
     let version = u32::try_from(version).map_err(|_| bad("version", "`version` is out of range"))?;
@@ -354,7 +367,7 @@ async fn rollback(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::resul
         .map_err(|e| internal("reading a release", &e))?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such release").with_param("version"))?;
     let spec = old.spec.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let text = f.opt_string("note")?.unwrap_or_else(|| format!("rollback to {version}"));
+    let text = text.unwrap_or_else(|| format!("rollback to {version}"));
     let s = release_spec(&svc, &op, s, spec, text).await?;
     Ok(axum::Json(view(&s)).into_response())
 }

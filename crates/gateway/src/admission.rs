@@ -77,6 +77,32 @@ pub fn http_date(t: Timestamp) -> String {
     )
 }
 
+tokio::task_local! {
+    /// The ai service a model call of this request was admitted through (for its lifecycle
+    /// headers); set by [`note_admitted`], read by [`lifecycle_headers`].
+    static ADMITTED_VIA: std::cell::RefCell<Option<Arc<LiveService>>>;
+}
+
+/// Records the service a model call was admitted through (no-op outside
+/// [`lifecycle_headers`]).
+pub(crate) fn note_admitted(service: Arc<LiveService>) {
+    let _ = ADMITTED_VIA.try_with(|c| *c.borrow_mut() = Some(service));
+}
+
+/// Middleware: adds `Deprecation`/`Sunset` to the answer of a model call admitted through a
+/// deprecated ai service (the handler and this layer run in the same task).
+pub async fn lifecycle_headers(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    ADMITTED_VIA
+        .scope(std::cell::RefCell::new(None), async move {
+            let mut resp = next.run(req).await;
+            if let Some(s) = ADMITTED_VIA.with(|c| c.borrow_mut().take()) {
+                s.apply_lifecycle_headers(resp.headers_mut());
+            }
+            resp
+        })
+        .await
+}
+
 #[derive(Default)]
 struct Table {
     by_slug: HashMap<String, Arc<LiveService>>,

@@ -33,6 +33,7 @@ pub mod limits;
 pub(crate) mod metrics;
 pub mod policy;
 pub mod pricing;
+pub mod prompt_api;
 pub mod oauth;
 pub mod request;
 pub mod rest_proxy;
@@ -312,6 +313,9 @@ impl Gateway {
             // Issue 7: REST services (`rest_proxy`).
             .route("/svc/{slug}", axum::routing::any(rest_proxy::handle))
             .route("/svc/{slug}/{*path}", axum::routing::any(rest_proxy::handle))
+            // Issue 7: prompt APIs (`prompt_api`).
+            .route("/prompts/{slug}/{name}", post(prompt_api::handle).fallback(|| async { method_not_allowed("POST") }))
+            .route_layer(axum::middleware::from_fn(admission::lifecycle_headers))
             .route_layer(from_fn_with_state(state.clone(), auth::auth_middleware))
             .merge(oauth::routes())
             .fallback(error::not_found)

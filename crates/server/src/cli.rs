@@ -59,7 +59,7 @@ pub enum KeysCmd {
         /// App id (default: the "default" app).
         #[arg(long, value_name = "ID")]
         app: Option<String>,
-        /// Comma-separated scopes: chat:invoke, embeddings:invoke, models:read (default: all).
+        /// Comma-separated scopes: chat:invoke, embeddings:invoke, models:read, services:invoke (default: all).
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
         /// Comma-separated CIDRs the key may be used from (default: anywhere).
