@@ -21,7 +21,8 @@
 //!   Pointer, RFC 6901),"op": "added"|"removed"|"changed","from"?,"to"?}]}`.
 //!
 //! Every change publishes `BusEvent::ServicesChanged` (the data plane reloads before its next
-//! request). Authorization goes through [`authorize`], one call per handler.
+//! request). Authorization: the route gate ([`crate::authz_http`], `Target::ServiceParam`) for
+//! routes naming a service; [`crate::authz::authorize`] in the create and list handlers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,33 +41,35 @@ use gatehouse_types::apim::ServiceSpec;
 use gatehouse_types::{ApiError, ErrorCode, Id, new_id, now};
 use serde_json::{Value, json};
 
-use crate::audit::OperatorId;
+use crate::authz::{Permission, Principal, Scope, authorize};
 use crate::http::{AdminError, Result, body};
 use crate::input::{Fields, Params, bad};
 use crate::service::AdminService;
 
 type Svc = State<Arc<AdminService>>;
-/// The authenticated operator (set by `operator_auth`).
-pub type Op = Option<Extension<OperatorId>>;
 
-/// What an admin request wants to do with a team's services/subscriptions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Read services, releases, subscriptions.
-    Read,
-    /// Create/edit/publish/deprecate/retire/rollback services; decide subscriptions.
-    Manage,
-    /// Request or cancel a subscription for an app of the team.
-    Consume,
+/// The authenticated caller.
+pub type Op = Extension<Principal>;
+
+/// Who made a change, for `created_by` / `decided_by`.
+pub(crate) fn actor(p: &Principal) -> String {
+    format!("user:{}", p.username)
 }
 
-/// The one authorization call site of the issue-7 endpoints: may `operator` do `action` on
-/// `team`? Operator tokens are installation-wide today (every action allowed); this is where
-/// the team/role permission matrix plugs in. Errors: 403 `insufficient_scope`.
-pub fn authorize(operator: &Op, _action: Action, _team: Option<Id>) -> std::result::Result<(), ApiError> {
-    match operator {
-        Some(_) => Ok(()),
-        None => Err(ApiError::new(ErrorCode::InsufficientScope, "not allowed")),
+/// [`authorize`] on a team named in the body: a team the caller cannot see reads as a missing
+/// team, naming `field`.
+pub(crate) fn authorize_team(p: &Principal, team: Id, permission: Permission, field: &str, what: &str) -> std::result::Result<(), ApiError> {
+    authorize(p, Scope::Team(team), permission).map_err(|e| {
+        if e.code == ErrorCode::NotFound { ApiError::new(ErrorCode::NotFound, format!("{what} not found")).with_param(field) } else { e }
+    })
+}
+
+/// The owning team of a service named by id or slug (the route gate's lookup).
+pub async fn service_team(svc: &AdminService, key: &str) -> std::result::Result<Option<Id>, ApiError> {
+    match find(svc, key).await {
+        Ok(s) => Ok(Some(s.team_id)),
+        Err(e) if e.code == ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -152,9 +155,15 @@ fn not_retired(s: &Service) -> std::result::Result<(), ApiError> {
     Ok(())
 }
 
-async fn create(State(svc): Svc, op: Op, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn create(State(svc): Svc, Extension(p): Op, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let mut f = Fields::from_body(&body(b)?)?;
-    f.deny_unknown(&["kind", "name", "slug", "team_id", "visibility", "approval", "spec"])?;
+    let team_id = match f.opt_id("team_id")? {
+        Some(t) => t,
+        None => svc.default_team().await?.id,
+    };
+    authorize_team(&p, team_id, Permission::ServicesWrite, "team_id", "team")?;
+    svc.store().get_team(team_id).await.map_err(|e| internal("reading a team", &e))?.ok_or_else(|| ApiError::new(ErrorCode::NotFound, "team not found").with_param("team_id"))?;
+    f.deny_unknown(&["kind", "name", "slug", "visibility", "approval", "spec"])?;
     let kind = enum_field(&mut f, "kind", ServiceKind::parse, ServiceKind::NAMES)?.ok_or_else(|| bad("kind", "`kind` is required"))?;
     let name = f.string("name")?;
     if name.len() > 200 {
@@ -162,14 +171,6 @@ async fn create(State(svc): Svc, op: Op, b: std::result::Result<Bytes, BytesReje
     }
     let slug = f.string("slug")?;
     check_slug(&slug)?;
-    let team_id = match f.opt_id("team_id")? {
-        Some(t) => {
-            svc.store().get_team(t).await.map_err(|e| internal("reading a team", &e))?.ok_or_else(|| ApiError::new(ErrorCode::NotFound, "team not found").with_param("team_id"))?;
-            t
-        }
-        None => svc.default_team().await?.id,
-    };
-    authorize(&op, Action::Manage, Some(team_id))?;
     let visibility = enum_field(&mut f, "visibility", Visibility::parse, Visibility::NAMES)?.unwrap_or(Visibility::Team);
     let approval = enum_field(&mut f, "approval", ApprovalMode::parse, ApprovalMode::NAMES)?.unwrap_or(ApprovalMode::Manual);
     let spec = f.take("spec").unwrap_or_else(|| json!({}));
@@ -201,31 +202,34 @@ async fn create(State(svc): Svc, op: Op, b: std::result::Result<Bytes, BytesReje
     Ok((StatusCode::CREATED, axum::Json(view(&s))).into_response())
 }
 
-async fn list(State(svc): Svc, op: Op, q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Response> {
-    let p = params(q)?;
-    p.deny_unknown(&["team_id", "kind", "status"])?;
-    let team = p.id("team_id")?;
-    authorize(&op, Action::Read, team)?;
-    let kind = p.str("kind").map(|k| ServiceKind::parse(k).ok_or_else(|| bad("kind", format!("`kind` must be one of: {}", ServiceKind::NAMES.join(", "))))).transpose()?;
-    let status = p.str("status").map(|k| ServiceStatus::parse(k).ok_or_else(|| bad("status", format!("`status` must be one of: {}", ServiceStatus::NAMES.join(", "))))).transpose()?;
+async fn list(State(svc): Svc, Extension(p): Op, q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Response> {
+    let q = params(q)?;
+    q.deny_unknown(&["team_id", "kind", "status"])?;
+    let team = q.id("team_id")?;
+    if let Some(t) = team {
+        authorize_team(&p, t, Permission::ServicesRead, "team_id", "team")?;
+    }
+    let kind = q.str("kind").map(|k| ServiceKind::parse(k).ok_or_else(|| bad("kind", format!("`kind` must be one of: {}", ServiceKind::NAMES.join(", "))))).transpose()?;
+    let status = q.str("status").map(|k| ServiceStatus::parse(k).ok_or_else(|| bad("status", format!("`status` must be one of: {}", ServiceStatus::NAMES.join(", "))))).transpose()?;
+    // Members see their teams' services (drafts included) and every published public service.
+    let visible = p.visible_teams(Permission::ServicesRead);
     let all = svc.store().list_services(team).await.map_err(|e| internal("listing services", &e))?;
     let data: Vec<Value> = all
         .iter()
+        .filter(|s| visible.contains(s.team_id) || (s.visibility == Visibility::Public && s.status != ServiceStatus::Draft))
         .filter(|s| kind.is_none_or(|k| s.kind == k) && status.is_none_or(|st| s.status == st))
         .map(view)
         .collect();
     Ok(axum::Json(json!({"data": data})).into_response())
 }
 
-async fn show(State(svc): Svc, op: Op, Path(id): Path<String>) -> Result<Response> {
+async fn show(State(svc): Svc, Path(id): Path<String>) -> Result<Response> {
     let s = find(&svc, &id).await?;
-    authorize(&op, Action::Read, Some(s.team_id))?;
     Ok(axum::Json(view(&s)).into_response())
 }
 
-async fn update(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn update(State(svc): Svc, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let mut s = find(&svc, &id).await?;
-    authorize(&op, Action::Manage, Some(s.team_id))?;
     let mut f = Fields::from_body(&body(b)?)?;
     f.deny_unknown(&["name", "visibility", "approval", "spec"])?;
     not_retired(&s)?;
@@ -264,7 +268,7 @@ fn note(b: std::result::Result<Bytes, BytesRejection>, extra: &[&str]) -> std::r
 }
 
 /// Makes release N+1 from `spec` and points the service at it.
-async fn release_spec(svc: &AdminService, op: &Op, mut s: Service, spec: Value, note: String) -> std::result::Result<Service, ApiError> {
+async fn release_spec(svc: &AdminService, p: &Principal, mut s: Service, spec: Value, note: String) -> std::result::Result<Service, ApiError> {
     let version = s.version.checked_add(1).ok_or_else(ApiError::internal)?;
     let at = now();
     let r = ServiceRelease {
@@ -273,7 +277,7 @@ async fn release_spec(svc: &AdminService, op: &Op, mut s: Service, spec: Value, 
         version,
         spec: json!({"name": s.name, "visibility": s.visibility, "approval": s.approval, "spec": spec}),
         note,
-        created_by: op.as_ref().map(|Extension(OperatorId(o))| format!("operator:{o}")),
+        created_by: Some(actor(p)),
         created_at: at,
     };
     s.version = version;
@@ -286,9 +290,8 @@ async fn release_spec(svc: &AdminService, op: &Op, mut s: Service, spec: Value, 
     Ok(s)
 }
 
-async fn publish(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn publish(State(svc): Svc, Extension(p): Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let s = find(&svc, &id).await?;
-    authorize(&op, Action::Manage, Some(s.team_id))?;
     let (_, text) = note(b, &[])?;
     not_retired(&s)?;
     let mut spec = ServiceSpec::parse(s.kind.as_str(), &s.spec, "spec")?;
@@ -318,13 +321,12 @@ async fn publish(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result
     }
     let live = serde_json::to_value(&spec).map_err(|_| ApiError::internal())?;
     let text = text.unwrap_or_else(|| "publish".into());
-    let s = release_spec(&svc, &op, s, live, text).await?;
+    let s = release_spec(&svc, &p, s, live, text).await?;
     Ok(axum::Json(view(&s)).into_response())
 }
 
-async fn deprecate(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn deprecate(State(svc): Svc, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let mut s = find(&svc, &id).await?;
-    authorize(&op, Action::Manage, Some(s.team_id))?;
     let mut f = Fields::from_body(&body(b)?)?;
     f.deny_unknown(&["sunset"])?;
     let sunset = f.opt_time("sunset")?.ok_or_else(|| bad("sunset", "`sunset` (RFC 3339) is required"))?;
@@ -343,9 +345,8 @@ async fn deprecate(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::resu
     Ok(axum::Json(view(&s)).into_response())
 }
 
-async fn retire(State(svc): Svc, op: Op, Path(id): Path<String>) -> Result<Response> {
+async fn retire(State(svc): Svc, Path(id): Path<String>) -> Result<Response> {
     let mut s = find(&svc, &id).await?;
-    authorize(&op, Action::Manage, Some(s.team_id))?;
     not_retired(&s)?;
     s.status = ServiceStatus::Retired;
     s.updated_at = now();
@@ -353,9 +354,8 @@ async fn retire(State(svc): Svc, op: Op, Path(id): Path<String>) -> Result<Respo
     Ok(axum::Json(view(&s)).into_response())
 }
 
-async fn rollback(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn rollback(State(svc): Svc, Extension(p): Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let s = find(&svc, &id).await?;
-    authorize(&op, Action::Manage, Some(s.team_id))?;
     let (mut f, text) = note(b, &["version"])?;
     let version = f.opt_int("version", 1..=i64::from(u32::MAX))?.ok_or_else(|| bad("version", "`version` is required"))?;
     not_retired(&s)?;
@@ -368,13 +368,12 @@ async fn rollback(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::resul
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such release").with_param("version"))?;
     let spec = old.spec.get("spec").cloned().unwrap_or_else(|| json!({}));
     let text = text.unwrap_or_else(|| format!("rollback to {version}"));
-    let s = release_spec(&svc, &op, s, spec, text).await?;
+    let s = release_spec(&svc, &p, s, spec, text).await?;
     Ok(axum::Json(view(&s)).into_response())
 }
 
-async fn releases(State(svc): Svc, op: Op, Path(id): Path<String>) -> Result<Response> {
+async fn releases(State(svc): Svc, Path(id): Path<String>) -> Result<Response> {
     let s = find(&svc, &id).await?;
-    authorize(&op, Action::Read, Some(s.team_id))?;
     let data = svc.store().list_service_releases(s.id).await.map_err(|e| internal("listing releases", &e))?;
     Ok(axum::Json(json!({"data": data})).into_response())
 }
@@ -391,16 +390,14 @@ async fn get_release(svc: &AdminService, s: &Service, v: u32, field: &str) -> st
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such release").with_param(field))
 }
 
-async fn release(State(svc): Svc, op: Op, Path((id, version)): Path<(String, String)>) -> Result<Response> {
+async fn release(State(svc): Svc, Path((id, version)): Path<(String, String)>) -> Result<Response> {
     let s = find(&svc, &id).await?;
-    authorize(&op, Action::Read, Some(s.team_id))?;
     let r = get_release(&svc, &s, parse_version(&version, "version")?, "version").await?;
     Ok(axum::Json(r).into_response())
 }
 
-async fn diff(State(svc): Svc, op: Op, Path(id): Path<String>, q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Response> {
+async fn diff(State(svc): Svc, Path(id): Path<String>, q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Response> {
     let s = find(&svc, &id).await?;
-    authorize(&op, Action::Read, Some(s.team_id))?;
     let p = params(q)?;
     p.deny_unknown(&["from", "to"])?;
     let from = parse_version(p.str("from").ok_or_else(|| bad("from", "`from` is required"))?, "from")?;

@@ -1,6 +1,5 @@
 //! Apps and subscriptions (issue 7), under `/admin/v1`:
 //!
-//! * `POST /apps` — `{"name", "team_id"?}` → 201 app; 409 if the team has an app of that name.
 //! * `DELETE /apps/{id}` → 204: keys, OAuth clients and tokens revoked, subscriptions cancelled,
 //!   in one transaction; effective on the very next data-plane request.
 //! * `POST /subscriptions` — `{"app_id", "service" (id or slug), "reason"?, "expires_at"?}` →
@@ -13,6 +12,11 @@
 //! * `POST /subscriptions/{id}/reject` — `{"reason"}` (required) pending → rejected.
 //! * `POST /subscriptions/{id}/cancel` — `{"reason"?}` pending/active → cancelled.
 //!
+//! Authorization: the route gate (`Target::SubscriptionParam`: deciding needs
+//! `subscriptions.decide` on the service's team, cancelling and reading `subscriptions.request`
+//! / `apps.read` on the app's team; `DELETE /apps/{id}`: `apps.write`); the request and list
+//! handlers call [`crate::authz::authorize`].
+//!
 //! Decisions are compare-and-set (two deciders never both win: the loser gets 409). Each change
 //! publishes `BusEvent::ServicesChanged`; app deletion also `BusEvent::Resync` (key caches).
 
@@ -22,7 +26,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -33,15 +37,15 @@ use gatehouse_store::{
 use gatehouse_types::{ApiError, ErrorCode, Id, new_id, now};
 use serde_json::{Value, json};
 
-use crate::apim::{Action, Op, authorize, find, internal, params};
+use crate::apim::{Op, actor, authorize_team, find, internal, params};
+use crate::authz::{Permission, Principal};
 use crate::http::{Result, body};
 use crate::input::{Fields, bad, parse_id};
 use crate::service::AdminService;
 
 type Svc = State<Arc<AdminService>>;
 
-/// The app and subscription routes (mounted under `/admin/v1`; `POST /apps` is mounted by
-/// `http.rs` next to `GET /apps`).
+/// The app-deletion and subscription routes (mounted under `/admin/v1`).
 pub fn routes() -> Router<Arc<AdminService>> {
     Router::new()
         .route("/apps/{id}", delete(delete_app))
@@ -66,34 +70,8 @@ async fn app(svc: &AdminService, id: Id) -> std::result::Result<App, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "app not found").with_param("app_id"))
 }
 
-/// `POST /apps`.
-pub async fn create_app(State(svc): Svc, op: Op, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
-    let mut f = Fields::from_body(&body(b)?)?;
-    f.deny_unknown(&["name", "team_id"])?;
-    let name = f.string("name")?;
-    if name.len() > 128 || name.chars().any(char::is_control) {
-        return Err(bad("name", "`name` must be at most 128 bytes without control characters").into());
-    }
-    let team_id = match f.opt_id("team_id")? {
-        Some(t) => {
-            svc.store().get_team(t).await.map_err(|e| internal("reading a team", &e))?.ok_or_else(|| ApiError::new(ErrorCode::NotFound, "team not found").with_param("team_id"))?;
-            t
-        }
-        None => svc.default_team().await?.id,
-    };
-    authorize(&op, Action::Consume, Some(team_id))?;
-    let a = App { id: new_id(), team_id, name, created_at: now() };
-    match svc.store().create_app(&a).await {
-        Ok(()) => Ok((StatusCode::CREATED, axum::Json(a)).into_response()),
-        Err(StoreError::Conflict(_)) => Err(ApiError::new(ErrorCode::Conflict, "the team has an app with this name").with_param("name").into()),
-        Err(e) => Err(internal("creating an app", &e).into()),
-    }
-}
-
-async fn delete_app(State(svc): Svc, op: Op, Path(id): Path<String>) -> Result<Response> {
+async fn delete_app(State(svc): Svc, Path(id): Path<String>) -> Result<Response> {
     let id = parse_id(&id, "id")?;
-    let a = app(&svc, id).await?;
-    authorize(&op, Action::Consume, Some(a.team_id))?;
     let done = svc.store().delete_app(id, now()).await.map_err(|e| internal("deleting an app", &e))?;
     if !done {
         return Err(ApiError::new(ErrorCode::NotFound, "app not found").into());
@@ -123,7 +101,7 @@ fn future(f: &mut Fields) -> std::result::Result<Option<gatehouse_types::Timesta
     Ok(at)
 }
 
-async fn request(State(svc): Svc, op: Op, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn request(State(svc): Svc, Extension(p): Op, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let mut f = Fields::from_body(&body(b)?)?;
     f.deny_unknown(&["app_id", "service", "reason", "expires_at"])?;
     let app_id = f.opt_id("app_id")?.ok_or_else(|| bad("app_id", "`app_id` is required"))?;
@@ -131,7 +109,7 @@ async fn request(State(svc): Svc, op: Op, b: std::result::Result<Bytes, BytesRej
     let why = reason(&mut f, false)?;
     let expires_at = future(&mut f)?;
     let a = app(&svc, app_id).await?;
-    authorize(&op, Action::Consume, Some(a.team_id))?;
+    authorize_team(&p, a.team_id, Permission::SubscriptionsRequest, "app_id", "app")?;
     let s = find(&svc, &service_key).await.map_err(|e| e.with_param("service"))?;
     if s.visibility == Visibility::Team && s.team_id != a.team_id {
         return Err(ApiError::new(ErrorCode::NotFound, "service not found").with_param("service").into());
@@ -163,31 +141,49 @@ async fn request(State(svc): Svc, op: Op, b: std::result::Result<Bytes, BytesRej
     Ok((StatusCode::CREATED, axum::Json(view(&sub))).into_response())
 }
 
-async fn list(State(svc): Svc, op: Op, q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Response> {
-    let p = params(q)?;
-    p.deny_unknown(&["app_id", "service_id", "status"])?;
-    authorize(&op, Action::Read, None)?;
-    let status = p
+async fn list(State(svc): Svc, Extension(p): Op, q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Response> {
+    let q = params(q)?;
+    q.deny_unknown(&["app_id", "service_id", "status"])?;
+    let status = q
         .str("status")
         .map(|s| SubscriptionStatus::parse(s).ok_or_else(|| bad("status", format!("`status` must be one of: {}", SubscriptionStatus::NAMES.join(", ")))))
         .transpose()?;
     let filter = SubscriptionFilter {
-        app_id: p.id("app_id")?,
-        service_id: p.id("service_id")?,
+        app_id: q.id("app_id")?,
+        service_id: q.id("service_id")?,
         // `expired` rows are stored as active: filter after computing the effective status.
         status: status.filter(|s| *s != SubscriptionStatus::Expired && *s != SubscriptionStatus::Active),
     };
+    let rows = svc.store().list_subscriptions(&filter).await.map_err(|e| internal("listing subscriptions", &e))?;
+    // A subscription is visible to the app's team (apps.read) and the service's team
+    // (services.read).
+    let (apps_seen, services_seen) = (p.visible_teams(Permission::AppsRead), p.visible_teams(Permission::ServicesRead));
+    let app_team: HashMap<Id, Id> = svc.store().list_apps(None).await.map_err(|e| internal("listing apps", &e))?.into_iter().map(|a| (a.id, a.team_id)).collect();
+    let service_team: HashMap<Id, Id> = svc.store().list_services(None).await.map_err(|e| internal("listing services", &e))?.into_iter().map(|s| (s.id, s.team_id)).collect();
     let at = now();
-    let data: Vec<Value> = svc
-        .store()
-        .list_subscriptions(&filter)
-        .await
-        .map_err(|e| internal("listing subscriptions", &e))?
+    let data: Vec<Value> = rows
         .iter()
+        .filter(|s| {
+            app_team.get(&s.app_id).is_some_and(|t| apps_seen.contains(*t))
+                || service_team.get(&s.service_id).is_some_and(|t| services_seen.contains(*t))
+        })
         .filter(|s| status.is_none_or(|st| s.effective_status(at) == st))
         .map(view)
         .collect();
     Ok(axum::Json(json!({"data": data})).into_response())
+}
+
+/// The team the route gate checks for a subscription: the service's team for decisions
+/// (`subscriptions.decide`), the app's team otherwise. `None` if there is no such subscription.
+pub async fn subscription_team(svc: &AdminService, id: Id, permission: Permission) -> std::result::Result<Option<Id>, ApiError> {
+    let Some(s) = svc.store().get_subscription(id).await.map_err(|e| internal("reading a subscription", &e))? else { return Ok(None) };
+    if permission == Permission::SubscriptionsDecide {
+        let service = svc.store().get_service(s.service_id).await.map_err(|e| internal("reading a service", &e))?;
+        Ok(service.map(|x| x.team_id))
+    } else {
+        // a deleted app's subscription stays readable by nobody but system admins
+        Ok(svc.store().get_app(s.app_id).await.map_err(|e| internal("reading an app", &e))?.map(|a| a.team_id))
+    }
 }
 
 async fn load(svc: &AdminService, id: &str) -> std::result::Result<Subscription, ApiError> {
@@ -199,16 +195,15 @@ async fn load(svc: &AdminService, id: &str) -> std::result::Result<Subscription,
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "subscription not found"))
 }
 
-async fn show(State(svc): Svc, op: Op, Path(id): Path<String>) -> Result<Response> {
+async fn show(State(svc): Svc, Path(id): Path<String>) -> Result<Response> {
     let s = load(&svc, &id).await?;
-    authorize(&op, Action::Read, None)?;
     Ok(axum::Json(view(&s)).into_response())
 }
 
 /// Moves a subscription from one of `from` to `to`, compare-and-set.
 async fn decide(
     svc: &AdminService,
-    op: &Op,
+    p: &Principal,
     mut s: Subscription,
     from: &[SubscriptionStatus],
     to: SubscriptionStatus,
@@ -226,7 +221,7 @@ async fn decide(
     if expires_at.is_some() {
         s.expires_at = expires_at;
     }
-    s.decided_by = op.as_ref().map(|axum::Extension(crate::audit::OperatorId(o))| format!("operator:{o}"));
+    s.decided_by = Some(actor(p));
     s.updated_at = now();
     match svc.store().update_subscription(&s, current).await {
         Ok(true) => {
@@ -245,36 +240,27 @@ fn opt_body(b: std::result::Result<Bytes, BytesRejection>, allowed: &[&str]) -> 
     Ok(f)
 }
 
-async fn owner_check(svc: &AdminService, op: &Op, s: &Subscription) -> std::result::Result<(), ApiError> {
-    let service = svc.store().get_service(s.service_id).await.map_err(|e| internal("reading a service", &e))?;
-    authorize(op, Action::Manage, service.map(|x| x.team_id))
-}
-
-async fn approve(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn approve(State(svc): Svc, Extension(p): Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let s = load(&svc, &id).await?;
-    owner_check(&svc, &op, &s).await?;
     let mut f = opt_body(b, &["reason", "expires_at"])?;
     let why = reason(&mut f, false)?;
     let exp = future(&mut f)?;
-    let s = decide(&svc, &op, s, &[SubscriptionStatus::Pending], SubscriptionStatus::Active, why, exp).await?;
+    let s = decide(&svc, &p, s, &[SubscriptionStatus::Pending], SubscriptionStatus::Active, why, exp).await?;
     Ok(axum::Json(view(&s)).into_response())
 }
 
-async fn reject(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn reject(State(svc): Svc, Extension(p): Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let s = load(&svc, &id).await?;
-    owner_check(&svc, &op, &s).await?;
     let mut f = opt_body(b, &["reason"])?;
     let why = reason(&mut f, true)?;
-    let s = decide(&svc, &op, s, &[SubscriptionStatus::Pending], SubscriptionStatus::Rejected, why, None).await?;
+    let s = decide(&svc, &p, s, &[SubscriptionStatus::Pending], SubscriptionStatus::Rejected, why, None).await?;
     Ok(axum::Json(view(&s)).into_response())
 }
 
-async fn cancel(State(svc): Svc, op: Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn cancel(State(svc): Svc, Extension(p): Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let s = load(&svc, &id).await?;
-    let a = svc.store().get_app(s.app_id).await.map_err(|e| internal("reading an app", &e))?;
-    authorize(&op, Action::Consume, a.map(|x| x.team_id))?;
     let mut f = opt_body(b, &["reason"])?;
     let why = reason(&mut f, false)?;
-    let s = decide(&svc, &op, s, &[SubscriptionStatus::Pending, SubscriptionStatus::Active], SubscriptionStatus::Cancelled, why, None).await?;
+    let s = decide(&svc, &p, s, &[SubscriptionStatus::Pending, SubscriptionStatus::Active], SubscriptionStatus::Cancelled, why, None).await?;
     Ok(axum::Json(view(&s)).into_response())
 }

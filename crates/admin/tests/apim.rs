@@ -174,10 +174,10 @@ async fn subscriptions_visibility_approval_and_compare_and_set() {
     let spec = json!({"routes": [{"path": "/a"}], "upstream": {"nodes": [{"url": "http://127.0.0.1:9"}]}});
     ok(&h, "POST", "/services", Some(json!({"kind": "rest", "name": "Internal", "slug": "internal", "spec": spec}))).await;
     ok(&h, "POST", "/services", Some(json!({"kind": "rest", "name": "Open", "slug": "open", "visibility": "public", "approval": "auto", "spec": spec}))).await;
-    let app = ok(&h, "POST", "/apps", Some(json!({"name": "consumer"}))).await;
+    let teams = ok(&h, "GET", "/teams", None).await;
+    let default_team = teams["data"].as_array().unwrap().iter().find(|t| t["name"] == "default").unwrap()["id"].clone();
+    let app = ok(&h, "POST", "/apps", Some(json!({"name": "consumer", "team_id": default_team}))).await;
     let app_id = app["id"].as_str().unwrap().to_string();
-    fails(&h, "POST", "/apps", Some(json!({"name": "consumer"})), 409, Some("name")).await;
-    fails(&h, "POST", "/apps", Some(json!({})), 400, Some("name")).await;
 
     // draft → 409; unknown app → 404; bad ids → 400
     fails(&h, "POST", "/subscriptions", Some(json!({"app_id": app_id, "service": "internal"})), 409, Some("service")).await;

@@ -160,7 +160,9 @@ async fn rest_service_lifecycle_subscription_and_admission_end_to_end() {
     let up = upstream().await;
 
     // a consumer app with its key
-    let app = admin.ok("POST", "/apps", Some(json!({"name": "shop-frontend"}))).await;
+    let teams = admin.ok("GET", "/teams", None).await;
+    let team = teams["data"].as_array().unwrap().iter().find(|t| t["name"] == "default").unwrap()["id"].clone();
+    let app = admin.ok("POST", "/apps", Some(json!({"name": "shop-frontend", "team_id": team}))).await;
     let app_id = app["id"].as_str().unwrap().to_string();
     let key = admin.ok("POST", "/keys", Some(json!({"name": "fe", "app_id": app_id}))).await["key"].as_str().unwrap().to_string();
 
@@ -318,7 +320,9 @@ async fn prompt_api(http: &reqwest::Client, admin: &Admin, server: &Server, up: 
     admin.ok("POST", "/services", Some(json!({"kind": "prompt", "name": "Writing", "slug": "writing", "approval": "manual", "spec": spec}))).await;
     let published = admin.ok("POST", "/services/writing/publish", None).await;
     assert_eq!(published["live_spec"]["openapi"]["paths"]["/prompts/writing/summarize"]["post"]["operationId"], "prompt_summarize");
-    let app = admin.ok("POST", "/apps", Some(json!({"name": "writer"}))).await;
+    let teams = admin.ok("GET", "/teams", None).await;
+    let team = teams["data"].as_array().unwrap().iter().find(|t| t["name"] == "default").unwrap()["id"].clone();
+    let app = admin.ok("POST", "/apps", Some(json!({"name": "writer", "team_id": team}))).await;
     let app_id = app["id"].as_str().unwrap().to_string();
     let key = admin.ok("POST", "/keys", Some(json!({"name": "w", "app_id": app_id}))).await["key"].as_str().unwrap().to_string();
     let url = format!("{}/prompts/writing/summarize", server.data);
