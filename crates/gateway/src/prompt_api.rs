@@ -161,16 +161,12 @@ async fn call(state: &AppState, auth: &AuthContext, rec: &CallRecorder, slug: &s
     let text = serde_json::to_vec(&chat).map_err(|_| ApiError::internal())?;
     let req = crate::request::parse_chat(&text)?;
     rec.update(|d| d.model = Some(req.model.clone()));
-    let target = crate::handlers::route(state, auth, rec, &req.model).await?;
-    let admission = crate::handlers::admit(state, auth, rec, &req.model, &target, &|| {
-        crate::estimate::estimate_chat(&req.body, &target.upstream_model)
-    })
-    .await?;
-    let answer = state
-        .upstream
-        .chat(&target, req.body)
+    let plan = crate::handlers::route(state, auth, rec, &req.model).await?;
+    let up = crate::handlers::primary_model(&plan);
+    let admission = crate::handlers::admit(state, auth, rec, &req.model, &up, &|| crate::estimate::estimate_chat(&req.body, &up)).await?;
+    let answer = crate::failover::chat(state, rec, &plan, &req.body, &crate::failover::unchanged)
         .await
-        .map_err(|e| crate::handlers::upstream_failed_before_answer(e, admission.as_ref()))?;
+        .map_err(|e| crate::handlers::failed_before_answer(e, admission.as_ref()))?;
     rec.update(|d| {
         d.usage = answer.usage;
         d.upstream_request_id.clone_from(&answer.upstream_request_id);
