@@ -204,7 +204,7 @@ async fn subscriptions_visibility_approval_and_compare_and_set() {
     fails(&h, "POST", &format!("/subscriptions/{id}/approve"), Some(json!({"expires_at": "2001-01-01T00:00:00Z"})), 400, Some("expires_at")).await;
     let approved = ok(&h, "POST", &format!("/subscriptions/{id}/approve"), Some(json!({"expires_at": "2099-01-01T00:00:00Z"}))).await;
     assert_eq!((approved["status"].as_str(), approved["expires_at"].as_str()), (Some("active"), Some("2099-01-01T00:00:00Z")));
-    assert!(approved["decided_by"].as_str().unwrap().starts_with("operator:"));
+    assert_eq!(approved["decided_by"], "user:admin");
     fails(&h, "POST", &format!("/subscriptions/{id}/approve"), None, 409, None).await;
     fails(&h, "POST", &format!("/subscriptions/{id}/reject"), Some(json!({"reason": "late"})), 409, None).await;
     ok(&h, "POST", &format!("/subscriptions/{id}/cancel"), Some(json!({"reason": "done"}))).await;
