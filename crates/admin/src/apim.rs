@@ -166,8 +166,8 @@ async fn create(State(svc): Svc, Extension(p): Op, b: std::result::Result<Bytes,
     f.deny_unknown(&["kind", "name", "slug", "visibility", "approval", "spec"])?;
     let kind = enum_field(&mut f, "kind", ServiceKind::parse, ServiceKind::NAMES)?.ok_or_else(|| bad("kind", "`kind` is required"))?;
     let name = f.string("name")?;
-    if name.len() > 200 {
-        return Err(bad("name", "`name` is at most 200 bytes").into());
+    if name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(bad("name", "`name` is at most 200 bytes without control characters").into());
     }
     let slug = f.string("slug")?;
     check_slug(&slug)?;
@@ -234,8 +234,8 @@ async fn update(State(svc): Svc, Path(id): Path<String>, b: std::result::Result<
     f.deny_unknown(&["name", "visibility", "approval", "spec"])?;
     not_retired(&s)?;
     if let Some(n) = f.opt_string("name")? {
-        if n.len() > 200 {
-            return Err(bad("name", "`name` is at most 200 bytes").into());
+        if n.len() > 200 || n.chars().any(char::is_control) {
+            return Err(bad("name", "`name` is at most 200 bytes without control characters").into());
         }
         s.name = n;
     }
@@ -261,8 +261,8 @@ fn note(b: std::result::Result<Bytes, BytesRejection>, extra: &[&str]) -> std::r
     allowed.extend_from_slice(extra);
     f.deny_unknown(&allowed)?;
     let n = f.opt_string("note")?;
-    if n.as_ref().is_some_and(|n| n.len() > 500) {
-        return Err(bad("note", "`note` is at most 500 bytes").into());
+    if n.as_ref().is_some_and(|n| n.len() > 500 || n.chars().any(char::is_control)) {
+        return Err(bad("note", "`note` is at most 500 bytes without control characters").into());
     }
     Ok((f, n))
 }

@@ -1,6 +1,6 @@
 //! Apps and subscriptions (issue 7), under `/admin/v1`:
 //!
-//! * `DELETE /apps/{id}` → 204: keys, OAuth clients and tokens revoked, subscriptions cancelled,
+//! * `DELETE /apps/{id}` → 200 `{"deleted": true, "id"}`: keys, OAuth clients and tokens revoked, subscriptions cancelled,
 //!   in one transaction; effective on the very next data-plane request.
 //! * `POST /subscriptions` — `{"app_id", "service" (id or slug), "reason"?, "expires_at"?}` →
 //!   201. `auto` approval: `active` at once; `manual`: `pending`. 404 if the service is not
@@ -79,7 +79,7 @@ async fn delete_app(State(svc): Svc, Path(id): Path<String>) -> Result<Response>
     // Key caches (auth, OAuth) flush on Resync; the admission table reloads on ServicesChanged.
     svc.bus().publish(BusEvent::Resync);
     svc.bus().publish(BusEvent::ServicesChanged);
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(axum::Json(json!({"deleted": true, "id": id})).into_response())
 }
 
 fn reason(f: &mut Fields, required: bool) -> std::result::Result<Option<String>, ApiError> {
@@ -87,8 +87,8 @@ fn reason(f: &mut Fields, required: bool) -> std::result::Result<Option<String>,
     if required && r.is_none() {
         return Err(bad("reason", "`reason` is required"));
     }
-    if r.as_ref().is_some_and(|r| r.len() > 1000) {
-        return Err(bad("reason", "`reason` is at most 1000 bytes"));
+    if r.as_ref().is_some_and(|r| r.len() > 1000 || r.chars().any(|c| c.is_control() && c != '\n')) {
+        return Err(bad("reason", "`reason` is at most 1000 bytes without control characters"));
     }
     Ok(r)
 }
