@@ -1,6 +1,6 @@
 //! Apps and subscriptions (issue 7), under `/admin/v1`:
 //!
-//! * `DELETE /apps/{id}` → 200 `{"deleted": true, "id"}`: keys, OAuth clients and tokens revoked, subscriptions cancelled,
+//! * `DELETE /apps/{id}` → 200 `{"deleted": true, "id"}` (409 for the bootstrap `default` app): keys, OAuth clients and tokens revoked, subscriptions cancelled,
 //!   in one transaction; effective on the very next data-plane request.
 //! * `POST /subscriptions` — `{"app_id", "service" (id or slug), "reason"?, "expires_at"?}` →
 //!   201. `auto` approval: `active` at once; `manual`: `pending`. 404 if the service is not
@@ -72,6 +72,11 @@ async fn app(svc: &AdminService, id: Id) -> std::result::Result<App, ApiError> {
 
 async fn delete_app(State(svc): Svc, Path(id): Path<String>) -> Result<Response> {
     let id = parse_id(&id, "id")?;
+    let a = app(&svc, id).await.map_err(|e| e.with_param("id"))?;
+    // Keys created without `app_id` belong to the bootstrap app: it stays.
+    if a.name == "default" && svc.default_team().await?.id == a.team_id {
+        return Err(ApiError::new(ErrorCode::Conflict, "the default app cannot be deleted").with_param("id").into());
+    }
     let done = svc.store().delete_app(id, now()).await.map_err(|e| internal("deleting an app", &e))?;
     if !done {
         return Err(ApiError::new(ErrorCode::NotFound, "app not found").into());

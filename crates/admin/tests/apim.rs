@@ -223,6 +223,9 @@ async fn subscriptions_visibility_approval_and_compare_and_set() {
     assert_eq!(ok(&h, "DELETE", &format!("/apps/{app_id}"), None).await["deleted"], true);
     assert!(h.events.lock().unwrap().contains(&BusEvent::Resync));
     fails(&h, "DELETE", &format!("/apps/{app_id}"), None, 404, None).await;
+    let apps = ok(&h, "GET", "/apps", None).await;
+    let default_app = apps["data"].as_array().unwrap().iter().find(|a| a["name"] == "default").unwrap()["id"].as_str().unwrap().to_string();
+    fails(&h, "DELETE", &format!("/apps/{default_app}"), None, 409, Some("id")).await;
     let got = ok(&h, "GET", &format!("/subscriptions/{}", again["id"].as_str().unwrap()), None).await;
     assert_eq!(got["status"], "cancelled");
     fails(&h, "POST", "/keys", Some(json!({"name": "k", "app_id": app_id})), 404, Some("app_id")).await;
