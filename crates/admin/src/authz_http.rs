@@ -113,7 +113,6 @@ pub static ROUTES: &[RoutePolicy] = &[
     r(Method::GET, "/services/{id}/releases", P::ServicesRead, T::ServiceParam),
     r(Method::GET, "/services/{id}/releases/{version}", P::ServicesRead, T::ServiceParam),
     r(Method::GET, "/services/{id}/diff", P::ServicesRead, T::ServiceParam),
-    r(Method::DELETE, "/apps/{id}", P::AppsWrite, T::AppParam),
     r(Method::POST, "/subscriptions", P::SubscriptionsRequest, T::Handler),
     r(Method::GET, "/subscriptions", P::AppsRead, T::Handler),
     r(Method::GET, "/subscriptions/{id}", P::AppsRead, T::SubscriptionParam),

@@ -536,8 +536,6 @@ op!(get_release, get, "/admin/v1/services/{id}/releases/{version}", "services", 
 op!(diff_releases, get, "/admin/v1/services/{id}/diff", "services", "Differences between two releases (JSON Pointers)", ok = 200 Value,
     params(("id" = String, Path, description = "service id or slug"), ("from" = Option<String>, Query, description = "release number"),
            ("to" = Option<String>, Query, description = "release number")));
-op!(delete_app, delete, "/admin/v1/apps/{id}", "apps", "Delete an app (keys revoked, subscriptions cancelled)", ok = 200 Deleted,
-    params(("id" = String, Path, description = "app id")));
 op!(request_subscription, post, "/admin/v1/subscriptions", "subscriptions", "Subscribe an app to a service", ok = 201 Value, req = Value);
 op!(list_subscriptions, get, "/admin/v1/subscriptions", "subscriptions", "List subscriptions", ok = 200 ObjectList,
     params(("app_id" = Option<String>, Query, description = "app"), ("service_id" = Option<String>, Query, description = "service"),
@@ -578,7 +576,7 @@ impl Modify for Security {
         delete_model, query_logs, list_limits, set_limit, delete_limit, report_leak, query_audit, verify_audit,
         create_oauth_client, list_oauth_clients, get_oauth_client, revoke_oauth_client, revoke_token, introspect_token,
         create_single_use, create_service, list_services, get_service, update_service, publish_service,
-        deprecate_service, retire_service, rollback_service, list_releases, get_release, diff_releases, delete_app,
+        deprecate_service, retire_service, rollback_service, list_releases, get_release, diff_releases,
         request_subscription, list_subscriptions, get_subscription, approve_subscription, reject_subscription,
         cancel_subscription
     ),

@@ -1,7 +1,6 @@
-//! Apps and subscriptions (issue 7), under `/admin/v1`:
+//! Subscriptions of apps to services (issue 7), under `/admin/v1` (app deletion is
+//! `tenancy_http.rs`; a deleted app's keys are revoked, so its subscriptions stop admitting):
 //!
-//! * `DELETE /apps/{id}` → 200 `{"deleted": true, "id"}` (409 for the bootstrap `default` app): keys, OAuth clients and tokens revoked, subscriptions cancelled,
-//!   in one transaction; effective on the very next data-plane request.
 //! * `POST /subscriptions` — `{"app_id", "service" (id or slug), "reason"?, "expires_at"?}` →
 //!   201. `auto` approval: `active` at once; `manual`: `pending`. 404 if the service is not
 //!   visible to the app's team, 409 if it is not published/deprecated or if the app already
@@ -14,11 +13,11 @@
 //!
 //! Authorization: the route gate (`Target::SubscriptionParam`: deciding needs
 //! `subscriptions.decide` on the service's team, cancelling and reading `subscriptions.request`
-//! / `apps.read` on the app's team; `DELETE /apps/{id}`: `apps.write`); the request and list
+//! / `apps.read` on the app's team); the request and list
 //! handlers call [`crate::authz::authorize`].
 //!
 //! Decisions are compare-and-set (two deciders never both win: the loser gets 409). Each change
-//! publishes `BusEvent::ServicesChanged`; app deletion also `BusEvent::Resync` (key caches).
+//! publishes `BusEvent::ServicesChanged`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +28,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use gatehouse_store::{
     App, ApprovalMode, BusEvent, ServiceStatus, StoreError, Subscription, SubscriptionFilter, SubscriptionStatus,
     Visibility,
@@ -45,10 +44,9 @@ use crate::service::AdminService;
 
 type Svc = State<Arc<AdminService>>;
 
-/// The app-deletion and subscription routes (mounted under `/admin/v1`).
+/// The subscription routes (mounted under `/admin/v1`).
 pub fn routes() -> Router<Arc<AdminService>> {
     Router::new()
-        .route("/apps/{id}", delete(delete_app))
         .route("/subscriptions", post(request).get(list))
         .route("/subscriptions/{id}", get(show))
         .route("/subscriptions/{id}/approve", post(approve))
@@ -68,23 +66,6 @@ async fn app(svc: &AdminService, id: Id) -> std::result::Result<App, ApiError> {
         .await
         .map_err(|e| internal("reading an app", &e))?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "app not found").with_param("app_id"))
-}
-
-async fn delete_app(State(svc): Svc, Path(id): Path<String>) -> Result<Response> {
-    let id = parse_id(&id, "id")?;
-    let a = app(&svc, id).await.map_err(|e| e.with_param("id"))?;
-    // Keys created without `app_id` belong to the bootstrap app: it stays.
-    if a.name == "default" && svc.default_team().await?.id == a.team_id {
-        return Err(ApiError::new(ErrorCode::Conflict, "the default app cannot be deleted").with_param("id").into());
-    }
-    let done = svc.store().delete_app(id, now()).await.map_err(|e| internal("deleting an app", &e))?;
-    if !done {
-        return Err(ApiError::new(ErrorCode::NotFound, "app not found").into());
-    }
-    // Key caches (auth, OAuth) flush on Resync; the admission table reloads on ServicesChanged.
-    svc.bus().publish(BusEvent::Resync);
-    svc.bus().publish(BusEvent::ServicesChanged);
-    Ok(axum::Json(json!({"deleted": true, "id": id})).into_response())
 }
 
 fn reason(f: &mut Fields, required: bool) -> std::result::Result<Option<String>, ApiError> {

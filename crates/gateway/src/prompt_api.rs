@@ -164,7 +164,9 @@ async fn call(state: &AppState, auth: &AuthContext, rec: &CallRecorder, slug: &s
     let plan = crate::handlers::route(state, auth, rec, &req.model).await?;
     let up = crate::handlers::primary_model(&plan);
     let admission = crate::handlers::admit(state, auth, rec, &req.model, &up, &|| crate::estimate::estimate_chat(&req.body, &up)).await?;
-    let answer = crate::failover::chat(state, rec, &plan, &req.body, &crate::failover::unchanged)
+    // Per attempt: reasoning models take `max_completion_tokens` (`token_cap`), as in `/v1/chat/completions`.
+    let cap = |b: &mut Map<String, Value>, t: &gatehouse_providers::Target| crate::token_cap::fit_token_cap(b, t, state.reasoning_model(t));
+    let answer = crate::failover::chat(state, rec, &plan, &req.body, &cap)
         .await
         .map_err(|e| crate::handlers::failed_before_answer(e, admission.as_ref()))?;
     rec.update(|d| {

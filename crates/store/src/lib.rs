@@ -241,10 +241,6 @@ pub trait Store: Send + Sync + 'static {
     /// stored status is still `expected` (a compare-and-set: two deciders never both win).
     /// Returns false if the row is missing or its status changed.
     async fn update_subscription(&self, subscription: &Subscription, expected: SubscriptionStatus) -> StoreResult<bool>;
-    /// Deletes an app in one transaction: marks it deleted (hidden from `get_app`/`list_apps`),
-    /// revokes its API keys, OAuth clients and issued tokens, and cancels its pending/active
-    /// subscriptions. Returns false if there is no such (undeleted) app.
-    async fn delete_app(&self, id: Id, at: Timestamp) -> StoreResult<bool>;
 }
 
 /// Opens the store for a URL. Runs no migrations; call [`Store::migrate`].

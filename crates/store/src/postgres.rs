@@ -1203,7 +1203,4 @@ impl Store for PostgresStore {
     async fn update_subscription(&self, subscription: &crate::Subscription, expected: crate::SubscriptionStatus) -> StoreResult<bool> {
         self.subscriptions_update(subscription, expected).await
     }
-    async fn delete_app(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
-        self.apps_delete(id, at).await
-    }
 }

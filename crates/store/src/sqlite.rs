@@ -1302,9 +1302,6 @@ impl Store for SqliteStore {
     async fn update_subscription(&self, subscription: &crate::Subscription, expected: crate::SubscriptionStatus) -> StoreResult<bool> {
         self.subscriptions_update(subscription, expected).await
     }
-    async fn delete_app(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
-        self.apps_delete(id, at).await
-    }
 }
 
 #[cfg(test)]

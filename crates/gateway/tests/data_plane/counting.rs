@@ -338,7 +338,4 @@ impl Store for CountingStore {
     async fn update_subscription(&self, subscription: &Subscription, expected: SubscriptionStatus) -> StoreResult<bool> {
         self.inner.update_subscription(subscription, expected).await
     }
-    async fn delete_app(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
-        self.inner.delete_app(id, at).await
-    }
 }

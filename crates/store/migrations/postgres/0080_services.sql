@@ -46,5 +46,3 @@ CREATE UNIQUE INDEX subscriptions_open ON subscriptions (app_id, service_id)
     WHERE status IN ('pending', 'active');
 CREATE INDEX subscriptions_service ON subscriptions (service_id, created_at);
 
--- Deleted apps are kept (keys, tokens and call logs refer to them) but hidden.
-ALTER TABLE apps ADD COLUMN deleted_at timestamptz;

@@ -1,7 +1,7 @@
 //! PostgreSQL implementation of the issue-7 methods: services, releases, subscriptions, app
 //! deletion. Ids as uuid, timestamps as timestamptz, specs as JSON text.
 
-use gatehouse_types::{Id, Timestamp};
+use gatehouse_types::Id;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder};
 
@@ -241,31 +241,5 @@ impl PostgresStore {
         .await
         .map_err(db("subscription"))?;
         Ok(done.rows_affected() > 0)
-    }
-
-    pub(super) async fn apps_delete(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
-        let mut tx = self.tx("app").await?;
-        let at = at;
-        let id = id;
-        let done = sqlx::query("UPDATE apps SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
-            .bind(at)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("app"))?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        for sql in [
-            "UPDATE credentials SET revoked_at = $1 WHERE app_id = $2 AND revoked_at IS NULL",
-            "UPDATE oauth_clients SET revoked_at = $1 WHERE app_id = $2 AND revoked_at IS NULL",
-            "UPDATE issued_tokens SET revoked_at = $1 WHERE app_id = $2 AND revoked_at IS NULL",
-            "UPDATE subscriptions SET status = 'cancelled', reason = 'app deleted', updated_at = $1 \
-             WHERE app_id = $2 AND status IN ('pending', 'active')",
-        ] {
-            sqlx::query(sql).bind(at).bind(&id).execute(&mut *tx).await.map_err(db("app"))?;
-        }
-        tx.commit().await.map_err(db("app"))?;
-        Ok(true)
     }
 }

@@ -1,7 +1,7 @@
 //! SQLite implementation of the issue-7 methods: services, releases, subscriptions, app
 //! deletion. Ids as TEXT, timestamps as INTEGER microseconds, specs as JSON TEXT.
 
-use gatehouse_types::{Id, Timestamp};
+use gatehouse_types::Id;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -241,31 +241,5 @@ impl SqliteStore {
         .await
         .map_err(db("subscription"))?;
         Ok(done.rows_affected() > 0)
-    }
-
-    pub(super) async fn apps_delete(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
-        let mut tx = self.write_tx("app").await?;
-        let at = micros(at)?;
-        let id = id_text(id);
-        let done = sqlx::query("UPDATE apps SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
-            .bind(at)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("app"))?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        for sql in [
-            "UPDATE credentials SET revoked_at = ? WHERE app_id = ? AND revoked_at IS NULL",
-            "UPDATE oauth_clients SET revoked_at = ? WHERE app_id = ? AND revoked_at IS NULL",
-            "UPDATE issued_tokens SET revoked_at = ? WHERE app_id = ? AND revoked_at IS NULL",
-            "UPDATE subscriptions SET status = 'cancelled', reason = 'app deleted', updated_at = ? \
-             WHERE app_id = ? AND status IN ('pending', 'active')",
-        ] {
-            sqlx::query(sql).bind(at).bind(&id).execute(&mut *tx).await.map_err(db("app"))?;
-        }
-        tx.commit().await.map_err(db("app"))?;
-        Ok(true)
     }
 }

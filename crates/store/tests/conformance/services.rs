@@ -1,5 +1,5 @@
 //! Conformance tests of the issue-7 methods: services and their releases, subscriptions (one
-//! open row per app and service, compare-and-set decisions), app deletion.
+//! open row per app and service, compare-and-set decisions).
 
 use std::sync::Arc;
 
@@ -150,25 +150,3 @@ async fn subscriptions_one_open_row_and_compare_and_set(s: Arc<dyn Store>) {
     assert_eq!(past.effective_status(now_us()), SubscriptionStatus::Expired);
 }
 store_test!(subscriptions_one_open_row_and_compare_and_set);
-
-async fn delete_app_hides_it_revokes_keys_and_cancels_subscriptions(s: Arc<dyn Store>) {
-    let (team, app) = seed_app(&s).await;
-    let key = credential(&app, 40);
-    s.create_credential(&key).await.unwrap();
-    let svc = service(&team, "orders");
-    s.create_service(&svc).await.unwrap();
-    let sub = subscription(&app, &svc, SubscriptionStatus::Active);
-    s.create_subscription(&sub).await.unwrap();
-    let at = now_us();
-    assert!(s.delete_app(app.id, at).await.unwrap());
-    assert!(!s.delete_app(app.id, at).await.unwrap());
-    assert!(!s.delete_app(new_id(), at).await.unwrap());
-    assert_eq!(s.get_app(app.id).await.unwrap(), None);
-    assert!(s.list_apps(None).await.unwrap().is_empty());
-    assert!(s.list_apps(Some(team.id)).await.unwrap().is_empty());
-    assert_eq!(s.get_credential(key.id).await.unwrap().unwrap().revoked_at, Some(at));
-    let got = s.get_subscription(sub.id).await.unwrap().unwrap();
-    assert_eq!(got.status, SubscriptionStatus::Cancelled);
-    assert_eq!(got.reason.as_deref(), Some("app deleted"));
-}
-store_test!(delete_app_hides_it_revokes_keys_and_cancels_subscriptions);
