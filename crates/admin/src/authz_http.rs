@@ -31,6 +31,11 @@ pub enum Target {
     KeyParam,
     /// `{id}` in the path is an app id; its team is looked up.
     AppParam,
+    /// `{id}` in the path is a service id or slug; its team is looked up (issue 7).
+    ServiceParam,
+    /// `{id}` in the path is a subscription id: the service's team for
+    /// `subscriptions.decide`, the app's team otherwise (issue 7).
+    SubscriptionParam,
     /// The handler checks (team from the query or the body; lists filter by visible teams).
     Handler,
 }
@@ -99,6 +104,24 @@ pub static ROUTES: &[RoutePolicy] = &[
     r(Method::POST, "/tokens/revoke", P::TokensManage, T::System),
     r(Method::POST, "/tokens/introspect", P::TokensManage, T::System),
     r(Method::POST, "/tokens/single-use", P::TokensManage, T::System),
+    // Services and subscriptions (issue 7, `apim.rs`, `subscriptions.rs`).
+    r(Method::POST, "/services", P::ServicesWrite, T::Handler),
+    r(Method::GET, "/services", P::ServicesRead, T::Handler),
+    r(Method::GET, "/services/{id}", P::ServicesRead, T::ServiceParam),
+    r(Method::PATCH, "/services/{id}", P::ServicesWrite, T::ServiceParam),
+    r(Method::POST, "/services/{id}/publish", P::ServicesPublish, T::ServiceParam),
+    r(Method::POST, "/services/{id}/deprecate", P::ServicesPublish, T::ServiceParam),
+    r(Method::POST, "/services/{id}/retire", P::ServicesPublish, T::ServiceParam),
+    r(Method::POST, "/services/{id}/rollback", P::ServicesPublish, T::ServiceParam),
+    r(Method::GET, "/services/{id}/releases", P::ServicesRead, T::ServiceParam),
+    r(Method::GET, "/services/{id}/releases/{version}", P::ServicesRead, T::ServiceParam),
+    r(Method::GET, "/services/{id}/diff", P::ServicesRead, T::ServiceParam),
+    r(Method::POST, "/subscriptions", P::SubscriptionsRequest, T::Handler),
+    r(Method::GET, "/subscriptions", P::AppsRead, T::Handler),
+    r(Method::GET, "/subscriptions/{id}", P::AppsRead, T::SubscriptionParam),
+    r(Method::POST, "/subscriptions/{id}/approve", P::SubscriptionsDecide, T::SubscriptionParam),
+    r(Method::POST, "/subscriptions/{id}/reject", P::SubscriptionsDecide, T::SubscriptionParam),
+    r(Method::POST, "/subscriptions/{id}/cancel", P::SubscriptionsRequest, T::SubscriptionParam),
     r(Method::GET, "/audit", P::AuditRead, T::System),
     r(Method::GET, "/audit/verify", P::AuditRead, T::System),
 ];
@@ -164,6 +187,11 @@ async fn check(svc: &AdminService, principal: &Principal, p: &RoutePolicy, path:
         T::TeamParam => id()?,
         T::KeyParam => svc.key_team(id()?).await?.ok_or_else(invisible)?,
         T::AppParam => svc.app_team(id()?).await?.ok_or_else(invisible)?,
+        T::ServiceParam => {
+            let key = first_param(p.path, path).ok_or_else(invisible)?;
+            crate::apim::service_team(svc, &key).await?.ok_or_else(invisible)?
+        }
+        T::SubscriptionParam => crate::subscriptions::subscription_team(svc, id()?, p.permission).await?.ok_or_else(invisible)?,
     };
     authorize(principal, Scope::Team(team), p.permission)
 }

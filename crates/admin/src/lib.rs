@@ -12,6 +12,8 @@
 //! Provider keys and API keys never appear in a response (except the one creation response of an
 //! API key), an error message or a log line.
 
+pub mod apim;
+pub mod apim_openapi;
 pub mod audit;
 pub mod authz;
 pub mod authz_http;
@@ -25,6 +27,7 @@ pub mod openapi;
 pub mod query_guard;
 pub mod service;
 pub mod tenancy_http;
+pub mod subscriptions;
 
 pub use http::{router, router_with};
 pub use service::{AdminDeps, AdminService, BootstrapOptions, BootstrapOutput};

@@ -528,6 +528,40 @@ op!(query_audit, get, "/admin/v1/audit", "audit", "Audit events, newest first", 
            ("limit" = Option<u32>, Query, description = "1-1000")));
 op!(verify_audit, get, "/admin/v1/audit/verify", "audit", "Verify the audit hash chain", ok = 200 AuditVerify);
 
+// Services and subscriptions (issue 7; `apim.rs`, `subscriptions.rs`). Specs are free-form JSON
+// (`gatehouse_types::apim::ServiceSpec`, validated by the server, 400 naming the field).
+op!(create_service, post, "/admin/v1/services", "services", "Create a draft service (ai, rest or prompt)", ok = 201 Value, req = Value);
+op!(list_services, get, "/admin/v1/services", "services", "List services (own teams', and published public ones)", ok = 200 ObjectList,
+    params(("team_id" = Option<String>, Query, description = "only this team's services"), ("kind" = Option<String>, Query, description = "ai | rest | prompt"),
+           ("status" = Option<String>, Query, description = "draft | published | deprecated | retired")));
+op!(get_service, get, "/admin/v1/services/{id}", "services", "Read a service (id or slug)", ok = 200 Value, params(("id" = String, Path, description = "service id or slug")));
+op!(update_service, patch, "/admin/v1/services/{id}", "services", "Edit a service's draft", ok = 200 Value, req = Value, params(("id" = String, Path, description = "service id or slug")));
+op!(publish_service, post, "/admin/v1/services/{id}/publish", "services", "Publish the draft as a new immutable release", ok = 200 Value, req = Value,
+    params(("id" = String, Path, description = "service id or slug")));
+op!(deprecate_service, post, "/admin/v1/services/{id}/deprecate", "services", "Deprecate with a sunset date (Deprecation/Sunset headers)", ok = 200 Value, req = Value,
+    params(("id" = String, Path, description = "service id or slug")));
+op!(retire_service, post, "/admin/v1/services/{id}/retire", "services", "Retire (calls answer 410)", ok = 200 Value, params(("id" = String, Path, description = "service id or slug")));
+op!(rollback_service, post, "/admin/v1/services/{id}/rollback", "services", "Republish an earlier release", ok = 200 Value, req = Value,
+    params(("id" = String, Path, description = "service id or slug")));
+op!(list_releases, get, "/admin/v1/services/{id}/releases", "services", "Releases, newest first", ok = 200 ObjectList,
+    params(("id" = String, Path, description = "service id or slug")));
+op!(get_release, get, "/admin/v1/services/{id}/releases/{version}", "services", "Read one release", ok = 200 Value,
+    params(("id" = String, Path, description = "service id or slug"), ("version" = String, Path, description = "release number")));
+op!(diff_releases, get, "/admin/v1/services/{id}/diff", "services", "Differences between two releases (JSON Pointers)", ok = 200 Value,
+    params(("id" = String, Path, description = "service id or slug"), ("from" = Option<String>, Query, description = "release number"),
+           ("to" = Option<String>, Query, description = "release number")));
+op!(request_subscription, post, "/admin/v1/subscriptions", "subscriptions", "Subscribe an app to a service", ok = 201 Value, req = Value);
+op!(list_subscriptions, get, "/admin/v1/subscriptions", "subscriptions", "List subscriptions", ok = 200 ObjectList,
+    params(("app_id" = Option<String>, Query, description = "app"), ("service_id" = Option<String>, Query, description = "service"),
+           ("status" = Option<String>, Query, description = "pending | active | rejected | cancelled | expired")));
+op!(get_subscription, get, "/admin/v1/subscriptions/{id}", "subscriptions", "Read a subscription", ok = 200 Value, params(("id" = String, Path, description = "subscription id")));
+op!(approve_subscription, post, "/admin/v1/subscriptions/{id}/approve", "subscriptions", "Approve a pending subscription", ok = 200 Value, req = Value,
+    params(("id" = String, Path, description = "subscription id")));
+op!(reject_subscription, post, "/admin/v1/subscriptions/{id}/reject", "subscriptions", "Reject a pending subscription (reason required)", ok = 200 Value, req = Value,
+    params(("id" = String, Path, description = "subscription id")));
+op!(cancel_subscription, post, "/admin/v1/subscriptions/{id}/cancel", "subscriptions", "Cancel a pending or active subscription", ok = 200 Value, req = Value,
+    params(("id" = String, Path, description = "subscription id")));
+
 /// Adds the two security schemes: the operator token (bearer) and the session cookie.
 struct Security;
 
@@ -555,7 +589,10 @@ impl Modify for Security {
         revoke_key, rotate_key, list_providers, upsert_provider, delete_provider, list_models, upsert_model,
         delete_model, get_model_cache, set_model_cache, delete_model_cache, query_logs, list_limits, set_limit, delete_limit, report_leak, query_audit, verify_audit,
         create_oauth_client, list_oauth_clients, get_oauth_client, revoke_oauth_client, revoke_token, introspect_token,
-        create_single_use
+        create_single_use, create_service, list_services, get_service, update_service, publish_service,
+        deprecate_service, retire_service, rollback_service, list_releases, get_release, diff_releases,
+        request_subscription, list_subscriptions, get_subscription, approve_subscription, reject_subscription,
+        cancel_subscription
     ),
     modifiers(&Security)
 )]

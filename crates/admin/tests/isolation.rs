@@ -151,6 +151,8 @@ fn body_for(method: &str, path: &str, w: &World) -> Option<Value> {
         "/limits" => json!({"scope": "team", "scope_id": w.team_a, "rpm": 1}),
         "/providers" => json!({"name": "x", "kind": "openai"}),
         "/models" => json!({"name": "x", "deployments": [{"provider": "x", "model": "y"}]}),
+        "/services" => json!({"team_id": w.team_a, "kind": "rest", "name": "sneaky", "slug": "sneaky"}),
+        "/subscriptions" => json!({"app_id": w.app_a, "service": "sneaky"}),
         _ => json!({}),
     })
 }
@@ -173,7 +175,7 @@ fn concrete(pattern: &str, target: Target, w: &World) -> String {
 async fn foreign_team_credentials_see_and_change_nothing_on_every_route() {
     let w = world().await;
     let secrets_of_a = [w.team_a.as_str(), w.app_a.as_str(), w.key_a.as_str(), "team-a", "billing", "alice"];
-    let own_data_routes = ["/me", "/me/tokens", "/session", "/teams", "/apps", "/keys", "/logs", "/models"];
+    let own_data_routes = ["/me", "/me/tokens", "/session", "/teams", "/apps", "/keys", "/logs", "/models", "/services", "/subscriptions"];
     let mut walked = 0;
     for r in ROUTES.iter() {
         let path = concrete(r.path, r.target, &w);

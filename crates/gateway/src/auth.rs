@@ -122,7 +122,7 @@ impl Authenticator {
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 self.flush();
             }
-            BusEvent::RoutingChanged | BusEvent::LimitsChanged | BusEvent::TokenRevoked { .. } => {}
+            BusEvent::RoutingChanged | BusEvent::LimitsChanged | BusEvent::TokenRevoked { .. } | BusEvent::ServicesChanged => {}
         }
         if let Some(o) = &self.oauth {
             o.on_bus_event(event);

@@ -177,6 +177,13 @@ pub(crate) async fn route(state: &AppState, auth: &AuthContext, rec: &CallRecord
         return Err(ApiError::new(ErrorCode::InsufficientScope, format!("this API key may not use the model `{shown}`"))
             .with_param("model"));
     }
+    // Issue 7: subscription check (open for models no service exposes; `admission` module doc).
+    // A prompt API's subscription already admitted its model (`prompt_api`).
+    if crate::prompt_api::PROMPT_ADMITTED.try_with(|()| ()).is_err() {
+        if let Some(via) = state.admission.admit_model(auth.credential.app_id, model).await? {
+            crate::admission::note_admitted(via);
+        }
+    }
     let route = state.routing.resolve(model).await?;
     let plan = state.plane.plan(model, route, |m| async move { state.routing.resolve(&m).await }).await;
     let candidate = plan.primary().ok_or_else(|| model_not_found(model))?;

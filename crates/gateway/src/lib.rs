@@ -14,6 +14,7 @@
 //! (`POST /v1/messages`), [`gemini_api`] (`:generateContent`, `:streamGenerateContent`).
 
 pub mod anomaly;
+pub mod admission;
 pub mod anthropic_api;
 pub mod azure_api;
 pub mod auth;
@@ -34,8 +35,10 @@ pub mod limits;
 pub(crate) mod metrics;
 pub mod policy;
 pub mod pricing;
+pub mod prompt_api;
 pub mod oauth;
 pub mod request;
+pub mod rest_proxy;
 pub mod routing;
 pub mod security;
 pub mod passthrough;
@@ -183,6 +186,10 @@ pub struct AppState {
     /// Per-credential anomaly detection and the audit rate gate (issue 5).
     pub(crate) anomaly: anomaly::Detector,
     pub(crate) cache: cache::ResponseCache,
+    /// Issue 7: subscription admission, REST upstream pools and their client.
+    pub(crate) admission: admission::Admission,
+    pub(crate) rest_pools: rest_proxy::Pools,
+    pub(crate) rest_client: reqwest::Client,
 }
 
 /// The data plane: state, background tasks (call-log writer, `last_used_at` batcher) and the
@@ -228,6 +235,7 @@ impl Gateway {
             deps.peppers.clone(),
             deps.settings.trusted_proxies.clone(),
         );
+        let admission = admission::Admission::load(deps.store.clone()).await?;
         let (mut auth, touch_rx) = Authenticator::new(deps.store.clone(), deps.peppers.clone(), deps.settings.env);
         auth.set_oauth(oauth.clone());
         let response_cache = cache::ResponseCache::load(deps.store.clone(), &deps.settings.response_cache).await?;
@@ -249,6 +257,9 @@ impl Gateway {
             dpop,
             anomaly: anomaly::Detector::new(anomaly::AnomalyConfig::default(), deps.store.clone(), deps.bus.clone(), deps.audit.clone()),
             cache: response_cache,
+            admission,
+            rest_pools: rest_proxy::Pools::default(),
+            rest_client: rest_proxy::client(),
         });
         let weak = Arc::downgrade(&state);
         let handler: BusHandler = Arc::new(move |event| {
@@ -257,6 +268,7 @@ impl Gateway {
                 s.routing.on_bus_event(event);
                 s.limiter.on_bus_event(event);
                 s.cache.on_bus_event(event);
+                s.admission.on_bus_event(event);
             }
         });
         deps.bus.subscribe(handler);
@@ -318,6 +330,12 @@ impl Gateway {
             .route("/openai/v1/chat/completions", post(handlers::chat_completions).fallback(|| async { method_not_allowed("POST") }))
             .route("/openai/v1/embeddings", post(handlers::embeddings).fallback(|| async { method_not_allowed("POST") }))
             .route("/openai/v1/models", get(handlers::list_models).fallback(|| async { method_not_allowed("GET") }))
+            // Issue 7: REST services (`rest_proxy`).
+            .route("/svc/{slug}", axum::routing::any(rest_proxy::handle))
+            .route("/svc/{slug}/{*path}", axum::routing::any(rest_proxy::handle))
+            // Issue 7: prompt APIs (`prompt_api`).
+            .route("/prompts/{slug}/{name}", post(prompt_api::handle).fallback(|| async { method_not_allowed("POST") }))
+            .route_layer(axum::middleware::from_fn(admission::lifecycle_headers))
             .route_layer(from_fn_with_state(state.clone(), auth::auth_middleware))
             .merge(oauth::routes())
             .fallback(error::not_found)

@@ -9,7 +9,8 @@
 //!
 //! Scopes (case-sensitive, RFC 6749 §3.3): `chat:invoke` (`/v1/chat/completions`,
 //! `/v1/messages`, Gemini generate), `embeddings:invoke` (`/v1/embeddings`), `models:read`
-//! (`GET /v1/models…`). A key with no scopes has all data-plane scopes.
+//! (`GET /v1/models…`), `services:invoke` (REST services under `/svc/…`, issue 7; prompt APIs
+//! under `/prompts/…` need `chat:invoke`). A key with no scopes has all data-plane scopes.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -30,8 +31,10 @@ pub const SCOPE_CHAT: &str = "chat:invoke";
 pub const SCOPE_EMBEDDINGS: &str = "embeddings:invoke";
 /// `models:read`.
 pub const SCOPE_MODELS: &str = "models:read";
+/// `services:invoke` (issue 7: REST services at `/svc/{slug}/…`).
+pub const SCOPE_SERVICES: &str = "services:invoke";
 /// Every data-plane scope (what admin input is checked against).
-pub const ALL_SCOPES: &[&str] = &[SCOPE_CHAT, SCOPE_EMBEDDINGS, SCOPE_MODELS];
+pub const ALL_SCOPES: &[&str] = &[SCOPE_CHAT, SCOPE_EMBEDDINGS, SCOPE_MODELS, SCOPE_SERVICES];
 
 /// The scope a data-plane route needs.
 /// The Azure-style paths (`crate::azure_api`) need the scope of the `/v1/…` route they serve.
@@ -39,6 +42,8 @@ pub fn required_scope(method: &Method, path: &str) -> &'static str {
     let azure_embeddings = path == "/openai/v1/embeddings" || (path.starts_with("/openai/deployments/") && path.ends_with("/embeddings"));
     if path == "/v1/embeddings" || azure_embeddings {
         SCOPE_EMBEDDINGS
+    } else if path.starts_with("/svc/") {
+        SCOPE_SERVICES
     } else if (method == Method::GET || method == Method::HEAD) && (path == "/v1/models" || path.starts_with("/v1/models/") || path == "/openai/v1/models") {
         SCOPE_MODELS
     } else {

@@ -4,6 +4,7 @@
 //! operator token only from `GATEHOUSE_ADMIN_TOKEN` (never a flag: flags show in `ps` and shell
 //! history). Output: plain-text tables, or the raw JSON with `--json`.
 
+pub mod apim;
 pub mod audit;
 
 pub mod limits;
@@ -59,7 +60,7 @@ pub enum KeysCmd {
         /// App id (default: the "default" app).
         #[arg(long, value_name = "ID")]
         app: Option<String>,
-        /// Comma-separated scopes: chat:invoke, embeddings:invoke, models:read (default: all).
+        /// Comma-separated scopes: chat:invoke, embeddings:invoke, models:read, services:invoke (default: all).
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
         /// Comma-separated CIDRs the key may be used from (default: anywhere).

@@ -68,6 +68,10 @@ enum Command {
     OauthClients(cli::ClientArgs<cli::oauth::OAuthClientsCmd>),
     /// Revoke or introspect any API key or issued token (read from stdin, never echoed).
     Tokens(cli::ClientArgs<cli::oauth::TokensCmd>),
+    /// Services (issue 7): create, publish, deprecate, retire, rollback, releases, diff.
+    Services(cli::ClientArgs<cli::apim::ServicesCmd>),
+    /// Subscriptions of apps to services: request, approve, reject, cancel, list.
+    Subscriptions(cli::ClientArgs<cli::apim::SubscriptionsCmd>),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +101,8 @@ fn main() -> ExitCode {
             Command::Config(args) => cli::config_io::config(args).await,
             Command::OauthClients(args) => cli::oauth::oauth_clients(args).await,
             Command::Tokens(args) => cli::oauth::tokens(args).await,
+            Command::Services(args) => cli::apim::services(args).await,
+            Command::Subscriptions(args) => cli::apim::subscriptions(args).await,
         }
     })
 }

@@ -23,6 +23,9 @@ pub enum BusEvent {
     /// was revoked (issue 5): its id joins every node's deny-list until the longest token
     /// lifetime has passed, and cached tokens with that id, parent or client are dropped.
     TokenRevoked { id: Id },
+    /// Issue 7: a service, its release or a subscription changed (the data plane reloads its
+    /// admission table before the next request).
+    ServicesChanged,
 }
 
 /// A handler for bus events. Must be quick and must not block.

@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod records;
 pub mod replay;
 pub mod response_cache;
+pub mod services;
 pub mod sqlite;
 pub mod tenancy;
 
@@ -26,6 +27,10 @@ pub use postgres::PostgresStore;
 pub use records::*;
 pub use replay::{MemoryReplayCache, RedisReplayCache, ReplayCache};
 pub use response_cache::ModelCachePolicy;
+pub use services::{
+    ApprovalMode, Service, ServiceKind, ServiceRelease, ServiceStatus, Subscription, SubscriptionFilter,
+    SubscriptionStatus, Visibility,
+};
 pub use sqlite::SqliteStore;
 pub use tenancy::{TeamMember, UserSession};
 
@@ -220,6 +225,32 @@ pub trait Store: Send + Sync + 'static {
     /// Records a client-assertion `jti` key (a digest) until `expires_at`: true the first time,
     /// false on a replay (`INSERT … ON CONFLICT DO NOTHING`, §5.2). Purges expired rows.
     async fn record_jti(&self, key: &[u8], expires_at: Timestamp) -> StoreResult<bool>;
+
+    // --- issue 7: services, releases, subscriptions, app deletion (`sqlite/services.rs`,
+    // `postgres/services.rs`; records in [`services`]). ---
+    /// Errors with `Conflict` if the slug is taken.
+    async fn create_service(&self, service: &Service) -> StoreResult<()>;
+    async fn get_service(&self, id: Id) -> StoreResult<Option<Service>>;
+    async fn get_service_by_slug(&self, slug: &str) -> StoreResult<Option<Service>>;
+    /// Services (of one team, or all), newest first.
+    async fn list_services(&self, team_id: Option<Id>) -> StoreResult<Vec<Service>>;
+    /// Replaces every column but `id`, `team_id`, `kind`, `slug`, `created_at` of the row with
+    /// `service.id`, and inserts `release` (if any) in the same transaction. Returns false (and
+    /// changes nothing) if no such service. `Conflict` if the release version exists.
+    async fn update_service(&self, service: &Service, release: Option<&ServiceRelease>) -> StoreResult<bool>;
+    /// Releases of a service, newest (highest version) first.
+    async fn list_service_releases(&self, service_id: Id) -> StoreResult<Vec<ServiceRelease>>;
+    async fn get_service_release(&self, service_id: Id, version: u32) -> StoreResult<Option<ServiceRelease>>;
+    /// Errors with `Conflict` if the app already has a pending or active subscription to the
+    /// service.
+    async fn create_subscription(&self, subscription: &Subscription) -> StoreResult<()>;
+    async fn get_subscription(&self, id: Id) -> StoreResult<Option<Subscription>>;
+    /// Filtered, newest first.
+    async fn list_subscriptions(&self, filter: &SubscriptionFilter) -> StoreResult<Vec<Subscription>>;
+    /// Writes `status`, `reason`, `decided_by`, `expires_at`, `updated_at` of the row only if its
+    /// stored status is still `expected` (a compare-and-set: two deciders never both win).
+    /// Returns false if the row is missing or its status changed.
+    async fn update_subscription(&self, subscription: &Subscription, expected: SubscriptionStatus) -> StoreResult<bool>;
 }
 
 /// Opens the store for a URL. Runs no migrations; call [`Store::migrate`].

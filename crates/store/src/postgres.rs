@@ -26,6 +26,7 @@ use crate::{
 mod audit;
 mod security;
 mod oauth;
+mod services;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -1180,5 +1181,40 @@ impl Store for PostgresStore {
     }
     async fn record_jti(&self, key: &[u8], expires_at: Timestamp) -> StoreResult<bool> {
         oauth::record_jti(self, key, expires_at).await
+    }
+
+    // --- issue 7 (`services.rs` sub-module) ---
+    async fn create_service(&self, service: &crate::Service) -> StoreResult<()> {
+        self.services_create(service).await
+    }
+    async fn get_service(&self, id: Id) -> StoreResult<Option<crate::Service>> {
+        self.services_get(Some(id), None).await
+    }
+    async fn get_service_by_slug(&self, slug: &str) -> StoreResult<Option<crate::Service>> {
+        self.services_get(None, Some(slug)).await
+    }
+    async fn list_services(&self, team_id: Option<Id>) -> StoreResult<Vec<crate::Service>> {
+        self.services_list(team_id).await
+    }
+    async fn update_service(&self, service: &crate::Service, release: Option<&crate::ServiceRelease>) -> StoreResult<bool> {
+        self.services_update(service, release).await
+    }
+    async fn list_service_releases(&self, service_id: Id) -> StoreResult<Vec<crate::ServiceRelease>> {
+        self.releases_list(service_id, None).await
+    }
+    async fn get_service_release(&self, service_id: Id, version: u32) -> StoreResult<Option<crate::ServiceRelease>> {
+        Ok(self.releases_list(service_id, Some(version)).await?.into_iter().next())
+    }
+    async fn create_subscription(&self, subscription: &crate::Subscription) -> StoreResult<()> {
+        self.subscriptions_create(subscription).await
+    }
+    async fn get_subscription(&self, id: Id) -> StoreResult<Option<crate::Subscription>> {
+        Ok(self.subscriptions_list(Some(id), &crate::SubscriptionFilter::default()).await?.into_iter().next())
+    }
+    async fn list_subscriptions(&self, filter: &crate::SubscriptionFilter) -> StoreResult<Vec<crate::Subscription>> {
+        self.subscriptions_list(None, filter).await
+    }
+    async fn update_subscription(&self, subscription: &crate::Subscription, expected: crate::SubscriptionStatus) -> StoreResult<bool> {
+        self.subscriptions_update(subscription, expected).await
     }
 }

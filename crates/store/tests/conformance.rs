@@ -1692,3 +1692,6 @@ async fn model_cache_settings(s: Arc<dyn Store>) {
     assert!(s.list_model_caches().await.unwrap().is_empty());
 }
 store_test!(model_cache_settings);
+// Services, releases, subscriptions, app deletion (issue 7).
+#[path = "conformance/services.rs"]
+mod services;

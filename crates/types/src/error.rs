@@ -63,6 +63,11 @@ pub enum ErrorCode {
     Unavailable,
     /// 504: the upstream did not answer in time.
     UpstreamTimeout,
+    /// 403: the key's app has no active subscription to a published service exposing this
+    /// model, route or prompt (issue 7, DESIGN.md "Request path").
+    SubscriptionRequired,
+    /// 410: the service was retired (issue 7 lifecycle; RFC 9110 §15.5.11).
+    ServiceRetired,
 }
 
 impl ErrorCode {
@@ -85,7 +90,7 @@ impl ErrorCode {
     pub fn anthropic_type(self) -> &'static str {
         match self {
             Self::MissingCredential | Self::InvalidToken | Self::InvalidDpopProof | Self::UseDpopNonce => "authentication_error",
-            Self::InsufficientScope | Self::PermissionDenied => "permission_error",
+            Self::InsufficientScope | Self::PermissionDenied | Self::SubscriptionRequired => "permission_error",
             Self::ModelNotFound | Self::NotFound => "not_found_error",
             Self::PayloadTooLarge => "request_too_large",
             Self::RateLimitExceeded => "rate_limit_error",
@@ -123,11 +128,13 @@ impl ErrorCode {
             Self::UpstreamOverloaded => ("overloaded", S::SERVICE_UNAVAILABLE, "server_error"),
             Self::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "server_error"),
             Self::UpstreamTimeout => ("timeout", S::GATEWAY_TIMEOUT, "server_error"),
+            Self::SubscriptionRequired => ("subscription_required", S::FORBIDDEN, "permission_error"),
+            Self::ServiceRetired => ("service_retired", S::GONE, "invalid_request_error"),
         }
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 25] = [
         Self::InvalidRequest,
         Self::InvalidCredentialRequest,
         Self::MissingCredential,
@@ -151,6 +158,8 @@ impl ErrorCode {
         Self::UpstreamOverloaded,
         Self::Unavailable,
         Self::UpstreamTimeout,
+        Self::SubscriptionRequired,
+        Self::ServiceRetired,
     ];
 }
 

@@ -11,6 +11,7 @@
 //! * [`openai`]: OpenAI-compatible wire types (chat, embeddings, models), unknown fields kept.
 
 pub mod aws;
+pub mod apim;
 pub mod error;
 pub mod ids;
 pub mod openai;

@@ -20,7 +20,7 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// Longest grace period (7 days).
 pub const MAX_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Data-plane scopes a key may hold.
-pub const KEY_SCOPES: &[&str] = &["chat:invoke", "embeddings:invoke", "models:read"];
+pub const KEY_SCOPES: &[&str] = &["chat:invoke", "embeddings:invoke", "models:read", "services:invoke"];
 /// Most tokens in one leak report.
 pub const MAX_LEAK_TOKENS: usize = 1000;
 

@@ -315,4 +315,39 @@ impl Store for CountingStore {
     async fn record_jti(&self, key: &[u8], expires_at: Timestamp) -> StoreResult<bool> {
         self.inner.record_jti(key, expires_at).await
     }
+    async fn create_service(&self, service: &Service) -> StoreResult<()> {
+        self.inner.create_service(service).await
+    }
+    async fn get_service(&self, id: Id) -> StoreResult<Option<Service>> {
+        self.inner.get_service(id).await
+    }
+    async fn get_service_by_slug(&self, slug: &str) -> StoreResult<Option<Service>> {
+        self.inner.get_service_by_slug(slug).await
+    }
+    async fn list_services(&self, team_id: Option<Id>) -> StoreResult<Vec<Service>> {
+        self.count(false);
+        self.inner.list_services(team_id).await
+    }
+    async fn update_service(&self, service: &Service, release: Option<&ServiceRelease>) -> StoreResult<bool> {
+        self.inner.update_service(service, release).await
+    }
+    async fn list_service_releases(&self, service_id: Id) -> StoreResult<Vec<ServiceRelease>> {
+        self.inner.list_service_releases(service_id).await
+    }
+    async fn get_service_release(&self, service_id: Id, version: u32) -> StoreResult<Option<ServiceRelease>> {
+        self.inner.get_service_release(service_id, version).await
+    }
+    async fn create_subscription(&self, subscription: &Subscription) -> StoreResult<()> {
+        self.inner.create_subscription(subscription).await
+    }
+    async fn get_subscription(&self, id: Id) -> StoreResult<Option<Subscription>> {
+        self.inner.get_subscription(id).await
+    }
+    async fn list_subscriptions(&self, filter: &SubscriptionFilter) -> StoreResult<Vec<Subscription>> {
+        self.count(false);
+        self.inner.list_subscriptions(filter).await
+    }
+    async fn update_subscription(&self, subscription: &Subscription, expected: SubscriptionStatus) -> StoreResult<bool> {
+        self.inner.update_subscription(subscription, expected).await
+    }
 }

@@ -1,0 +1,385 @@
+//! REST services (issue 7) at `/svc/{slug}/{path…}` on the data plane.
+//!
+//! Per request: admission ([`crate::admission`]: subscription, retired → 410) → route match
+//! (method, path template, `Host`, headers; first match wins; none → 404) → node choice
+//! (weighted round robin or weighted rendezvous hashing of `hash_on`, skipping nodes the active
+//! health check marked down; when all are down every node is tried) → upstream request:
+//!
+//! * the path is the route's `rewrite` filled with the matched parameters (default: the path as
+//!   received), appended to the node URL's path; the query is forwarded without `key`,
+//!   `api_key`, `access_token` parameters;
+//! * the client's headers are copied **except** the credential headers (`Authorization`,
+//!   `x-api-key`, `api-key`, `x-goog-api-key`, `DPoP`, `Proxy-Authorization`), hop-by-hop
+//!   headers, `Host`, `Content-Length`, client-sent `x-request-id` / `x-gatehouse-app-id`, and
+//!   the service's `remove_headers`; then `add_headers` are set; then the gateway sets
+//!   `x-request-id` (this call's id) and `x-gatehouse-app-id` (the calling app);
+//! * timeout `timeout_ms` per attempt; on a connection error, timeout or 502/503/504 another
+//!   node is tried up to `retries` times, only for idempotent methods (RFC 9110 §9.2.2);
+//! * the body is bounded by the data plane's body limit; redirects are passed back, never
+//!   followed.
+//!
+//! The answer streams back with the upstream status and headers (minus hop-by-hop), plus
+//! `Deprecation`/`Sunset` when the service is deprecated. Gateway errors use the OpenAI error
+//! shape: 502 `upstream_error` (no node answered), 504 `timeout`.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Extension, Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use gatehouse_store::ServiceKind;
+use gatehouse_types::apim::{Balance, RestRoute, RestUpstream, fill_template, idempotent, match_path};
+use gatehouse_types::{ApiError, ErrorCode, Id};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+use crate::admission::LiveService;
+use crate::auth::AuthContext;
+use crate::calllog::CallRecorder;
+use crate::error::error_response;
+use crate::request::read_body;
+
+/// Header carrying the calling app's id to the upstream.
+pub const APP_ID_HEADER: &str = "x-gatehouse-app-id";
+
+const HOP_BY_HOP: [&str; 9] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "content-length"];
+const CREDENTIAL_HEADERS: [&str; 6] = ["authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "dpop"];
+const DROPPED_QUERY: [&str; 3] = ["key", "api_key", "access_token"];
+
+/// Node health and balancing state of one service release's upstream.
+pub struct Pool {
+    nodes: Vec<(String, u32)>,
+    healthy: Vec<AtomicBool>,
+    failures: Vec<AtomicU32>,
+    /// Weighted round robin: indexes repeated by weight.
+    wheel: Vec<usize>,
+    next: AtomicUsize,
+    stop: CancellationToken,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Pool {
+    fn new(up: &RestUpstream) -> Self {
+        let nodes: Vec<(String, u32)> = up.nodes.iter().map(|n| (n.url.trim_end_matches('/').to_string(), n.weight)).collect();
+        let wheel = nodes.iter().enumerate().flat_map(|(i, (_, w))| std::iter::repeat_n(i, *w as usize)).collect();
+        Self {
+            healthy: nodes.iter().map(|_| AtomicBool::new(true)).collect(),
+            failures: nodes.iter().map(|_| AtomicU32::new(0)).collect(),
+            nodes,
+            wheel,
+            next: AtomicUsize::new(0),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// Node indexes in the order to try them.
+    fn order(&self, balance: Balance, hash_key: &str) -> Vec<usize> {
+        let n = self.nodes.len();
+        let mut order: Vec<usize> = match balance {
+            Balance::RoundRobin => {
+                let start = self.wheel.get(self.next.fetch_add(1, Ordering::Relaxed) % self.wheel.len().max(1)).copied().unwrap_or(0);
+                (0..n).map(|i| (start + i) % n).collect()
+            }
+            Balance::ConsistentHash => {
+                // Weighted rendezvous hashing: score = -w / ln(u), u = hash(key, node) in (0, 1).
+                let mut scored: Vec<(f64, usize)> = self
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (url, w))| {
+                        let mut h = std::hash::DefaultHasher::new();
+                        (hash_key, url.as_str()).hash(&mut h);
+                        let u = ((h.finish() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                        (-f64::from(*w) / u.ln(), i)
+                    })
+                    .collect();
+                scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+                scored.into_iter().map(|(_, i)| i).collect()
+            }
+        };
+        // Healthy nodes first, in the balancer's order; down nodes only as a last resort.
+        order.sort_by_key(|i| !self.healthy[*i].load(Ordering::Relaxed));
+        order
+    }
+
+    fn record(&self, i: usize, ok: bool, unhealthy_after: u32) {
+        if ok {
+            self.failures[i].store(0, Ordering::Relaxed);
+            self.healthy[i].store(true, Ordering::Relaxed);
+        } else if self.failures[i].fetch_add(1, Ordering::Relaxed) + 1 >= unhealthy_after {
+            self.healthy[i].store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The pools of live REST services, keyed by (service, release), with their health checkers.
+#[derive(Default)]
+pub struct Pools {
+    pools: Mutex<HashMap<(Id, u32), Arc<Pool>>>,
+}
+
+impl Pools {
+    fn get(&self, client: &reqwest::Client, s: &LiveService, up: &RestUpstream) -> Arc<Pool> {
+        let mut map = match self.pools.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(p) = map.get(&(s.id, s.version)) {
+            return p.clone();
+        }
+        // A new release replaces the service's older pools (their checkers stop on drop).
+        map.retain(|(id, _), _| *id != s.id);
+        let pool = Arc::new(Pool::new(up));
+        if let Some(hc) = &up.health_check {
+            spawn_health_check(client.clone(), Arc::downgrade(&pool), hc.clone(), pool.stop.clone());
+        }
+        map.insert((s.id, s.version), pool.clone());
+        pool
+    }
+}
+
+fn spawn_health_check(client: reqwest::Client, pool: std::sync::Weak<Pool>, hc: gatehouse_types::apim::HealthCheck, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let interval = Duration::from_millis(hc.interval_ms);
+        loop {
+            let Some(p) = pool.upgrade() else { return };
+            for (i, (url, _)) in p.nodes.iter().enumerate() {
+                let ok = client
+                    .get(format!("{url}{}", hc.path))
+                    .timeout(interval.min(Duration::from_secs(10)))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                p.record(i, ok, hc.unhealthy_after);
+            }
+            drop(p);
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    });
+}
+
+/// The HTTP client of REST upstreams: no redirects followed, no proxy from the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap_or_default()
+}
+
+/// `ANY /svc/{slug}` and `ANY /svc/{slug}/{*path}`.
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    Extension(auth): Extension<AuthContext>,
+    Extension(rec): Extension<CallRecorder>,
+    req: Request,
+) -> Response {
+    match proxy(&state, &auth, &rec, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+fn matches(route: &RestRoute, method: &str, host: Option<&str>, headers: &HeaderMap, path: &str) -> Option<Vec<(String, String)>> {
+    if !route.methods.is_empty() && !route.methods.iter().any(|m| m == method) {
+        return None;
+    }
+    if let Some(h) = &route.host
+        && !host.is_some_and(|x| x.eq_ignore_ascii_case(h))
+    {
+        return None;
+    }
+    for (n, v) in &route.headers {
+        if headers.get(n.as_str()).and_then(|x| x.to_str().ok()) != Some(v.as_str()) {
+            return None;
+        }
+    }
+    match_path(&route.path, path)
+}
+
+fn filtered_query(q: Option<&str>) -> String {
+    let Some(q) = q.filter(|q| !q.is_empty()) else { return String::new() };
+    let kept: Vec<&str> = q
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            !DROPPED_QUERY.iter().any(|d| name.eq_ignore_ascii_case(d))
+        })
+        .collect();
+    if kept.is_empty() { String::new() } else { format!("?{}", kept.join("&")) }
+}
+
+async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let full = parts.uri.path();
+    let rest = full.strip_prefix("/svc/").unwrap_or_default();
+    let (slug, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let app_id = auth.credential.app_id;
+    let service = state.admission.admit_service(app_id, slug, ServiceKind::Rest).await?;
+    rec.update(|d| {
+        d.provider = Some(format!("svc:{}", service.slug));
+    });
+    let method = parts.method.as_str();
+    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(|h| h.rsplit_once(':').map_or(h, |(a, _)| a));
+    let (route, params) = service
+        .spec
+        .routes
+        .iter()
+        .find_map(|r| matches(r, method, host, &parts.headers, path).map(|p| (r, p)))
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no route of this service matches the request"))?;
+    let up = service.spec.upstream.as_ref().ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the service has no upstream"))?;
+    let target_path = route.rewrite.as_deref().map_or_else(|| path.to_string(), |rw| fill_template(rw, &params));
+    let query = filtered_query(parts.uri.query());
+    let bytes: Bytes = read_body(body, state.settings.body_limit_bytes).await?;
+
+    let mut headers = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        let n = name.as_str();
+        let dropped = HOP_BY_HOP.contains(&n)
+            || CREDENTIAL_HEADERS.contains(&n)
+            || n == "host"
+            || n == crate::REQUEST_ID_HEADER
+            || n == APP_ID_HEADER
+            || up.remove_headers.iter().any(|r| r.eq_ignore_ascii_case(n));
+        if !dropped {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    for (n, v) in &up.add_headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_str(v)) {
+            headers.insert(n, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(rec.request_id()) {
+        headers.insert(crate::REQUEST_ID_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&app_id.to_string()) {
+        headers.insert(APP_ID_HEADER, v);
+    }
+
+    let pool = state.rest_pools.get(&state.rest_client, &service, up);
+    let hash_key = match up.hash_on.as_deref() {
+        Some("path") => path.to_string(),
+        Some(h) if h.starts_with("header:") => {
+            parts.headers.get(&h["header:".len()..]).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+        }
+        _ => app_id.to_string(),
+    };
+    let attempts = if idempotent(method) { 1 + up.retries as usize } else { 1 };
+    let unhealthy_after = up.health_check.as_ref().map_or(u32::MAX, |h| h.unhealthy_after);
+    let mut last = ApiError::new(ErrorCode::UpstreamError, "the service's upstream did not answer");
+    for i in pool.order(up.balance, &hash_key).into_iter().take(attempts) {
+        let url = format!("{}{target_path}{query}", pool.nodes[i].0);
+        let sent = state
+            .rest_client
+            .request(parts.method.clone(), &url)
+            .headers(headers.clone())
+            .body(bytes.clone())
+            .timeout(Duration::from_millis(up.timeout_ms))
+            .send()
+            .await;
+        match sent {
+            Ok(resp) if matches!(resp.status().as_u16(), 502..=504) && attempts > 1 => {
+                pool.record(i, false, unhealthy_after);
+                last = ApiError::new(ErrorCode::UpstreamError, format!("the service's upstream answered {}", resp.status().as_u16()));
+            }
+            Ok(resp) => return Ok(answer(resp, &service)),
+            Err(e) => {
+                pool.record(i, false, unhealthy_after);
+                tracing::warn!(service = %service.slug, node = i, timeout = e.is_timeout(), "REST upstream failed");
+                last = if e.is_timeout() {
+                    ApiError::new(ErrorCode::UpstreamTimeout, "the service's upstream did not answer in time")
+                } else {
+                    ApiError::new(ErrorCode::UpstreamError, "the service's upstream could not be reached")
+                };
+            }
+        }
+    }
+    Err(last)
+}
+
+fn answer(resp: reqwest::Response, service: &LiveService) -> Response {
+    let status = resp.status();
+    let mut headers = HeaderMap::new();
+    for (n, v) in resp.headers() {
+        if !HOP_BY_HOP.contains(&n.as_str()) {
+            headers.append(n.clone(), v.clone());
+        }
+    }
+    let stream = resp.bytes_stream().map_err(std::io::Error::other);
+    let mut out = (status, Body::from_stream(stream)).into_response();
+    *out.headers_mut() = headers;
+    service.apply_lifecycle_headers(out.headers_mut());
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use gatehouse_types::apim::UpstreamNode;
+
+    fn upstream(nodes: &[(&str, u32)]) -> RestUpstream {
+        serde_json::from_value(serde_json::json!({
+            "nodes": nodes.iter().map(|(u, w)| UpstreamNode { url: (*u).into(), weight: *w }).collect::<Vec<_>>()
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn round_robin_respects_weights_and_health() {
+        let p = Pool::new(&upstream(&[("http://a", 3), ("http://b", 1)]));
+        let firsts: Vec<usize> = (0..8).map(|_| p.order(Balance::RoundRobin, "")[0]).collect();
+        assert_eq!(firsts.iter().filter(|i| **i == 0).count(), 6);
+        p.record(0, false, 1);
+        assert_eq!(p.order(Balance::RoundRobin, "")[0], 1);
+        assert_eq!(p.order(Balance::RoundRobin, ""), vec![1, 0]);
+        p.record(0, true, 1);
+        assert!(p.healthy[0].load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn consistent_hash_is_stable_and_moves_only_the_removed_nodes_keys() {
+        let p = Pool::new(&upstream(&[("http://a", 1), ("http://b", 1), ("http://c", 1)]));
+        let q = Pool::new(&upstream(&[("http://a", 1), ("http://b", 1)]));
+        let mut moved = 0;
+        for k in 0..300 {
+            let key = format!("app-{k}");
+            let first = p.order(Balance::ConsistentHash, &key)[0];
+            assert_eq!(first, p.order(Balance::ConsistentHash, &key)[0]);
+            let without_c = q.order(Balance::ConsistentHash, &key)[0];
+            if first != 2 {
+                assert_eq!(first, without_c, "a key not on the removed node stays put");
+            } else {
+                moved += 1;
+            }
+        }
+        assert!(moved > 50 && moved < 150, "{moved}");
+    }
+
+    #[test]
+    fn query_drops_credential_parameters() {
+        assert_eq!(filtered_query(Some("a=1&key=x&API_KEY=y&b=2")), "?a=1&b=2");
+        assert_eq!(filtered_query(Some("key=x")), "");
+        assert_eq!(filtered_query(None), "");
+    }
+}

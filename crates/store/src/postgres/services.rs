@@ -1,0 +1,245 @@
+//! PostgreSQL implementation of the issue-7 methods: services, releases, subscriptions, app
+//! deletion. Ids as uuid, timestamps as timestamptz, specs as JSON text.
+
+use gatehouse_types::Id;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, QueryBuilder};
+
+use super::{PostgresStore, col};
+use crate::{
+    ApprovalMode, Service, ServiceKind, ServiceRelease, ServiceStatus, StoreError, StoreResult, Subscription,
+    SubscriptionFilter, SubscriptionStatus, Visibility,
+};
+
+const SERVICE_COLUMNS: &str = "id, team_id, kind, slug, name, status, visibility, approval, spec, live_spec, \
+                               version, deprecated_at, sunset_at, created_at, updated_at";
+const RELEASE_COLUMNS: &str = "id, service_id, version, spec, note, created_by, created_at";
+const SUB_COLUMNS: &str = "id, app_id, service_id, status, reason, decided_by, expires_at, created_at, updated_at";
+
+fn json_col(row: &PgRow, name: &str) -> StoreResult<serde_json::Value> {
+    let s: String = col(row, name)?;
+    serde_json::from_str(&s).map_err(|e| StoreError::decode(name, e))
+}
+
+fn to_json(v: &serde_json::Value) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Database(format!("encode spec: {e}")))
+}
+
+fn enum_col<T>(row: &PgRow, name: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+    let s: String = col(row, name)?;
+    parse(&s).ok_or_else(|| StoreError::decode(name, "unknown value"))
+}
+
+fn version_col(row: &PgRow) -> StoreResult<u32> {
+    let v: i64 = col(row, "version")?;
+    u32::try_from(v).map_err(|e| StoreError::decode("version", e))
+}
+
+fn service_row(row: &PgRow) -> StoreResult<Service> {
+    let live: Option<String> = col(row, "live_spec")?;
+    Ok(Service {
+        id: col(row, "id")?,
+        team_id: col(row, "team_id")?,
+        kind: enum_col(row, "kind", ServiceKind::parse)?,
+        slug: col(row, "slug")?,
+        name: col(row, "name")?,
+        status: enum_col(row, "status", ServiceStatus::parse)?,
+        visibility: enum_col(row, "visibility", Visibility::parse)?,
+        approval: enum_col(row, "approval", ApprovalMode::parse)?,
+        spec: json_col(row, "spec")?,
+        live_spec: live
+            .map(|s| serde_json::from_str(&s).map_err(|e| StoreError::decode("live_spec", e)))
+            .transpose()?,
+        version: version_col(row)?,
+        deprecated_at: col(row, "deprecated_at")?,
+        sunset_at: col(row, "sunset_at")?,
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+    })
+}
+
+fn release_row(row: &PgRow) -> StoreResult<ServiceRelease> {
+    Ok(ServiceRelease {
+        id: col(row, "id")?,
+        service_id: col(row, "service_id")?,
+        version: version_col(row)?,
+        spec: json_col(row, "spec")?,
+        note: col(row, "note")?,
+        created_by: col(row, "created_by")?,
+        created_at: col(row, "created_at")?,
+    })
+}
+
+fn subscription_row(row: &PgRow) -> StoreResult<Subscription> {
+    Ok(Subscription {
+        id: col(row, "id")?,
+        app_id: col(row, "app_id")?,
+        service_id: col(row, "service_id")?,
+        status: enum_col(row, "status", SubscriptionStatus::parse)?,
+        reason: col(row, "reason")?,
+        decided_by: col(row, "decided_by")?,
+        expires_at: col(row, "expires_at")?,
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+    })
+}
+
+fn db(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| StoreError::from_sqlx(what, e)
+}
+
+impl PostgresStore {
+    pub(super) async fn services_create(&self, s: &Service) -> StoreResult<()> {
+        let sql = format!("INSERT INTO services ({SERVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)");
+        let live = s.live_spec.as_ref().map(to_json).transpose()?;
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(s.id)
+            .bind(s.team_id)
+            .bind(s.kind.as_str())
+            .bind(&s.slug)
+            .bind(&s.name)
+            .bind(s.status.as_str())
+            .bind(s.visibility.as_str())
+            .bind(s.approval.as_str())
+            .bind(to_json(&s.spec)?)
+            .bind(live)
+            .bind(i64::from(s.version))
+            .bind(s.deprecated_at)
+            .bind(s.sunset_at)
+            .bind(s.created_at)
+            .bind(s.updated_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db("service"))?;
+        Ok(())
+    }
+
+    pub(super) async fn services_get(&self, id: Option<Id>, slug: Option<&str>) -> StoreResult<Option<Service>> {
+        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {SERVICE_COLUMNS} FROM services WHERE "));
+        match (id, slug) {
+            (Some(id), _) => qb.push("id = ").push_bind(id),
+            (None, Some(slug)) => qb.push("slug = ").push_bind(slug.to_string()),
+            (None, None) => return Ok(None),
+        };
+        let row = qb.build().fetch_optional(&self.pool).await.map_err(db("service"))?;
+        row.as_ref().map(service_row).transpose()
+    }
+
+    pub(super) async fn services_list(&self, team_id: Option<Id>) -> StoreResult<Vec<Service>> {
+        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {SERVICE_COLUMNS} FROM services"));
+        if let Some(t) = team_id {
+            qb.push(" WHERE team_id = ").push_bind(t);
+        }
+        qb.push(" ORDER BY created_at DESC, id DESC");
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(db("services"))?;
+        rows.iter().map(service_row).collect()
+    }
+
+    pub(super) async fn services_update(&self, s: &Service, release: Option<&ServiceRelease>) -> StoreResult<bool> {
+        let mut tx = self.tx("service").await?;
+        let live = s.live_spec.as_ref().map(to_json).transpose()?;
+        let done = sqlx::query(
+            "UPDATE services SET name = $1, status = $2, visibility = $3, approval = $4, spec = $5, live_spec = $6, \
+             version = $7, deprecated_at = $8, sunset_at = $9, updated_at = $10 WHERE id = $11",
+        )
+        .bind(&s.name)
+        .bind(s.status.as_str())
+        .bind(s.visibility.as_str())
+        .bind(s.approval.as_str())
+        .bind(to_json(&s.spec)?)
+        .bind(live)
+        .bind(i64::from(s.version))
+        .bind(s.deprecated_at)
+        .bind(s.sunset_at)
+        .bind(s.updated_at)
+        .bind(s.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("service"))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Some(r) = release {
+            let sql = format!("INSERT INTO service_releases ({RELEASE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(r.id)
+                .bind(r.service_id)
+                .bind(i64::from(r.version))
+                .bind(to_json(&r.spec)?)
+                .bind(&r.note)
+                .bind(&r.created_by)
+                .bind(r.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("service release"))?;
+        }
+        tx.commit().await.map_err(db("service"))?;
+        Ok(true)
+    }
+
+    pub(super) async fn releases_list(&self, service_id: Id, version: Option<u32>) -> StoreResult<Vec<ServiceRelease>> {
+        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {RELEASE_COLUMNS} FROM service_releases WHERE service_id = "));
+        qb.push_bind(service_id);
+        if let Some(v) = version {
+            qb.push(" AND version = ").push_bind(i64::from(v));
+        }
+        qb.push(" ORDER BY version DESC");
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(db("service releases"))?;
+        rows.iter().map(release_row).collect()
+    }
+
+    pub(super) async fn subscriptions_create(&self, s: &Subscription) -> StoreResult<()> {
+        let sql = format!("INSERT INTO subscriptions ({SUB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(s.id)
+            .bind(s.app_id)
+            .bind(s.service_id)
+            .bind(s.status.as_str())
+            .bind(&s.reason)
+            .bind(&s.decided_by)
+            .bind(s.expires_at)
+            .bind(s.created_at)
+            .bind(s.updated_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db("subscription"))?;
+        Ok(())
+    }
+
+    pub(super) async fn subscriptions_list(&self, id: Option<Id>, f: &SubscriptionFilter) -> StoreResult<Vec<Subscription>> {
+        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {SUB_COLUMNS} FROM subscriptions WHERE 1 = 1"));
+        if let Some(id) = id {
+            qb.push(" AND id = ").push_bind(id);
+        }
+        if let Some(a) = f.app_id {
+            qb.push(" AND app_id = ").push_bind(a);
+        }
+        if let Some(s) = f.service_id {
+            qb.push(" AND service_id = ").push_bind(s);
+        }
+        if let Some(st) = f.status {
+            qb.push(" AND status = ").push_bind(st.as_str());
+        }
+        qb.push(" ORDER BY created_at DESC, id DESC");
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(db("subscriptions"))?;
+        rows.iter().map(subscription_row).collect()
+    }
+
+    pub(super) async fn subscriptions_update(&self, s: &Subscription, expected: SubscriptionStatus) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE subscriptions SET status = $1, reason = $2, decided_by = $3, expires_at = $4, updated_at = $5 \
+             WHERE id = $6 AND status = $7",
+        )
+        .bind(s.status.as_str())
+        .bind(&s.reason)
+        .bind(&s.decided_by)
+        .bind(s.expires_at)
+        .bind(s.updated_at)
+        .bind(s.id)
+        .bind(expected.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db("subscription"))?;
+        Ok(done.rows_affected() > 0)
+    }
+}
