@@ -2,13 +2,16 @@
 //! that keep every answer for the canary checks. (Same approach as `tests/e2e.rs`; kept
 //! separate so the two suites can change independently.)
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+#[path = "../common/spawn.rs"]
+mod spawn;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
@@ -55,43 +58,7 @@ pub struct Server {
 impl Server {
     /// `gatehouse serve --demo` with debug logging; `database_url` None = SQLite in `data_dir`.
     pub async fn start(data_dir: &Path, database_url: Option<&str>) -> Server {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("GATEHOUSE_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for v in SCRUB {
-            cmd.env_remove(v);
-        }
-        if let Some(url) = database_url {
-            cmd.arg("--database-url").arg(url);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().unwrap();
-        let sink = stdout.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        let mut err = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (mut child, stdout, stderr) = spawn::spawn_serve(BIN, SCRUB, data_dir, database_url);
         let deadline = Instant::now() + Duration::from_secs(60);
         let (data, admin) = loop {
             let text = stdout.lock().unwrap().clone();
