@@ -4,7 +4,8 @@
 //! - Opt-in per public model, with a TTL in seconds (`PUT /admin/v1/models/{name}/cache`,
 //!   stored in the `model_cache` table; [`gatehouse_store::ModelCachePolicy`]). Models without a
 //!   setting, `provider/model` names and streamed calls never touch the cache.
-//! - Key: SHA-256 over the caller's team id, the endpoint and the request body as canonical JSON
+//! - Key: SHA-256 over the caller's team id, the endpoint, the `anthropic-beta` request header
+//!   (feature flags change an Anthropic upstream's answer) and the request body as canonical JSON
 //!   (object keys sorted, no whitespace; `stream` and `stream_options` left out). Two teams never
 //!   share an entry, so no tenant is ever answered with another tenant's cached answer; keys of
 //!   the same team share entries (they share the team's spend and data).
@@ -258,7 +259,8 @@ impl ResponseCache {
     pub async fn plan(&self, team: Id, endpoint: Endpoint, model: &str, body: &Map<String, Value>, headers: &HeaderMap) -> Plan {
         let policies = self.current().await;
         let Some(ttl) = policies.get(model).copied() else { return Plan::off() };
-        Plan { key: Some(cache_key(team, endpoint, body)), ttl, mode: client_mode(headers) }
+        let beta = headers.get("anthropic-beta").map(|v| v.as_bytes()).unwrap_or_default();
+        Plan { key: Some(cache_key(team, endpoint, beta, body)), ttl, mode: client_mode(headers) }
     }
 
     /// The cached answer for `plan`, if fresh and the client allows a lookup.
@@ -359,13 +361,16 @@ fn client_mode(headers: &HeaderMap) -> Mode {
     mode
 }
 
-/// SHA-256 of team id, endpoint and the canonical body (module doc).
-fn cache_key(team: Id, endpoint: Endpoint, body: &Map<String, Value>) -> [u8; 32] {
+/// SHA-256 of team id, endpoint, the client's `anthropic-beta` flags (they change what an
+/// Anthropic upstream answers) and the canonical body (module doc).
+fn cache_key(team: Id, endpoint: Endpoint, anthropic_beta: &[u8], body: &Map<String, Value>) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"gatehouse-response-cache/v1\0");
     h.update(team.as_bytes());
     h.update(b"\0");
     h.update(endpoint.tag());
+    h.update(b"\0");
+    h.update(anthropic_beta);
     h.update(b"\0");
     let mut buf = Vec::with_capacity(256);
     canonical_object(body, &["stream", "stream_options"], &mut buf);
@@ -434,10 +439,15 @@ mod tests {
         let a = obj(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}));
         let b = obj(json!({"temperature": 0, "stream": false, "messages": [{"content": "hi", "role": "user"}], "model": "m"}));
         let c = obj(json!({"model": "m", "messages": [{"role": "user", "content": "hi!"}], "temperature": 0}));
-        assert_eq!(cache_key(team, Endpoint::Chat, &a), cache_key(team, Endpoint::Chat, &b));
-        assert_ne!(cache_key(team, Endpoint::Chat, &a), cache_key(team, Endpoint::Chat, &c));
-        assert_ne!(cache_key(team, Endpoint::Chat, &a), cache_key(Id::from_u128(8), Endpoint::Chat, &a), "per team");
-        assert_ne!(cache_key(team, Endpoint::Chat, &a), cache_key(team, Endpoint::Embeddings, &a), "per endpoint");
+        assert_eq!(cache_key(team, Endpoint::Chat, b"", &a), cache_key(team, Endpoint::Chat, b"", &b));
+        assert_ne!(cache_key(team, Endpoint::Chat, b"", &a), cache_key(team, Endpoint::Chat, b"", &c));
+        assert_ne!(cache_key(team, Endpoint::Chat, b"", &a), cache_key(Id::from_u128(8), Endpoint::Chat, b"", &a), "per team");
+        assert_ne!(cache_key(team, Endpoint::Chat, b"", &a), cache_key(team, Endpoint::Embeddings, b"", &a), "per endpoint");
+        assert_ne!(
+            cache_key(team, Endpoint::Chat, b"", &a),
+            cache_key(team, Endpoint::Chat, b"prompt-caching-2024-07-31", &a),
+            "per anthropic-beta flags"
+        );
     }
 
     #[test]
