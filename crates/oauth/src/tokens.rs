@@ -1146,3 +1146,54 @@ fn time_claims_ok(c: &Map<String, Value>, now: i64) -> bool {
     }
     !matches!(c.get("exp"), Some(v) if v.as_i64().is_none())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usd_amounts_parse_to_micros_and_bad_ones_are_refused() {
+        assert_eq!(parse_usd("2"), Some(2_000_000));
+        assert_eq!(parse_usd("0.25"), Some(250_000));
+        assert_eq!(parse_usd("0.000001"), Some(1));
+        assert_eq!(parse_usd("1000000000"), Some(1_000_000_000_000_000));
+        for bad in ["", "0", "0.0", "-1", "1.", ".5", "1.1234567", "1e3", "1,5", " 1", "abc", "10000000000", "1000000000.01"] {
+            assert_eq!(parse_usd(bad), None, "{bad}");
+        }
+        assert_eq!(micros_of_usd(usd_of_micros(30_000)), Some(30_000));
+        assert_eq!(micros_of_usd(usd_of_micros(1)), Some(1));
+        assert_eq!(micros_of_usd(-1.0), None);
+        assert_eq!(micros_of_usd(f64::NAN), None);
+    }
+
+    #[test]
+    fn token_types_must_name_what_the_token_is() {
+        let key = token::generate(TokenKind::ApiKey, gatehouse_auth::Env::Live).unwrap();
+        let access = token::generate(TokenKind::Access, gatehouse_auth::Env::Live).unwrap();
+        let (key, access) = (key.token.expose_secret().to_string(), access.token.expose_secret().to_string());
+        assert!(type_matches(&key, token_types::API_KEY));
+        assert!(!type_matches(&key, token_types::ACCESS_TOKEN));
+        assert!(!type_matches(&key, token_types::JWT));
+        assert!(type_matches(&access, token_types::ACCESS_TOKEN));
+        assert!(!type_matches(&access, token_types::API_KEY));
+        assert!(!type_matches(&access, token_types::JWT));
+        let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+        assert!(jws::looks_like_jws(jwt));
+        assert!(type_matches(jwt, token_types::ACCESS_TOKEN));
+        assert!(type_matches(jwt, token_types::JWT));
+        assert!(!type_matches(jwt, token_types::API_KEY));
+    }
+
+    #[test]
+    fn caps_stay_within_what_is_left() {
+        let e = |r: Result<Option<i64>, OAuthError>| r.map_err(|e| e.error);
+        assert_eq!(e(cap_within(None, None, "o", "u")), Ok(None));
+        assert_eq!(e(cap_within(Some(5), None, "o", "u")), Ok(Some(5)));
+        assert_eq!(e(cap_within(None, Some(24), "o", "u")), Ok(Some(24)));
+        assert_eq!(e(cap_within(Some(24), Some(24), "o", "u")), Ok(Some(24)));
+        assert_eq!(e(cap_within(Some(25), Some(24), "o", "u")), Err("invalid_scope"));
+        assert_eq!(e(cap_within(None, Some(0), "o", "u")), Err("invalid_scope"));
+        assert_eq!(e(cap_within(Some(1), Some(0), "o", "u")), Err("invalid_scope"));
+    }
+}
