@@ -1,57 +1,109 @@
-//! Token caps of issued tokens on the data plane (issue 5; `token-security.md` §5.2 G-6
-//! "lower spend or token cap").
+//! Token caps and spend caps of issued tokens on the data plane (issue 5; `token-security.md`
+//! §5.2 G-6 "lower spend or token cap").
 //!
 //! An access, single-use or JWT token may carry `max_tokens` (RFC 8693 exchange parameter of
 //! Gatehouse, JWT claim `max_tokens`): the total tokens (input + output) that every call made
-//! with that token may use together. Exchange only lowers it (`invalid_scope` otherwise).
+//! with that token may use together; and `max_spend` (USD, stored as micros): the catalog cost
+//! ([`crate::pricing`], as for spend limits) of those calls together.
+//!
+//! One shared budget per capped token (H6): a call made with a token is charged to the caps of
+//! that token *and of every capped token it was exchanged from* (its lineage,
+//! [`gatehouse_oauth::Lineage`]), so exchanging again cannot reset or multiply a cap. Exchange
+//! also never issues a cap above the subject's remaining cap ([`CounterUsage`] tells it what
+//! was used).
 //!
 //! Enforcement goes through the limits path ([`crate::limits::Limiter::admit`]): one extra
-//! token bucket per capped token, key `cap:tokens:<jti>`, limit = the cap, charged atomically
-//! with the other buckets and settled with the real usage after the call. Its reservation is
-//! the *input* estimate only (at least 1): a small cap is not refused up front because the
+//! bucket per cap, keys `cap:tokens:<jti>` (limit = the cap) and `cap:spend:<jti>` (limit = the
+//! cap in USD micros), charged atomically with the other buckets and settled with the real
+//! usage after the call. Their reservation is the *input* estimate only (token caps: at least 1
+//! token; spend caps: the input priced): a small cap is not refused up front because the
 //! request did not bound its output. So a call is admitted while `used + input ≤ cap`, and the
-//! overrun is bounded by the output of the calls in flight when the cap is reached. The bucket
-//! uses the monthly window (tokens live ≤ 1 h, so only a token alive across the turn of a UTC
+//! overrun is bounded by the output of the calls in flight when the cap is reached. The buckets
+//! use the monthly window (tokens live ≤ 1 h, so only a token alive across the turn of a UTC
 //! month could see it reset once). A refused call is 429 `insufficient_quota` without
-//! `Retry-After`: the cap never resets.
+//! `Retry-After`: a cap never resets. A model without a catalog price charges 0 to spend caps
+//! (as for spend limits).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use gatehouse_oauth::{CapUsage, CapUsed};
 use gatehouse_store::LimitScope;
-use gatehouse_store::counters::{Bucket, LimitBucket, Metric};
-use gatehouse_types::{ApiError, ErrorCode};
+use gatehouse_store::counters::{Bucket, Counters, LimitBucket, Metric};
+use gatehouse_types::{ApiError, ErrorCode, Id};
 
 use crate::auth::AuthContext;
 use crate::estimate::TokenEstimate;
 
 /// Prefix of the counter keys of token caps.
 pub const CAP_PREFIX: &str = "cap:tokens:";
+/// Prefix of the counter keys of spend caps.
+pub const SPEND_CAP_PREFIX: &str = "cap:spend:";
 
-/// The cap bucket of the caller's token, if it carries a cap (cost 0; see [`set_cost`]).
-pub fn token_cap_bucket(auth: &AuthContext) -> Option<LimitBucket> {
-    let cap = auth.credential.security.token_cap?;
-    let metric = Metric::TokensPerMonth;
-    Some(LimitBucket {
-        metric,
-        scope: LimitScope::Key,
-        bucket: Bucket { key: format!("{CAP_PREFIX}{}", auth.credential.id.hyphenated()), window: metric.window(), limit: cap, cost: 0 },
-    })
+fn bucket(metric: Metric, prefix: &str, id: Id, limit: u64) -> LimitBucket {
+    LimitBucket { metric, scope: LimitScope::Key, bucket: Bucket { key: format!("{prefix}{}", id.hyphenated()), window: metric.window(), limit, cost: 0 } }
 }
 
-/// Whether `b` is a token-cap bucket.
+/// The cap buckets of the caller's token (its own caps and its ancestors'), cost 0 (see
+/// [`set_cost`]). Empty for API keys.
+pub fn cap_buckets(auth: &AuthContext) -> Vec<LimitBucket> {
+    let sec = &auth.credential.security;
+    let tokens = sec.token_caps.iter().map(|(id, cap)| bucket(Metric::TokensPerMonth, CAP_PREFIX, *id, *cap));
+    let spend = sec.spend_caps.iter().map(|(id, cap)| bucket(Metric::UsdPerMonth, SPEND_CAP_PREFIX, *id, *cap));
+    tokens.chain(spend).collect()
+}
+
+/// Whether `b` is a token-cap or spend-cap bucket.
 pub fn is_cap(b: &LimitBucket) -> bool {
-    b.bucket.key.starts_with(CAP_PREFIX)
+    b.bucket.key.starts_with(CAP_PREFIX) || b.bucket.key.starts_with(SPEND_CAP_PREFIX)
 }
 
-/// Sets the reservation of cap buckets: the input estimate, at least 1 (module doc).
-pub fn set_cost(buckets: &mut [LimitBucket], estimate: &TokenEstimate) {
+/// Sets the reservation of cap buckets (module doc): the input estimate (at least 1) for token
+/// caps, `input_spend` (the input estimate priced, USD micros) for spend caps.
+pub fn set_cost(buckets: &mut [LimitBucket], estimate: &TokenEstimate, input_spend: u64) {
     for b in buckets.iter_mut().filter(|b| is_cap(b)) {
-        b.bucket.cost = estimate.input.max(1);
+        b.bucket.cost = if b.metric.is_spend() { input_spend } else { estimate.input.max(1) };
     }
 }
 
-/// 429 `insufficient_quota` for a token whose cap is used up (no `Retry-After`).
+/// 429 `insufficient_quota` for a token whose cap (or an ancestor's) is used up (no
+/// `Retry-After`).
 pub fn denial(hit: &LimitBucket, used: u64) -> ApiError {
-    ApiError::new(
-        ErrorCode::InsufficientQuota,
-        format!("This token's cap of {} tokens is used up ({used} used); obtain a new token.", hit.bucket.limit),
-    )
+    let limit = hit.bucket.limit;
+    let message = if hit.metric.is_spend() {
+        format!("This token's spend cap of {} USD is used up ({} USD used); obtain a new token.", usd(limit), usd(used))
+    } else {
+        format!("This token's cap of {limit} tokens is used up ({used} used); obtain a new token.")
+    };
+    ApiError::new(ErrorCode::InsufficientQuota, message)
+}
+
+fn usd(micros: u64) -> String {
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+/// What exchange reads to bound a child's caps by the parent's remaining caps (H6): the
+/// current values of the parent's cap buckets in the limit counters.
+pub struct CounterUsage(pub Arc<dyn Counters>);
+
+impl CapUsage for CounterUsage {
+    fn used(&self, jti: Id) -> Pin<Box<dyn Future<Output = Option<CapUsed>> + Send + '_>> {
+        Box::pin(async move {
+            let buckets = [
+                bucket(Metric::TokensPerMonth, CAP_PREFIX, jti, 0).bucket,
+                bucket(Metric::UsdPerMonth, SPEND_CAP_PREFIX, jti, 0).bucket,
+            ];
+            match self.0.peek(&buckets).await {
+                Ok(states) => Some(CapUsed {
+                    tokens: states.first().map_or(0, |s| s.used),
+                    spend_micros: states.get(1).map_or(0, |s| s.used),
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, "rate-limit counters unavailable; exchange bounds caps by their nominal values");
+                    None
+                }
+            }
+        })
+    }
 }

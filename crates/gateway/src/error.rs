@@ -99,4 +99,12 @@ mod tests {
         assert_eq!(r.headers()[header::WWW_AUTHENTICATE], CHALLENGE_INSUFFICIENT_SCOPE);
         assert_eq!(r.extensions().get::<ErrorCodeTag>().map(|t| t.0), Some("insufficient_scope"));
     }
+
+    #[test]
+    fn ip_not_allowed_is_403_without_a_challenge() {
+        let r = error_response(&ApiError::new(ErrorCode::IpNotAllowed, "not from here"));
+        assert_eq!(r.status(), 403);
+        assert!(r.headers().get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(r.extensions().get::<ErrorCodeTag>().map(|t| t.0), Some("ip_not_allowed"));
+    }
 }

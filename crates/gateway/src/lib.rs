@@ -217,6 +217,7 @@ impl Gateway {
         // Concurrency leases of a crashed node expire after the longest possible call.
         let lease_ttl = deps.upstream.timeouts().total + Duration::from_secs(60);
         let prices = traffic.prices.unwrap_or_else(|| deps.settings.catalog.clone() as Arc<dyn Prices>);
+        let counters = traffic.counters.clone();
         let limiter = Limiter::load(deps.store.clone(), traffic.counters, prices, tracker.clone(), lease_ttl).await?;
         let oauth = Arc::new(gatehouse_oauth::OAuth::new(gatehouse_oauth::OAuthDeps {
             store: deps.store.clone(),
@@ -229,6 +230,8 @@ impl Gateway {
             events: Arc::new(gatehouse_oauth::AuditEvents::new(deps.audit.clone())),
         }));
         oauth.load().await?;
+        // Exchange bounds a child's caps by what the parent has left in these counters (issue 5 H6).
+        oauth.set_cap_usage(Arc::new(caps::CounterUsage(counters)));
         let dpop = dpop::Dpop::new(
             deps.settings.dpop.clone(),
             traffic.replay,

@@ -185,14 +185,15 @@ impl Limiter {
         self.read()
     }
 
-    /// The buckets applying to a call (cost 0), see the module doc.
+    /// The buckets applying to a call (cost 0), see the module doc. For a token derived from an
+    /// API key the key scope is that root key's (issue 5 H5: same rows, same counters).
     fn applicable(table: &Table, auth: &AuthContext, model: &str, provider: &str, upstream: &str) -> Vec<LimitBucket> {
         let c = &auth.credential;
         let mut out = Vec::new();
         for (scope, id) in [
             (LimitScope::Team, c.team_id),
             (LimitScope::App, c.app_id),
-            (LimitScope::Key, c.id),
+            (LimitScope::Key, c.security.limit_key.unwrap_or(c.id)),
         ] {
             let id = id_str(id);
             let specific = table
@@ -242,13 +243,13 @@ impl Limiter {
         rec: &CallRecorder,
     ) -> Result<Option<Admission>, ApiError> {
         let table = self.current().await;
-        // A token carrying a token cap (issue 5, crate::caps) is limited even without rows.
-        let cap = crate::caps::token_cap_bucket(call.auth);
-        if table.rows.is_empty() && cap.is_none() {
+        // A token carrying caps (issue 5, crate::caps) is limited even without rows.
+        let caps = crate::caps::cap_buckets(call.auth);
+        if table.rows.is_empty() && caps.is_empty() {
             return Ok(None);
         }
         let mut applicable = Self::applicable(&table, call.auth, call.model, call.provider, call.upstream_model);
-        applicable.extend(cap);
+        applicable.extend(caps);
         if applicable.is_empty() {
             return Ok(None);
         }
@@ -281,7 +282,7 @@ impl Limiter {
                 _ => spend,
             };
         }
-        crate::caps::set_cost(&mut applicable, &estimate);
+        crate::caps::set_cost(&mut applicable, &estimate, price.map_or(0, |p| p.cost_micros(estimate.input, 0)));
         let buckets: Vec<Bucket> = applicable.iter().map(|b| b.bucket.clone()).collect();
         let lease = rec.request_id().to_string();
         let decision = match self
@@ -513,8 +514,8 @@ impl Drop for Admission {
         let mut adjustments = Vec::new();
         let mut leases = Vec::new();
         for (metric, key, window_id, charged) in self.charges.drain(..) {
-            // `charged`: what acquire took from this bucket (the estimate, or for a token cap
-            // only its input part, crate::caps); refunds take back exactly that.
+            // `charged`: what acquire took from this bucket (the estimate, or for a token or
+            // spend cap only its input part, crate::caps); refunds take back exactly that.
             let d = if metric.is_tokens() {
                 delta(real_tokens, charged)
             } else if metric.is_spend() {

@@ -46,10 +46,14 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 /// Verifies an issued token for `/v1/*` and maps it onto a [`Credential`] so the API-key
 /// authorization (models, scopes) applies unchanged: `id` = the token's `jti`, `scopes` and
-/// `models` from the token, `expires_at` = token expiry.
+/// `models` from the token, `expires_at` = token expiry. A derived token never escapes its
+/// lineage (issue 5): the root API key's IP allow-list (H4) and key-scope limits (H5,
+/// `limit_key`) apply, and the token caps and spend caps of the token and of every ancestor
+/// are charged together (H6, `crate::caps`).
 pub(crate) async fn authenticate(oauth: &OAuth, token: &str) -> Result<Arc<Credential>, ApiError> {
-    match oauth.verify(token).await {
-        Ok(t) => Ok(Arc::new(Credential {
+    let positive = |v: i64| u64::try_from(v).ok();
+    match oauth.verify_lineage(token).await {
+        Ok((t, lineage)) => Ok(Arc::new(Credential {
             id: t.id,
             team_id: t.team_id,
             app_id: t.app_id,
@@ -66,8 +70,24 @@ pub(crate) async fn authenticate(oauth: &OAuth, token: &str) -> Result<Arc<Crede
             // A DPoP-bound token is accepted only with a proof of that key (RFC 9449 §7.2).
             security: gatehouse_store::CredentialSecurity {
                 dpop_jkt: t.binding_jkt.clone(),
-                // Total-token cap of the token (crate::caps), enforced through the limits path.
-                token_cap: t.max_tokens.and_then(|m| u64::try_from(m).ok()),
+                ip_allow: lineage.ip_allow().to_vec(),
+                limit_key: lineage.root_key.as_ref().map(|k| k.id),
+                // Token and spend caps of the token and its ancestors (crate::caps), enforced
+                // through the limits path.
+                token_caps: t
+                    .max_tokens
+                    .map(|m| (t.id, m))
+                    .into_iter()
+                    .chain(lineage.token_caps())
+                    .filter_map(|(id, m)| positive(m).map(|m| (id, m)))
+                    .collect(),
+                spend_caps: t
+                    .max_spend_micros
+                    .map(|m| (t.id, m))
+                    .into_iter()
+                    .chain(lineage.spend_caps())
+                    .filter_map(|(id, m)| positive(m).map(|m| (id, m)))
+                    .collect(),
                 ..Default::default()
             },
         })),
@@ -185,22 +205,16 @@ async fn token(State(state): State<Arc<AppState>>, uri: http::Uri, extensions: h
                     requested_token_type: g("requested_token_type"),
                     models: g("models"),
                     max_tokens: g("max_tokens"),
+                    max_spend: g("max_spend"),
                     expires_in: g("expires_in"),
+                    // H4: the subject's (and actor's) root key allow-list is checked against
+                    // this address, with the data plane's trusted-proxy rules.
+                    client_ip: {
+                        let peer = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+                        let xff = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+                        gatehouse_auth::cidr::client_ip(peer, xff, &state.settings.trusted_proxies)
+                    },
                 };
-                // H4: an API-key subject may only be exchanged from an address its allow-list admits.
-                if let Some(st) = &req.subject_token
-                    && gatehouse_auth::parse(st).is_ok_and(|p| p.kind == gatehouse_auth::TokenKind::ApiKey)
-                    && let Ok(key) = state.auth.verify(st).await
-                    && !key.security.ip_allow.is_empty()
-                {
-                    let peer = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-                    let xff = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
-                    let ip = gatehouse_auth::cidr::client_ip(peer, xff, &state.settings.trusted_proxies);
-                    let allowed: Vec<gatehouse_auth::cidr::Cidr> = key.security.ip_allow.iter().filter_map(|c| gatehouse_auth::cidr::Cidr::parse(c).ok()).collect();
-                    if !ip.is_some_and(|ip| gatehouse_auth::cidr::any_contains(&allowed, ip)) {
-                        return Err(OAuthError::new("invalid_grant", "the subject token may not be used from this network address"));
-                    }
-                }
                 let jkt = state.dpop.token_binding(&headers, &uri, &extensions, form.get("dpop_jkt").map(String::as_str)).await?;
                 oauth.exchange_bound(&client, &req, jkt).await.map(|r| r.to_json(true))
             }

@@ -4,7 +4,8 @@
 //! Order: status (revoked/suspended/expired are decided in [`crate::auth`] and audited here) →
 //! DPoP binding (a key bound to a `jkt` presented as plain Bearer → 401 `invalid_token`,
 //! RFC 9449 §7.2) → IP allow-list (client address from the socket, or from `X-Forwarded-For`
-//! only behind a trusted proxy; violation → 403) → route scope (403 `insufficient_scope` with
+//! only behind a trusted proxy; violation → 403 `ip_not_allowed` without a challenge; a token
+//! derived from an API key carries that key's allow-list, issue 5 H4) → route scope (403 `insufficient_scope` with
 //! `scope="<needed>"`).
 //!
 //! Scopes (case-sensitive, RFC 6749 §3.3): `chat:invoke` (`/v1/chat/completions`,
@@ -103,8 +104,9 @@ pub fn audit_status_denial(state: &AppState, client: &ClientInfo, credential: &C
 /// The policy checks of the module doc for a verified, active key. On success records
 /// `key.first_used` once per key and node (when the store has no `last_used_at` yet).
 ///
-/// Errors: 401 `invalid_token` (DPoP-bound key without DPoP), 403 `insufficient_scope` (IP not
-/// allowed, scope missing). Each failure is audited with its reason.
+/// Errors: 401 `invalid_token` (DPoP-bound key without DPoP), 403 `ip_not_allowed` (client
+/// address outside the allow-list; no `WWW-Authenticate` challenge), 403 `insufficient_scope`
+/// (scope missing). Each failure is audited with its reason.
 pub fn check(state: &AppState, client: &ClientInfo, credential: &Credential, method: &Method, path: &str) -> Result<(), ApiError> {
     let sec = &credential.security;
     if sec.dpop_jkt.is_some() && sec.dpop_jkt != client.dpop_jkt {
@@ -117,7 +119,7 @@ pub fn check(state: &AppState, client: &ClientInfo, credential: &Credential, met
         let ok = client.ip.is_some_and(|ip| cidr::any_contains(&allowed, ip));
         if !ok {
             state.audit.record(client.event(kinds::DENIED, credential.id).reason("ip_not_allowed"));
-            return Err(ApiError::new(ErrorCode::InsufficientScope, "this API key may not be used from this network address"));
+            return Err(ApiError::new(ErrorCode::IpNotAllowed, "this API key may not be used from this network address"));
         }
     }
     let needed = required_scope(method, path);

@@ -22,10 +22,13 @@
 
 pub mod audit;
 pub mod jws;
+pub mod lineage;
 pub mod signing;
 mod tokens;
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use gatehouse_auth::{Env, KeyProvider, Peppers};
@@ -35,6 +38,7 @@ use moka::sync::Cache;
 use serde_json::Value;
 
 pub use audit::{AuditEvents, EventGate};
+pub use lineage::{Ancestor, LINEAGE_TTL, Lineage, RootKey};
 pub use tokens::{Caller, ExchangeRequest, NewClient, TokenResponse, VerifyError};
 
 /// Data-plane scopes (RFC 6749 §3.3: case-sensitive).
@@ -123,6 +127,23 @@ impl SecurityEvents for TracingEvents {
     }
 }
 
+/// What calls made with one token (and every token derived from it) have used of its caps so
+/// far: total tokens and catalog spend in USD micros.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CapUsed {
+    pub tokens: u64,
+    pub spend_micros: u64,
+}
+
+/// Where token exchange reads the usage of the subject's caps, so a child's cap never exceeds
+/// the parent's *remaining* cap (issue 5 H6). The data plane implements it on its limit
+/// counters (gateway `caps`). `None` = unknown right now: exchange then bounds by the nominal
+/// caps only (the data plane still charges every capped ancestor, so the shared budget holds).
+pub trait CapUsage: Send + Sync {
+    /// The usage of the caps of the token with id `jti`.
+    fn used(&self, jti: Id) -> Pin<Box<dyn Future<Output = Option<CapUsed>> + Send + '_>>;
+}
+
 /// What the OAuth server needs; the same instances the rest of the node uses.
 #[derive(Clone)]
 pub struct OAuthDeps {
@@ -147,6 +168,10 @@ pub struct OAuth {
     pub(crate) deny: Cache<Id, ()>,
     pub(crate) generation: std::sync::atomic::AtomicU64,
     pub(crate) signer: signing::Signer,
+    /// Resolved lineages of derived tokens by the id the walk starts at ([`lineage`]).
+    pub(crate) lineage: Cache<Id, Arc<Lineage>>,
+    /// Usage of token and spend caps, for exchange ([`OAuth::set_cap_usage`]).
+    pub(crate) cap_usage: OnceLock<Arc<dyn CapUsage>>,
 }
 
 impl OAuth {
@@ -159,7 +184,14 @@ impl OAuth {
             cache: Cache::builder().max_capacity(100_000).time_to_live(CACHE_TTL).build(),
             deny: Cache::builder().max_capacity(1_000_000).time_to_live(deny_ttl).build(),
             generation: std::sync::atomic::AtomicU64::new(0),
+            lineage: Cache::builder().max_capacity(100_000).time_to_live(LINEAGE_TTL).build(),
+            cap_usage: OnceLock::new(),
         }
+    }
+
+    /// Sets where exchange reads cap usage ([`CapUsage`]); only the first call has an effect.
+    pub fn set_cap_usage(&self, usage: Arc<dyn CapUsage>) {
+        let _ = self.cap_usage.set(usage);
     }
 
     /// Loads the deny-list (ids revoked within [`MAX_TTL`] + leeway) and the signing keys.
@@ -177,9 +209,15 @@ impl OAuth {
     }
 
     /// Applies a bus event: `TokenRevoked` → deny-list + cache flush; `CredentialChanged` drops
-    /// that digest; `Resync` flushes the cache. Synchronous and quick.
+    /// that digest; `Resync` flushes the cache. Each of the three also drops every cached
+    /// [`Lineage`] (a revoked or suspended root or ancestor fails the very next call).
+    /// Synchronous and quick.
     pub fn on_bus_event(&self, event: &BusEvent) {
         use std::sync::atomic::Ordering;
+        if matches!(event, BusEvent::TokenRevoked { .. } | BusEvent::CredentialChanged { .. } | BusEvent::Resync) {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            self.lineage.invalidate_all();
+        }
         match event {
             BusEvent::TokenRevoked { id } => {
                 self.generation.fetch_add(1, Ordering::SeqCst);

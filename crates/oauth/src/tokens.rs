@@ -1,6 +1,7 @@
 //! Clients, client authentication, grants, verification, revocation and introspection.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,8 +16,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::jws::{self, EcPublicKey};
+use crate::lineage::{Lineage, RootKey};
 use crate::{
-    DATA_PLANE_SCOPES, EXP_LEEWAY_SECS, FUTURE_SKEW_SECS, MAX_ASSERTION_LIFETIME_SECS, MAX_TTL, OAuth, OAuthError,
+    CapUsed, DATA_PLANE_SCOPES, EXP_LEEWAY_SECS, FUTURE_SKEW_SECS, MAX_ASSERTION_LIFETIME_SECS, MAX_TTL, OAuth, OAuthError,
     SINGLE_USE_TTL, now, token_types,
 };
 
@@ -64,10 +66,20 @@ pub struct ExchangeRequest {
     /// Gatehouse extension: space-separated public model names (⊆ the subject's).
     pub models: Option<String>,
     /// Gatehouse extension: token cap — total tokens (input + output) of every call made with
-    /// the issued token together; only lowers the subject's cap.
+    /// the issued token together; at most the subject's *remaining* cap (the smallest
+    /// `cap − used` over the subject and its capped ancestors). Absent → that remaining cap.
     pub max_tokens: Option<String>,
+    /// Gatehouse extension: spend cap in USD, a decimal with at most 6 fraction digits
+    /// (`"0.25"`): the catalog cost of every call made with the issued token together; bounded
+    /// by the subject's remaining spend cap like `max_tokens`.
+    pub max_spend: Option<String>,
     /// Gatehouse extension: requested lifetime in seconds (only shortens).
     pub expires_in: Option<String>,
+    /// Not a form parameter: the client's address as the resource server determined it (socket
+    /// peer, or `X-Forwarded-For` behind a trusted proxy). A subject or actor token whose root
+    /// API key has an IP allow-list is refused (`invalid_grant`) unless this address is in it;
+    /// `None` then always refuses (issue 5 H4).
+    pub client_ip: Option<IpAddr>,
 }
 
 /// A successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1). `Debug` hides the token.
@@ -123,11 +135,14 @@ struct Subject {
     models: Vec<String>,
     audience: Option<String>,
     max_tokens: Option<i64>,
+    max_spend_micros: Option<i64>,
     act: Option<Value>,
     binding_jkt: Option<String>,
     expires_at: Option<Timestamp>,
     issued_at: Timestamp,
     kind: &'static str,
+    /// The subject itself (when it is a token) and every token above it, with the root API key.
+    chain: Arc<Lineage>,
 }
 
 fn parse_scope(s: &str) -> Result<BTreeSet<String>, OAuthError> {
@@ -367,11 +382,13 @@ impl OAuth {
             models: client.models.clone(),
             audience: None,
             max_tokens: None,
+            max_spend_micros: None,
             act: None,
             binding_jkt,
             expires_at: None,
             issued_at: now(),
             kind: "client",
+            chain: Arc::default(),
         };
         let kind = if client.token_format == "jwt" { "jwt" } else { "access" };
         self.issue(&subject, client, kind, ttl, None, None, None).await
@@ -410,6 +427,7 @@ impl OAuth {
             models: base.models.clone(),
             audience: audience.clone(),
             max_tokens: base.max_tokens,
+            max_spend_micros: base.max_spend_micros,
             act: act.as_ref().map(Value::to_string),
             binding_jkt: base.binding_jkt.clone(),
             expires_at,
@@ -438,6 +456,9 @@ impl OAuth {
                 }
                 if let Some(m) = base.max_tokens {
                     claims["max_tokens"] = json!(m);
+                }
+                if let Some(m) = base.max_spend_micros {
+                    claims["max_spend"] = json!(usd_of_micros(m));
                 }
                 if let Some(a) = &act {
                     claims["act"] = a.clone();
@@ -515,11 +536,13 @@ impl OAuth {
             models,
             audience: None,
             max_tokens: None,
+            max_spend_micros: None,
             act: None,
             binding_jkt: None,
             expires_at: None,
             issued_at: now(),
             kind: "operator",
+            chain: Arc::default(),
         };
         let mut resp = self.issue(&subject, &pseudo, "single_use", ttl, None, None, None).await?;
         // Not obtained by a client: do not record the placeholder id.
@@ -545,8 +568,12 @@ impl OAuth {
         let (Some(subject_token), Some(subject_type)) = (&req.subject_token, &req.subject_token_type) else {
             return Err(bad("subject_token and subject_token_type are required"));
         };
-        if ![token_types::ACCESS_TOKEN, token_types::JWT, token_types::API_KEY].contains(&subject_type.as_str()) {
+        if !SUBJECT_TYPES.contains(&subject_type.as_str()) {
             return Err(bad("unsupported subject_token_type"));
+        }
+        // L6 (RFC 8693 §2.1, §3): the type must say what the token is.
+        if !type_matches(subject_token, subject_type) {
+            return Err(bad("subject_token_type does not match the subject token"));
         }
         let subject = match self.resolve(subject_token).await? {
             Some(s) if s.kind != "single_use" => s,
@@ -555,11 +582,30 @@ impl OAuth {
         if subject.team_id != client.team_id {
             return Err(bad("subject_token is invalid, expired or revoked"));
         }
-        if let Some(actor) = &req.actor_token
-            && self.resolve(actor).await?.is_none_or(|a| a.team_id != client.team_id)
-        {
-            return Err(bad("actor_token is invalid, expired or revoked"));
+        // H4: a key's allow-list holds for the key and for everything derived from it.
+        if !subject.chain.ip_allowed(req.client_ip) {
+            return Err(OAuthError::new("invalid_grant", "the subject token may not be used from this network address"));
         }
+        // RFC 8693 §2.1: an actor token is validated like the subject and recorded in `act`.
+        let actor = match (&req.actor_token, &req.actor_token_type) {
+            (Some(token), Some(kind)) => {
+                if !SUBJECT_TYPES.contains(&kind.as_str()) {
+                    return Err(bad("unsupported actor_token_type"));
+                }
+                if !type_matches(token, kind) {
+                    return Err(bad("actor_token_type does not match the actor token"));
+                }
+                let actor = match self.resolve(token).await? {
+                    Some(a) if a.kind != "single_use" && a.team_id == client.team_id => a,
+                    _ => return Err(bad("actor_token is invalid, expired or revoked")),
+                };
+                if !actor.chain.ip_allowed(req.client_ip) {
+                    return Err(OAuthError::new("invalid_grant", "the actor token may not be used from this network address"));
+                }
+                Some(actor)
+            }
+            _ => None,
+        };
         // Audience (RFC 8693 `audience`, RFC 8707 `resource`): the issuer (this data plane) or
         // one the client registered; the subject's own audience binding is never widened.
         let issuer = self.issuer().trim_end_matches('/').to_string();
@@ -610,17 +656,19 @@ impl OAuth {
                 want
             }
         };
-        // Token cap.
-        let max_tokens = match &req.max_tokens {
-            None => subject.max_tokens,
-            Some(s) => {
-                let v: i64 = s.parse().ok().filter(|v| *v > 0).ok_or_else(|| bad("max_tokens must be a positive integer"))?;
-                if subject.max_tokens.is_some_and(|m| v > m) {
-                    return Err(OAuthError::new("invalid_scope", "max_tokens exceeds the subject token's cap"));
-                }
-                Some(v)
-            }
+        // Token and spend caps (H6): at most what the subject and its capped ancestors have left.
+        let requested_tokens = match &req.max_tokens {
+            None => None,
+            Some(s) => Some(s.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| bad("max_tokens must be a positive integer"))?),
         };
+        let requested_spend = match &req.max_spend {
+            None => None,
+            Some(s) => Some(parse_usd(s).ok_or_else(|| bad("max_spend must be a positive USD amount with at most 6 decimals"))?),
+        };
+        let (tokens_left, spend_left) = self.remaining_caps(&subject.chain).await;
+        let max_tokens = cap_within(requested_tokens, tokens_left, "max_tokens exceeds the subject token's remaining token cap", "the subject token's token cap is used up")?;
+        let max_spend_micros =
+            cap_within(requested_spend, spend_left, "max_spend exceeds the subject token's remaining spend cap", "the subject token's spend cap is used up")?;
         // Lifetime: ≤ client TTL, ≤ requested, ≤ subject exp (applied in `issue`).
         let mut ttl = Duration::from_secs(u64::try_from(client.access_ttl_secs).unwrap_or(600)).min(MAX_TTL);
         if let Some(s) = &req.expires_in {
@@ -648,7 +696,11 @@ impl OAuth {
         if depth > MAX_ACT_DEPTH {
             return Err(bad("delegation chain too deep"));
         }
-        let mut act = json!({"sub": client.id.to_string()});
+        let mut act = match &actor {
+            // The actor token's subject acts, through this client (RFC 8693 §4.1, §4.3).
+            Some(a) => json!({"sub": a.sub, "client_id": client.id.to_string()}),
+            None => json!({"sub": client.id.to_string()}),
+        };
         if let Some(prev) = &subject.act {
             act["act"] = prev.clone();
         }
@@ -659,11 +711,34 @@ impl OAuth {
             (Some(bound), _) => Some(bound),
             (None, j) => j,
         };
-        let base = Subject { scopes, models, max_tokens, binding_jkt, ..subject };
+        let base = Subject { scopes, models, max_tokens, max_spend_micros, binding_jkt, ..subject };
         let parent = Some(base.id);
         let resp = self.issue(&base, client, kind, ttl, parent, Some(act), audience).await?;
         tracing::info!(jti = %resp.record.id, parent = %base.id, client_id = %client.id, "token exchanged");
         Ok(resp)
+    }
+
+    /// The smallest `cap − used` (never below 0) over the capped tokens of `chain`: (tokens,
+    /// spend micros); `None` where no token of the chain has such a cap. Usage comes from the
+    /// [`crate::CapUsage`] hook (unknown → 0 used: the data plane still charges every ancestor).
+    async fn remaining_caps(&self, chain: &Lineage) -> (Option<i64>, Option<i64>) {
+        let (mut tokens, mut spend): (Option<i64>, Option<i64>) = (None, None);
+        for a in chain.ancestors.iter().filter(|a| a.max_tokens.is_some() || a.max_spend_micros.is_some()) {
+            let used = match self.cap_usage.get() {
+                Some(u) => u.used(a.id).await.unwrap_or_default(),
+                None => CapUsed::default(),
+            };
+            let left = |cap: i64, used: u64| cap.saturating_sub(i64::try_from(used).unwrap_or(i64::MAX)).max(0);
+            if let Some(m) = a.max_tokens {
+                let l = left(m, used.tokens);
+                tokens = Some(tokens.map_or(l, |t| t.min(l)));
+            }
+            if let Some(m) = a.max_spend_micros {
+                let l = left(m, used.spend_micros);
+                spend = Some(spend.map_or(l, |t| t.min(l)));
+            }
+        }
+        (tokens, spend)
     }
 
     // ------------------------------------------------------------------ data plane
@@ -672,12 +747,21 @@ impl OAuth {
     /// resource: audience = issuer). A single-use token is consumed here (G-9): only one
     /// concurrent caller gets `Ok`. Returns the token record (JWTs: built from the claims).
     pub async fn verify(&self, presented: &str) -> Result<Arc<IssuedToken>, VerifyError> {
+        self.verify_lineage(presented).await.map(|(t, _)| t)
+    }
+
+    /// [`Self::verify`], also returning the token's [`Lineage`] (its ancestors, nearest first,
+    /// and the root API key) so the data plane can apply the root key's IP allow-list and
+    /// limits and every ancestor's caps (issue 5 H4–H6). The lineage is cached
+    /// ([`crate::lineage`]): a second call with the same token reads nothing from the store.
+    pub async fn verify_lineage(&self, presented: &str) -> Result<(Arc<IssuedToken>, Arc<Lineage>), VerifyError> {
         if jws::looks_like_jws(presented) {
             let t = self.verify_jwt(presented).ok_or(VerifyError::Invalid)?;
-            if self.denied(&t) || !self.lineage_ok(&t).await.map_err(|_| VerifyError::Unavailable)? {
+            if self.denied(&t) {
                 return Err(VerifyError::Invalid);
             }
-            return Ok(Arc::new(t));
+            let lineage = self.lineage(t.parent_id).await.map_err(|_| VerifyError::Unavailable)?.ok_or(VerifyError::Invalid)?;
+            return Ok((Arc::new(t), lineage));
         }
         let parsed = token::parse(presented).map_err(|_| VerifyError::Invalid)?;
         if parsed.env != self.deps.env {
@@ -696,40 +780,15 @@ impl OAuth {
         if t.audience.as_deref().is_some_and(|a| a.trim_end_matches('/') != self.issuer().trim_end_matches('/')) {
             return Err(VerifyError::Invalid);
         }
-        if !self.lineage_ok(&t).await.map_err(|e| {
-            tracing::error!(error = %e, "token lineage lookup failed");
-            VerifyError::Unavailable
-        })? {
-            return Err(VerifyError::Invalid);
-        }
-        Ok(t)
-    }
-
-    /// Whether every ancestor of `t` (exchanged tokens up to the root API key) is still live:
-    /// not revoked, not on the deny-list, and a root key neither revoked, suspended nor expired
-    /// (H2/H3: revocation and suspension reach every generation of derived tokens).
-    async fn lineage_ok(&self, t: &IssuedToken) -> Result<bool, gatehouse_store::StoreError> {
-        let Some(mut cur) = t.parent_id else { return Ok(true) };
-        for _ in 0..(MAX_ACT_DEPTH + 2) {
-            if self.deny.contains_key(&cur) {
-                return Ok(false);
-            }
-            if let Some(p) = self.deps.store.get_issued_token(cur).await? {
-                if p.revoked_at.is_some() || self.denied(&p) {
-                    return Ok(false);
-                }
-                match p.parent_id {
-                    Some(n) => cur = n,
-                    None => return Ok(true),
-                }
-            } else if let Some(c) = self.deps.store.get_credential(cur).await? {
-                let at = now();
-                return Ok(c.revoked_at.is_none() && c.security.suspended_at.is_none() && c.expires_at.is_none_or(|e| e > at));
-            } else {
-                return Ok(false);
-            }
-        }
-        Ok(false)
+        let lineage = self
+            .lineage(t.parent_id)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "token lineage lookup failed");
+                VerifyError::Unavailable
+            })?
+            .ok_or(VerifyError::Invalid)?;
+        Ok((t, lineage))
     }
 
     async fn lookup_access(&self, digest: [u8; 32]) -> Result<Arc<IssuedToken>, VerifyError> {
@@ -798,6 +857,10 @@ impl OAuth {
             None => None,
             Some(v) => Some(v.as_i64()?),
         };
+        let max_spend_micros = match c.get("max_spend") {
+            None => None,
+            Some(v) => Some(micros_of_usd(v.as_f64()?)?),
+        };
         let parent = match c.get("parent") {
             None => None,
             Some(v) => Some(Id::parse_str(v.as_str()?).ok()?),
@@ -818,6 +881,7 @@ impl OAuth {
             models,
             audience: None,
             max_tokens,
+            max_spend_micros,
             act: c.get("act").map(Value::to_string),
             binding_jkt: binding,
             expires_at: Timestamp::from_unix_timestamp(exp).ok()?,
@@ -833,10 +897,8 @@ impl OAuth {
     async fn resolve(&self, presented: &str) -> Result<Option<Subject>, OAuthError> {
         if jws::looks_like_jws(presented) {
             let Some(t) = self.verify_jwt(presented).filter(|t| !self.denied(t)) else { return Ok(None) };
-            if !self.lineage_ok(&t).await.map_err(|e| Self::unavailable(&e))? {
-                return Ok(None);
-            }
-            return Ok(Some(Self::subject_of(&t, "jwt")));
+            let Some(parents) = self.lineage(t.parent_id).await.map_err(|e| Self::unavailable(&e))? else { return Ok(None) };
+            return Ok(Some(Self::subject_of(&t, "jwt", &parents)));
         }
         let Ok(parsed) = token::parse(presented) else { return Ok(None) };
         if parsed.env != self.deps.env {
@@ -869,20 +931,23 @@ impl OAuth {
                     expires_at: c.expires_at,
                     issued_at: c.created_at,
                     kind: "api_key",
+                    max_spend_micros: None,
+                    chain: Arc::new(Lineage {
+                        ancestors: vec![],
+                        root_key: Some(RootKey { id: c.id, ip_allow: c.security.ip_allow.clone(), expires_at: c.expires_at }),
+                    }),
                 }))
             }
             TokenKind::Access | TokenKind::SingleUse => {
                 let digest = self.deps.peppers.digest(presented);
                 let t = self.deps.store.find_issued_token(&digest).await.map_err(|e| Self::unavailable(&e))?;
-                if let Some(x) = &t
-                    && !self.lineage_ok(x).await.map_err(|e| Self::unavailable(&e))?
-                {
-                    return Ok(None);
-                }
-                Ok(t.filter(|t| {
+                let Some(t) = t.filter(|t| {
                     t.revoked_at.is_none() && t.consumed_at.is_none() && t.expires_at > at && !self.denied(t) && t.kind == kind_name(parsed.kind)
-                })
-                .map(|t| Self::subject_of(&t, if parsed.kind == TokenKind::SingleUse { "single_use" } else { "access" })))
+                }) else {
+                    return Ok(None);
+                };
+                let Some(parents) = self.lineage(t.parent_id).await.map_err(|e| Self::unavailable(&e))? else { return Ok(None) };
+                Ok(Some(Self::subject_of(&t, if parsed.kind == TokenKind::SingleUse { "single_use" } else { "access" }, &parents)))
             }
             _ => Ok(None),
         }
@@ -900,7 +965,8 @@ impl OAuth {
         Ok(None)
     }
 
-    fn subject_of(t: &IssuedToken, kind: &'static str) -> Subject {
+    /// A token as an exchange / revocation / introspection subject; `parents` = its lineage.
+    fn subject_of(t: &IssuedToken, kind: &'static str, parents: &Lineage) -> Subject {
         Subject {
             id: t.id,
             team_id: t.team_id,
@@ -911,11 +977,13 @@ impl OAuth {
             models: t.models.clone(),
             audience: t.audience.clone(),
             max_tokens: t.max_tokens,
+            max_spend_micros: t.max_spend_micros,
             act: t.act.as_deref().and_then(|a| serde_json::from_str(a).ok()),
             binding_jkt: t.binding_jkt.clone(),
             expires_at: Some(t.expires_at),
             issued_at: t.created_at,
             kind,
+            chain: Arc::new(parents.with_token(t)),
         }
     }
 
@@ -988,6 +1056,9 @@ impl OAuth {
         if let Some(m) = s.max_tokens {
             v.insert("max_tokens".into(), json!(m));
         }
+        if let Some(m) = s.max_spend_micros {
+            v.insert("max_spend".into(), json!(usd_of_micros(m)));
+        }
         if let Some(a) = s.act {
             v.insert("act".into(), a);
         }
@@ -996,6 +1067,60 @@ impl OAuth {
         }
         Ok(Value::Object(v))
     }
+}
+
+/// Token types accepted as `subject_token_type` and `actor_token_type`.
+const SUBJECT_TYPES: [&str; 3] = [token_types::ACCESS_TOKEN, token_types::JWT, token_types::API_KEY];
+
+/// L6 (RFC 8693 §2.1, §3; `token-security.md` §1.7, T45): whether the type URN `urn` names what
+/// `presented` is. An API key is only `urn:gatehouse:params:oauth:token-type:api_key`, an
+/// opaque access token only `…:access_token`, a JWT access token `…:access_token` or `…:jwt`.
+/// Anything else (garbage, single-use tokens) is left to the resolution that follows.
+fn type_matches(presented: &str, urn: &str) -> bool {
+    if jws::looks_like_jws(presented) {
+        return urn == token_types::ACCESS_TOKEN || urn == token_types::JWT;
+    }
+    match token::parse(presented).map(|p| p.kind) {
+        Ok(TokenKind::ApiKey) => urn == token_types::API_KEY,
+        Ok(TokenKind::Access) => urn == token_types::ACCESS_TOKEN,
+        _ => true,
+    }
+}
+
+/// A requested cap bounded by what is left (H6): `Some(v)` above `left` → `invalid_scope`
+/// (`over`); absent → `left` (inherited), which must not be used up (`invalid_scope`, `used_up`).
+fn cap_within(requested: Option<i64>, left: Option<i64>, over: &str, used_up: &str) -> Result<Option<i64>, OAuthError> {
+    match (requested, left) {
+        (Some(v), Some(l)) if v > l => Err(OAuthError::new("invalid_scope", over.to_string())),
+        (Some(v), _) => Ok(Some(v)),
+        (None, Some(l)) if l <= 0 => Err(OAuthError::new("invalid_scope", used_up.to_string())),
+        (None, l) => Ok(l),
+    }
+}
+
+/// A positive USD amount (`"2"`, `"0.25"`, at most 6 fraction digits, at most 1 000 000 000)
+/// in micros; `None` when malformed, zero or too large.
+fn parse_usd(s: &str) -> Option<i64> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || whole.len() > 10 || frac.len() > 6 || !digits(whole) || !digits(frac) || (s.contains('.') && frac.is_empty()) {
+        return None;
+    }
+    let w: i64 = whole.parse().ok()?;
+    let f: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse().ok()? };
+    let micros = w.checked_mul(1_000_000)?.checked_add(f)?;
+    (micros > 0 && micros <= 1_000_000_000 * 1_000_000).then_some(micros)
+}
+
+/// USD micros as a JSON number of USD (`250000` → `0.25`), for introspection and JWT claims.
+fn usd_of_micros(m: i64) -> f64 {
+    m as f64 / 1_000_000.0
+}
+
+/// The inverse of [`usd_of_micros`] for a claim we signed; `None` for negative or absurd values.
+fn micros_of_usd(usd: f64) -> Option<i64> {
+    let m = (usd * 1_000_000.0).round();
+    (m.is_finite() && m >= 0.0 && m <= 1e15).then_some(m as i64)
 }
 
 /// `aud` as a list (string or array of strings; anything else → empty).
@@ -1020,4 +1145,55 @@ fn time_claims_ok(c: &Map<String, Value>, now: i64) -> bool {
         }
     }
     !matches!(c.get("exp"), Some(v) if v.as_i64().is_none())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usd_amounts_parse_to_micros_and_bad_ones_are_refused() {
+        assert_eq!(parse_usd("2"), Some(2_000_000));
+        assert_eq!(parse_usd("0.25"), Some(250_000));
+        assert_eq!(parse_usd("0.000001"), Some(1));
+        assert_eq!(parse_usd("1000000000"), Some(1_000_000_000_000_000));
+        for bad in ["", "0", "0.0", "-1", "1.", ".5", "1.1234567", "1e3", "1,5", " 1", "abc", "10000000000", "1000000000.01"] {
+            assert_eq!(parse_usd(bad), None, "{bad}");
+        }
+        assert_eq!(micros_of_usd(usd_of_micros(30_000)), Some(30_000));
+        assert_eq!(micros_of_usd(usd_of_micros(1)), Some(1));
+        assert_eq!(micros_of_usd(-1.0), None);
+        assert_eq!(micros_of_usd(f64::NAN), None);
+    }
+
+    #[test]
+    fn token_types_must_name_what_the_token_is() {
+        let key = token::generate(TokenKind::ApiKey, gatehouse_auth::Env::Live).unwrap();
+        let access = token::generate(TokenKind::Access, gatehouse_auth::Env::Live).unwrap();
+        let (key, access) = (key.token.expose_secret().to_string(), access.token.expose_secret().to_string());
+        assert!(type_matches(&key, token_types::API_KEY));
+        assert!(!type_matches(&key, token_types::ACCESS_TOKEN));
+        assert!(!type_matches(&key, token_types::JWT));
+        assert!(type_matches(&access, token_types::ACCESS_TOKEN));
+        assert!(!type_matches(&access, token_types::API_KEY));
+        assert!(!type_matches(&access, token_types::JWT));
+        let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+        assert!(jws::looks_like_jws(jwt));
+        assert!(type_matches(jwt, token_types::ACCESS_TOKEN));
+        assert!(type_matches(jwt, token_types::JWT));
+        assert!(!type_matches(jwt, token_types::API_KEY));
+    }
+
+    #[test]
+    fn caps_stay_within_what_is_left() {
+        let e = |r: Result<Option<i64>, OAuthError>| r.map_err(|e| e.error);
+        assert_eq!(e(cap_within(None, None, "o", "u")), Ok(None));
+        assert_eq!(e(cap_within(Some(5), None, "o", "u")), Ok(Some(5)));
+        assert_eq!(e(cap_within(None, Some(24), "o", "u")), Ok(Some(24)));
+        assert_eq!(e(cap_within(Some(24), Some(24), "o", "u")), Ok(Some(24)));
+        assert_eq!(e(cap_within(Some(25), Some(24), "o", "u")), Err("invalid_scope"));
+        assert_eq!(e(cap_within(None, Some(0), "o", "u")), Err("invalid_scope"));
+        assert_eq!(e(cap_within(Some(1), Some(0), "o", "u")), Err("invalid_scope"));
+    }
 }

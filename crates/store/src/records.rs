@@ -108,11 +108,22 @@ pub struct CredentialSecurity {
     /// Whether anomalies suspend the key automatically.
     #[serde(default)]
     pub auto_suspend: bool,
-    /// Token cap (total input + output tokens of every call made with it) of an issued token
-    /// mapped onto the key path (`IssuedToken::max_tokens`); not stored for API keys (use a
-    /// limit row for those). Enforced by the gateway's limits path.
+    /// Token caps `(jti, cap)` of an issued token mapped onto the key path: its own
+    /// `IssuedToken::max_tokens` and that of every capped token it was exchanged from (one
+    /// shared budget, issue 5 H6); cap = total input + output tokens of every call charged to
+    /// that token. Never stored for API keys (use a limit row). Enforced by the gateway's limits
+    /// path (`caps`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_caps: Vec<(Id, u64)>,
+    /// Spend caps `(jti, cap in USD micros)` of an issued token and its capped ancestors
+    /// (`IssuedToken::max_spend_micros`), like `token_caps`. Never stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spend_caps: Vec<(Id, u64)>,
+    /// For a token derived from an API key: that root key's id, whose key-scope limits (rate,
+    /// tokens, spend) the token's calls count against and are refused by (issue 5 H5). Never
+    /// stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_cap: Option<u64>,
+    pub limit_key: Option<Id>,
 }
 
 /// Filter for [`crate::Store::list_credentials`].
@@ -390,6 +401,10 @@ pub struct IssuedToken {
     /// Token cap: the total tokens (input + output) all calls made with this token may use
     /// together; exchange only lowers it. Enforced on the data plane (gateway `caps`).
     pub max_tokens: Option<i64>,
+    /// Spend cap in USD micros (1 USD = 1 000 000): the catalog cost of all calls made with
+    /// this token and the tokens derived from it together; exchange bounds it by the parent's
+    /// remaining spend cap (issue 5). Enforced on the data plane (gateway `caps`).
+    pub max_spend_micros: Option<i64>,
     /// RFC 8693 §4.1 `act` claim as JSON text.
     pub act: Option<String>,
     /// DPoP key binding (RFC 9449 `cnf.jkt`).

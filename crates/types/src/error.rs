@@ -23,6 +23,10 @@ pub enum ErrorCode {
     InvalidToken,
     /// 403: the credential is valid but may not do this (RFC 6750 §3.1 `insufficient_scope`).
     InsufficientScope,
+    /// 403: the credential may not be used from the client's network address: the API key's IP
+    /// allow-list, or the allow-list of the API key a token was derived from (issue 5 H4). Not an
+    /// RFC 6750 `insufficient_scope` case: answered without a `WWW-Authenticate` challenge.
+    IpNotAllowed,
     /// 403: the admin-API user's system or team role does not allow this action (issue 7,
     /// `docs/permissions.md`).
     PermissionDenied,
@@ -90,7 +94,7 @@ impl ErrorCode {
     pub fn anthropic_type(self) -> &'static str {
         match self {
             Self::MissingCredential | Self::InvalidToken | Self::InvalidDpopProof | Self::UseDpopNonce => "authentication_error",
-            Self::InsufficientScope | Self::PermissionDenied | Self::SubscriptionRequired => "permission_error",
+            Self::InsufficientScope | Self::IpNotAllowed | Self::PermissionDenied | Self::SubscriptionRequired => "permission_error",
             Self::ModelNotFound | Self::NotFound => "not_found_error",
             Self::PayloadTooLarge => "request_too_large",
             Self::RateLimitExceeded => "rate_limit_error",
@@ -110,6 +114,7 @@ impl ErrorCode {
             Self::MissingCredential => ("missing_credential", S::UNAUTHORIZED, "authentication_error"),
             Self::InvalidToken => ("invalid_api_key", S::UNAUTHORIZED, "authentication_error"),
             Self::InsufficientScope => ("insufficient_scope", S::FORBIDDEN, "permission_error"),
+            Self::IpNotAllowed => ("ip_not_allowed", S::FORBIDDEN, "permission_error"),
             Self::PermissionDenied => ("permission_denied", S::FORBIDDEN, "permission_error"),
             Self::InvalidDpopProof => ("invalid_dpop_proof", S::UNAUTHORIZED, "authentication_error"),
             Self::UseDpopNonce => ("use_dpop_nonce", S::UNAUTHORIZED, "authentication_error"),
@@ -134,12 +139,13 @@ impl ErrorCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         Self::InvalidRequest,
         Self::InvalidCredentialRequest,
         Self::MissingCredential,
         Self::InvalidToken,
         Self::InsufficientScope,
+        Self::IpNotAllowed,
         Self::PermissionDenied,
         Self::InvalidDpopProof,
         Self::UseDpopNonce,

@@ -7,11 +7,13 @@ use async_trait::async_trait;
 use gatehouse_store::*;
 use gatehouse_types::{Id, Timestamp};
 
-/// Wraps a store and counts calls: `credential_lookups` (find_credential) and `queries` (every
-/// other call except the background call-log / last_used_at writes).
+/// Wraps a store and counts calls: `credential_lookups` (find_credential), `lineage_reads`
+/// (get_issued_token and get_credential: what resolving a derived token's lineage reads) and
+/// `queries` (every other call except the background call-log / last_used_at writes).
 pub struct CountingStore {
     pub inner: Arc<dyn Store>,
     pub credential_lookups: AtomicUsize,
+    pub lineage_reads: AtomicUsize,
     pub queries: AtomicUsize,
 }
 
@@ -27,6 +29,9 @@ impl CountingStore {
     }
     pub fn lookups(&self) -> usize {
         self.credential_lookups.load(Ordering::SeqCst)
+    }
+    pub fn lineage_reads(&self) -> usize {
+        self.lineage_reads.load(Ordering::SeqCst)
     }
 }
 
@@ -150,6 +155,7 @@ impl Store for CountingStore {
         self.inner.create_credential(credential).await
     }
     async fn get_credential(&self, id: Id) -> StoreResult<Option<Credential>> {
+        self.lineage_reads.fetch_add(1, Ordering::SeqCst);
         self.count(false);
         self.inner.get_credential(id).await
     }
@@ -288,6 +294,8 @@ impl Store for CountingStore {
         self.inner.create_issued_token(token).await
     }
     async fn get_issued_token(&self, id: Id) -> StoreResult<Option<IssuedToken>> {
+        self.lineage_reads.fetch_add(1, Ordering::SeqCst);
+        self.count(false);
         self.inner.get_issued_token(id).await
     }
     async fn find_issued_token(&self, digest: &[u8]) -> StoreResult<Option<IssuedToken>> {

@@ -74,7 +74,7 @@ impl Harness {
         std::fs::create_dir_all(&dir).unwrap();
         let raw = connect(&format!("sqlite://{}", dir.join("gatehouse.db").display())).await.unwrap();
         raw.migrate().await.unwrap();
-        let store = Arc::new(CountingStore { inner: raw, credential_lookups: AtomicUsize::new(0), queries: AtomicUsize::new(0) });
+        let store = Arc::new(CountingStore { inner: raw, credential_lookups: AtomicUsize::new(0), lineage_reads: AtomicUsize::new(0), queries: AtomicUsize::new(0) });
         let master = MasterKey::generate().unwrap();
         let peppers = Arc::new(Peppers::from_master_key(&master));
         let key_provider: Arc<dyn KeyProvider> = Arc::new(LocalKeyProvider::new(&master));

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{Harness, Options};
 
-async fn set_limit(
+pub(crate) async fn set_limit(
     h: &Harness,
     scope: LimitScope,
     scope_id: &str,
@@ -39,13 +39,13 @@ async fn set_limit(
     h.bus.publish(BusEvent::LimitsChanged);
 }
 
-fn id(i: Id) -> String {
+pub(crate) fn id(i: Id) -> String {
     i.hyphenated().to_string()
 }
 
 /// Waits until the current minute has `secs` seconds left (so a filled minute window never
 /// straddles a boundary and the counts stay exact).
-async fn fresh_minute(secs: u64) {
+pub(crate) async fn fresh_minute(secs: u64) {
     loop {
         let now = time::OffsetDateTime::now_utc();
         let left = 60 - u64::from(now.second());
@@ -56,7 +56,7 @@ async fn fresh_minute(secs: u64) {
     }
 }
 
-async fn used(c: &dyn Counters, key: String, window: gatehouse_store::counters::Window) -> u64 {
+pub(crate) async fn used(c: &dyn Counters, key: String, window: gatehouse_store::counters::Window) -> u64 {
     c.peek(&[Bucket {
         key,
         window,

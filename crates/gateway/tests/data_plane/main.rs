@@ -17,6 +17,7 @@ mod checklist_dpop;
 mod checklist_http;
 mod checklist_jwt;
 mod cost;
+mod derived;
 mod failures;
 mod gemini;
 mod messages;

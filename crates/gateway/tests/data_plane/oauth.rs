@@ -17,7 +17,7 @@ use crate::harness::Harness;
 const ISSUER: &str = "http://127.0.0.1:8080";
 
 /// Registers clients through the library (what the admin API does), sharing the harness store.
-fn admin(h: &Harness) -> OAuth {
+pub(crate) fn admin(h: &Harness) -> OAuth {
     OAuth::new(OAuthDeps {
         store: h.store.clone() as Arc<dyn Store>,
         bus: h.bus.clone(),
@@ -29,12 +29,12 @@ fn admin(h: &Harness) -> OAuth {
     })
 }
 
-struct Client {
-    record: OAuthClient,
-    secret: String,
+pub(crate) struct Client {
+    pub(crate) record: OAuthClient,
+    pub(crate) secret: String,
 }
 
-async fn client(h: &Harness, scopes: &[&str], models: &[&str], format: &str) -> Client {
+pub(crate) async fn client(h: &Harness, scopes: &[&str], models: &[&str], format: &str) -> Client {
     let (record, secret) = admin(h)
         .create_client(NewClient {
             team_id: h.team_id,
@@ -54,12 +54,12 @@ async fn client(h: &Harness, scopes: &[&str], models: &[&str], format: &str) -> 
 }
 
 impl Client {
-    fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         self.record.id.to_string()
     }
 }
 
-async fn form(h: &Harness, path: &str, c: Option<&Client>, params: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn form(h: &Harness, path: &str, c: Option<&Client>, params: &[(&str, &str)]) -> reqwest::Response {
     let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
     let mut req = h.client.post(h.url(path)).header("content-type", "application/x-www-form-urlencoded").body(body);
     if let Some(c) = c {
@@ -68,7 +68,7 @@ async fn form(h: &Harness, path: &str, c: Option<&Client>, params: &[(&str, &str
     req.send().await.unwrap()
 }
 
-async fn token(h: &Harness, c: &Client, params: &[(&str, &str)]) -> Value {
+pub(crate) async fn token(h: &Harness, c: &Client, params: &[(&str, &str)]) -> Value {
     let resp = form(h, "/oauth/token", Some(c), params).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["cache-control"], "no-store");
@@ -80,18 +80,18 @@ async fn cc_token(h: &Harness, c: &Client) -> String {
     token(h, c, &[("grant_type", "client_credentials")]).await["access_token"].as_str().unwrap().to_string()
 }
 
-async fn chat_with(h: &Harness, key: &str) -> reqwest::Response {
+pub(crate) async fn chat_with(h: &Harness, key: &str) -> reqwest::Response {
     h.post("/v1/chat/completions", Some(key), &json!({"model": "demo", "messages": [{"role": "user", "content": "hi"}]})).await
 }
 
-async fn assert_invalid_token(resp: reqwest::Response) {
+pub(crate) async fn assert_invalid_token(resp: reqwest::Response) {
     assert_eq!(resp.status(), 401);
     assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"gatehouse\", error=\"invalid_token\"");
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "invalid_api_key");
 }
 
-async fn oauth_error(resp: reqwest::Response, status: u16, error: &str) -> Value {
+pub(crate) async fn oauth_error(resp: reqwest::Response, status: u16, error: &str) -> Value {
     assert_eq!(resp.status(), status);
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let v: Value = resp.json().await.unwrap();
@@ -234,7 +234,7 @@ async fn t44_introspection_inactive_is_exactly_active_false_and_needs_authentica
     assert_eq!(resp.json::<Value>().await.unwrap(), json!({"active": false}));
 }
 
-fn exchange<'a>(subject: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn exchange<'a>(subject: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut p = vec![
         ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
         ("subject_token", subject),
@@ -368,12 +368,12 @@ async fn metadata_documents_are_published() {
 }
 
 /// Exchanges `subject` (an API key when `key`) once more with `c`; the new access token.
-async fn derive(h: &Harness, c: &Client, subject: &str, key: bool) -> String {
+pub(crate) async fn derive(h: &Harness, c: &Client, subject: &str, key: bool) -> String {
     let extra: Vec<(&str, &str)> = if key { vec![("subject_token_type", token_types::API_KEY)] } else { vec![] };
     token(h, c, &exchange(subject, &extra)).await["access_token"].as_str().unwrap().to_string()
 }
 
-async fn introspect_active(h: &Harness, c: &Client, t: &str) -> bool {
+pub(crate) async fn introspect_active(h: &Harness, c: &Client, t: &str) -> bool {
     let v: Value = form(h, "/oauth/introspect", Some(c), &[("token", t)]).await.json().await.unwrap();
     v["active"] == json!(true)
 }

@@ -10,7 +10,7 @@ use crate::{IssuedToken, OAuthClient, SigningKey, StoreError, StoreResult};
 const CLIENT_COLS: &str = "id, team_id, app_id, name, auth_method, secret_digest, pepper_version, secret_hint, \
      public_jwk, token_format, scopes, models, audiences, access_ttl_secs, revoked_at, created_at";
 const TOKEN_COLS: &str = "id, kind, digest, pepper_version, hint, team_id, app_id, client_id, subject, parent_id, \
-     scopes, models, audience, max_tokens, act, binding_jkt, expires_at, consumed_at, revoked_at, created_at";
+     scopes, models, audience, max_tokens, max_spend_micros, act, binding_jkt, expires_at, consumed_at, revoked_at, created_at";
 const KEY_COLS: &str =
     "kid, alg, public_jwk, format_version, kek_id, wrapped_dek, nonce, ciphertext, sign_from, retire_at, created_at";
 
@@ -55,6 +55,7 @@ fn token_row(row: &PgRow) -> StoreResult<IssuedToken> {
         models: col(row, "models")?,
         audience: col(row, "audience")?,
         max_tokens: col(row, "max_tokens")?,
+        max_spend_micros: col(row, "max_spend_micros")?,
         act: col(row, "act")?,
         binding_jkt: col(row, "binding_jkt")?,
         expires_at: col(row, "expires_at")?,
@@ -141,7 +142,7 @@ pub(super) async fn revoke_oauth_client(s: &PostgresStore, id: Id, at: Timestamp
 pub(super) async fn create_issued_token(s: &PostgresStore, t: &IssuedToken) -> StoreResult<()> {
     let sql = format!(
         "INSERT INTO issued_tokens ({TOKEN_COLS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(t.id)
@@ -158,6 +159,7 @@ pub(super) async fn create_issued_token(s: &PostgresStore, t: &IssuedToken) -> S
         .bind(&t.models)
         .bind(&t.audience)
         .bind(t.max_tokens)
+        .bind(t.max_spend_micros)
         .bind(&t.act)
         .bind(&t.binding_jkt)
         .bind(t.expires_at)

@@ -17,7 +17,7 @@ pub(super) fn read(row: &PgRow) -> StoreResult<CredentialSecurity> {
         rotated_from: col(row, "rotated_from")?,
         suspended_at: col(row, "suspended_at")?,
         auto_suspend: col(row, "auto_suspend")?,
-        token_cap: None,
+        ..CredentialSecurity::default()
     })
 }
 

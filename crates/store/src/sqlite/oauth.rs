@@ -13,7 +13,7 @@ use crate::{IssuedToken, OAuthClient, SigningKey, StoreError, StoreResult};
 const CLIENT_COLS: &str = "id, team_id, app_id, name, auth_method, secret_digest, pepper_version, secret_hint, \
      public_jwk, token_format, scopes, models, audiences, access_ttl_secs, revoked_at, created_at";
 const TOKEN_COLS: &str = "id, kind, digest, pepper_version, hint, team_id, app_id, client_id, subject, parent_id, \
-     scopes, models, audience, max_tokens, act, binding_jkt, expires_at, consumed_at, revoked_at, created_at";
+     scopes, models, audience, max_tokens, max_spend_micros, act, binding_jkt, expires_at, consumed_at, revoked_at, created_at";
 const KEY_COLS: &str =
     "kid, alg, public_jwk, format_version, kek_id, wrapped_dek, nonce, ciphertext, sign_from, retire_at, created_at";
 
@@ -58,6 +58,7 @@ fn token_row(row: &SqliteRow) -> StoreResult<IssuedToken> {
         models: col_list(row, "models")?,
         audience: col(row, "audience")?,
         max_tokens: col(row, "max_tokens")?,
+        max_spend_micros: col(row, "max_spend_micros")?,
         act: col(row, "act")?,
         binding_jkt: col(row, "binding_jkt")?,
         expires_at: col_ts(row, "expires_at")?,
@@ -144,7 +145,7 @@ pub(super) async fn revoke_oauth_client(s: &SqliteStore, id: Id, at: Timestamp) 
 pub(super) async fn create_issued_token(s: &SqliteStore, t: &IssuedToken) -> StoreResult<()> {
     let mut tx = s.write_tx("issued token").await?;
     let sql = format!(
-        "INSERT INTO issued_tokens ({TOKEN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO issued_tokens ({TOKEN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id_text(t.id))
@@ -161,6 +162,7 @@ pub(super) async fn create_issued_token(s: &SqliteStore, t: &IssuedToken) -> Sto
         .bind(json_list(&t.models)?)
         .bind(&t.audience)
         .bind(t.max_tokens)
+        .bind(t.max_spend_micros)
         .bind(&t.act)
         .bind(&t.binding_jkt)
         .bind(micros(t.expires_at)?)

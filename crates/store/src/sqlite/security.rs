@@ -17,7 +17,7 @@ pub(super) fn read(row: &SqliteRow) -> StoreResult<CredentialSecurity> {
         rotated_from: col_opt_id(row, "rotated_from")?,
         suspended_at: col_opt_ts(row, "suspended_at")?,
         auto_suspend: auto != 0,
-        token_cap: None,
+        ..CredentialSecurity::default()
     })
 }
 

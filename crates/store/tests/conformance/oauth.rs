@@ -45,6 +45,7 @@ fn issued(app: &App, kind: &str, seed: u8, client_id: Option<Id>, parent: Option
         models: vec![],
         audience: Some("https://api.example".into()),
         max_tokens: Some(100),
+        max_spend_micros: None,
         act: Some(r#"{"sub":"svc"}"#.into()),
         binding_jkt: None,
         expires_at: now_us() + Duration::minutes(10),
@@ -138,6 +139,25 @@ async fn single_use_refuses_expired_revoked_and_other_kinds(s: Arc<dyn Store>) {
     }
 }
 store_test!(single_use_refuses_expired_revoked_and_other_kinds);
+
+/// Issue 5: the spend cap of a token round-trips through create, get, find and single-use
+/// consumption (migration 0090), absent stays absent.
+async fn issued_token_spend_cap_round_trips(s: Arc<dyn Store>) {
+    let (_, app) = seed_app(&s).await;
+    let mut capped = issued(&app, "access", 20, None, None);
+    capped.max_spend_micros = Some(1_250_000);
+    let mut su = issued(&app, "single_use", 21, None, Some(capped.id));
+    su.max_spend_micros = Some(7);
+    let plain = issued(&app, "access", 22, None, None);
+    for t in [&capped, &su, &plain] {
+        s.create_issued_token(t).await.unwrap();
+    }
+    assert_eq!(s.get_issued_token(capped.id).await.unwrap().unwrap().max_spend_micros, Some(1_250_000));
+    assert_eq!(s.find_issued_token(&digest(20)).await.unwrap().unwrap().max_spend_micros, Some(1_250_000));
+    assert_eq!(s.get_issued_token(plain.id).await.unwrap().unwrap().max_spend_micros, None);
+    assert_eq!(s.consume_single_use(&digest(21)).await.unwrap().unwrap().max_spend_micros, Some(7));
+}
+store_test!(issued_token_spend_cap_round_trips);
 
 async fn signing_keys_and_jti_replay(s: Arc<dyn Store>) {
     let key = |kid: &str, offset: i64| SigningKey {
