@@ -22,7 +22,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use gatehouse_oauth::{Caller, ExchangeRequest, OAuth, OAuthError, VerifyError, grant_types};
+use gatehouse_oauth::{Caller, ExchangeRequest, OAuth, OAuthError, RequestBinding, VerifyError, grant_types};
 use gatehouse_store::{Credential, OAuthClient};
 use gatehouse_types::{ApiError, ErrorCode};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -66,6 +66,9 @@ pub(crate) async fn authenticate(oauth: &OAuth, token: &str) -> Result<Arc<Crede
             // A DPoP-bound token is accepted only with a proof of that key (RFC 9449 §7.2).
             security: gatehouse_store::CredentialSecurity {
                 dpop_jkt: t.binding_jkt.clone(),
+                // A certificate-bound token only over a connection with that certificate
+                // (RFC 8705 §3).
+                mtls_x5t: t.binding_x5t.clone(),
                 // Total-token cap of the token (crate::caps), enforced through the limits path.
                 token_cap: t.max_tokens.and_then(|m| u64::try_from(m).ok()),
                 ..Default::default()
@@ -79,6 +82,11 @@ pub(crate) async fn authenticate(oauth: &OAuth, token: &str) -> Result<Arc<Crede
             Err(ApiError::new(ErrorCode::Unavailable, "the gateway cannot verify keys right now; retry later"))
         }
     }
+}
+
+/// `x5t#S256` of the request's client certificate ([`crate::mtls`]), if any.
+fn client_cert(extensions: &http::Extensions) -> Option<String> {
+    extensions.get::<crate::mtls::ClientCertificate>().map(|c| c.x5t_s256.clone())
 }
 
 fn no_store(mut resp: Response) -> Response {
@@ -170,7 +178,10 @@ async fn token(State(state): State<Arc<AppState>>, uri: http::Uri, extensions: h
             grant_types::CLIENT_CREDENTIALS => {
                 // RFC 9449 §5: a DPoP proof (or `dpop_jkt`) binds the token to that key.
                 let jkt = state.dpop.token_binding(&headers, &uri, &extensions, form.get("dpop_jkt").map(String::as_str)).await?;
-                oauth.client_credentials_bound(&client, form.get("scope").map(String::as_str), jkt).await.map(|r| r.to_json(false))
+                // RFC 8705 §3: certificate-bound clients get tokens bound to this connection's
+                // client certificate.
+                let binding = RequestBinding { dpop_jkt: jkt, client_cert_x5t: client_cert(&extensions) };
+                oauth.client_credentials_with(&client, form.get("scope").map(String::as_str), binding).await.map(|r| r.to_json(false))
             }
             grant_types::TOKEN_EXCHANGE => {
                 let g = |k: &str| form.get(k).cloned();
@@ -202,7 +213,8 @@ async fn token(State(state): State<Arc<AppState>>, uri: http::Uri, extensions: h
                     }
                 }
                 let jkt = state.dpop.token_binding(&headers, &uri, &extensions, form.get("dpop_jkt").map(String::as_str)).await?;
-                oauth.exchange_bound(&client, &req, jkt).await.map(|r| r.to_json(true))
+                let binding = RequestBinding { dpop_jkt: jkt, client_cert_x5t: client_cert(&extensions) };
+                oauth.exchange_with(&client, &req, binding).await.map(|r| r.to_json(true))
             }
             _ => Err(OAuthError::new("unsupported_grant_type", "supported: client_credentials, token exchange")),
         }
