@@ -13,6 +13,11 @@
 //! (`Authorization: Basic` or `client_assertion`); `client_secret` in the body is not supported.
 //! Every answer carries `Cache-Control: no-store` and `Pragma: no-cache`; `invalid_client` is 401
 //! with `WWW-Authenticate: Basic realm="gatehouse"`.
+//!
+//! Sender constraints: a DPoP proof or `dpop_jkt` binds the token to a key (RFC 9449 §5,
+//! [`crate::dpop`]); a client registered with `tls_client_certificate_bound_access_tokens` gets
+//! tokens bound to the `x5t#S256` of the connection's client certificate (RFC 8705 §3,
+//! [`crate::mtls`]), and without one is answered 400 `invalid_request`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
