@@ -79,6 +79,8 @@ pub struct Key {
     pub ip_allow: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub dpop_jkt: Option<String>,
+    /// RFC 8705 `x5t#S256` of the client certificate the key is bound to.
+    pub mtls_x5t: Option<String>,
     pub rotated_from: Option<String>,
     pub suspended_at: Option<String>,
     pub auto_suspend: bool,
@@ -292,6 +294,8 @@ pub struct OAuthClientBody {
     pub models: Option<Vec<String>>,
     pub audiences: Option<Vec<String>>,
     pub access_ttl: Option<Value>,
+    /// RFC 8705 §3.4: bind the client's tokens to its TLS client certificate.
+    pub tls_client_certificate_bound_access_tokens: Option<bool>,
 }
 
 /// `POST /tokens/revoke`, `POST /tokens/introspect` (RFC 7009, RFC 7662).
@@ -325,6 +329,11 @@ pub struct CreateKeyBody {
     pub ip_allow: Option<Vec<String>>,
     pub labels: Option<BTreeMap<String, String>>,
     pub auto_suspend: Option<bool>,
+    /// RFC 7638 thumbprint: the key then works only with DPoP proofs of that key.
+    pub dpop_jkt: Option<String>,
+    /// RFC 8705 `x5t#S256` thumbprint: the key then works only over a connection with that
+    /// client certificate.
+    pub mtls_x5t: Option<String>,
 }
 
 /// `POST /keys/{id}/rotate`: overlap of the old key (`"1h"` or seconds; default 24 h, max 7 d).

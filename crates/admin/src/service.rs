@@ -99,7 +99,8 @@ pub struct KeyView {
     pub models: Vec<String>,
     /// Data-plane scopes; empty = all.
     pub scopes: Vec<String>,
-    /// IP allow-list, labels, DPoP binding, rotation origin, suspension, `auto_suspend`.
+    /// IP allow-list, labels, DPoP and certificate bindings, rotation origin, suspension,
+    /// `auto_suspend`.
     #[serde(flatten)]
     pub security: gatehouse_store::CredentialSecurity,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -196,7 +197,7 @@ impl CreateKeyRequest {
     /// duration string (`"30m"`, `"1h"`, `"7d"`, `"3600s"`) or integer seconds.
     pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
         let mut f = Fields::from_body(body)?;
-        f.deny_unknown(&["name", "models", "expires_in", "expires_at", "app_id", "scopes", "ip_allow", "labels", "auto_suspend", "dpop_jkt"])?;
+        f.deny_unknown(&["name", "models", "expires_in", "expires_at", "app_id", "scopes", "ip_allow", "labels", "auto_suspend", "dpop_jkt", "mtls_x5t"])?;
         let (scopes, security) = rotation::read_key_security(&mut f)?;
         let name = f.string("name")?;
         check_label(&name, "name", 128)?;

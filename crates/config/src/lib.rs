@@ -213,6 +213,21 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     /// `[routing]` (issue 6): failover, circuit breaker and per-model routing options.
     pub routing: routing::RoutingConfig,
+    /// `[tls]`: TLS (and mutual TLS) on the data-plane listener; `None` (default): plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS on the data-plane listener (issue 5, RFC 8705). Paths only: the files are read and
+/// checked when the listener is built (`gatehouse check-config` does the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM server certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key of the leaf.
+    pub key: PathBuf,
+    /// PEM CA bundle client certificates must chain to; when set, client certificates are
+    /// requested (optional) for certificate-bound tokens.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl fmt::Debug for Config {
@@ -231,6 +246,7 @@ impl fmt::Debug for Config {
             .field("providers", &self.providers)
             .field("models", &self.models)
             .field("routing", &self.routing)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -273,12 +289,19 @@ pub struct Overrides {
     pub log_format: Option<String>,
     /// `GATEHOUSE_LOG` / `--log-level`.
     pub log_level: Option<String>,
+    /// `GATEHOUSE_TLS_CERT` / `--tls-cert`.
+    pub tls_cert: Option<String>,
+    /// `GATEHOUSE_TLS_KEY` / `--tls-key`.
+    pub tls_key: Option<String>,
+    /// `GATEHOUSE_TLS_CLIENT_CA` / `--tls-client-ca`.
+    pub tls_client_ca: Option<String>,
 }
 
 impl Overrides {
     /// Reads exactly these variables: `GATEHOUSE_DATA_DIR`, `GATEHOUSE_DATABASE_URL`,
     /// `GATEHOUSE_LISTEN`, `GATEHOUSE_ADMIN_LISTEN`, `GATEHOUSE_ENV`, `GATEHOUSE_LOG_FORMAT`,
-    /// `GATEHOUSE_LOG`. Empty values count as unset.
+    /// `GATEHOUSE_LOG`, `GATEHOUSE_TLS_CERT`, `GATEHOUSE_TLS_KEY`, `GATEHOUSE_TLS_CLIENT_CA`.
+    /// Empty values count as unset.
     pub fn from_env(env: &dyn EnvSource) -> Self {
         let get = |n: &str| env.var(n).filter(|v| !v.is_empty());
         Self {
@@ -290,6 +313,9 @@ impl Overrides {
             env: get("GATEHOUSE_ENV"),
             log_format: get("GATEHOUSE_LOG_FORMAT"),
             log_level: get("GATEHOUSE_LOG"),
+            tls_cert: get("GATEHOUSE_TLS_CERT"),
+            tls_key: get("GATEHOUSE_TLS_KEY"),
+            tls_client_ca: get("GATEHOUSE_TLS_CLIENT_CA"),
         }
     }
 
@@ -598,6 +624,43 @@ fn build(
         models.iter().map(|m| m.name.clone()).chain(extra_models(extra_providers)).collect();
     let routing = raw.routing.as_ref().map(|r| routing::build(r, &model_names, issues)).unwrap_or_default();
 
+    // tls
+    let rt = raw.tls.clone().unwrap_or_default();
+    let tls_cert = pick(rt.cert.as_ref(), "tls.cert", (env_over, env_over.tls_cert.as_ref(), "GATEHOUSE_TLS_CERT", "tls-cert"), (cli, cli.tls_cert.as_ref()));
+    let tls_key = pick(rt.key.as_ref(), "tls.key", (env_over, env_over.tls_key.as_ref(), "GATEHOUSE_TLS_KEY", "tls-key"), (cli, cli.tls_key.as_ref()));
+    let tls_ca = pick(
+        rt.client_ca.as_ref(),
+        "tls.client_ca",
+        (env_over, env_over.tls_client_ca.as_ref(), "GATEHOUSE_TLS_CLIENT_CA", "tls-client-ca"),
+        (cli, cli.tls_client_ca.as_ref()),
+    );
+    let mut file = |v: &(String, String)| -> PathBuf {
+        let (value, path) = v;
+        if value.trim().is_empty() {
+            issues.push(ConfigIssue::new(path.clone(), "must not be empty"));
+        } else if !Path::new(value).is_file() {
+            issues.push(ConfigIssue::new(path.clone(), format!("`{value}` is not a readable file")));
+        }
+        PathBuf::from(value)
+    };
+    let tls = match (&tls_cert, &tls_key) {
+        (Some(c), Some(k)) => Some(TlsConfig { cert: file(c), key: file(k), client_ca: tls_ca.as_ref().map(&mut file) }),
+        (Some((_, path)), None) => {
+            issues.push(ConfigIssue::new(path.clone(), "needs the private key too (tls.key / GATEHOUSE_TLS_KEY / --tls-key)"));
+            None
+        }
+        (None, Some((_, path))) => {
+            issues.push(ConfigIssue::new(path.clone(), "needs the certificate too (tls.cert / GATEHOUSE_TLS_CERT / --tls-cert)"));
+            None
+        }
+        (None, None) => {
+            if let Some((_, path)) = &tls_ca {
+                issues.push(ConfigIssue::new(path.clone(), "client certificates need TLS: set tls.cert and tls.key too"));
+            }
+            None
+        }
+    };
+
     Some(Config {
         data_dir,
         database_url: SecretString::from(database_url),
@@ -612,6 +675,7 @@ fn build(
         providers,
         models,
         routing,
+        tls,
     })
 }
 

@@ -43,6 +43,20 @@ pub struct RawConfig {
     pub models: Vec<RawModel>,
     /// Load balancing, failover and per-model routing options (issue 6, [`crate::routing`]).
     pub routing: Option<crate::routing::RawRouting>,
+    /// TLS on the data-plane listener (issue 5, RFC 8705).
+    pub tls: Option<RawTls>,
+}
+
+/// `[tls]`: PEM file paths.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Server certificate chain (leaf first).
+    pub cert: Option<String>,
+    /// The leaf's private key.
+    pub key: Option<String>,
+    /// CA bundle for client certificates (mutual TLS; optional for clients).
+    pub client_ca: Option<String>,
 }
 
 /// A byte size: an integer number of bytes or a string with a unit (`B`, `KB`, `KiB`, `MB`,
@@ -149,6 +163,8 @@ const UPSTREAM: &[Field] = &[
 
 const LOG: &[Field] = &[opt("format", Shape::Str), opt("level", Shape::Str)];
 
+const TLS: &[Field] = &[opt("cert", Shape::Str), opt("key", Shape::Str), opt("client_ca", Shape::Str)];
+
 const PROVIDER: Shape = Shape::Table(&[
     req("name", Shape::Str),
     req("kind", Shape::Str),
@@ -206,6 +222,7 @@ const SCHEMA: &[Field] = &[
     opt("providers", Shape::ArrayOf(&PROVIDER)),
     opt("models", Shape::ArrayOf(&MODEL)),
     opt("routing", Shape::Table(ROUTING)),
+    opt("tls", Shape::Table(TLS)),
 ];
 
 /// Parses TOML text into a [`RawConfig`], collecting every syntax, unknown-key, missing-key and

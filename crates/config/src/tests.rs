@@ -335,3 +335,39 @@ fn bedrock_file_secrets_are_checked() {
     assert!(text.contains("providers[0].api_key") && !text.contains("providers[1]"), "{text}");
     assert!(!text.contains("s3cr3t-canary"), "{text}");
 }
+
+#[test]
+fn tls_from_file_env_and_flags_with_pairing_and_file_checks() {
+    let dir = tmp_file("tls", "").parent().unwrap().to_path_buf();
+    for f in ["cert.pem", "key.pem", "ca.pem", "other.pem"] {
+        std::fs::write(dir.join(f), "x").unwrap();
+    }
+    let path = |f: &str| dir.join(f).display().to_string();
+    // default: plain HTTP
+    assert_eq!(load_with(None, &env(&[]), Overrides::default()).unwrap().tls, None);
+    // file, then env overriding one path, then a flag overriding another
+    let toml = format!("[tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n", path("cert.pem"), path("key.pem"), path("ca.pem"));
+    let p = tmp_file("tls-file", &toml);
+    let cfg = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap();
+    let tls = cfg.tls.unwrap();
+    assert_eq!(tls.cert, dir.join("cert.pem"));
+    assert_eq!(tls.client_ca, Some(dir.join("ca.pem")));
+    let e = env(&[("GATEHOUSE_TLS_CLIENT_CA", &path("other.pem"))]);
+    let cli = Overrides { source: OverrideSource::Cli, tls_key: Some(path("other.pem")), ..Default::default() };
+    let tls = load_with(Some(&p), &e, cli).unwrap().tls.unwrap();
+    assert_eq!((tls.key, tls.client_ca), (dir.join("other.pem"), Some(dir.join("other.pem"))));
+    // pairing and missing files, each reported with its source
+    let e = env(&[("GATEHOUSE_TLS_CERT", &path("cert.pem"))]);
+    let err = load_with(None, &e, Overrides::default()).unwrap_err();
+    assert!(err.0.iter().any(|i| i.path == "env GATEHOUSE_TLS_CERT" && i.message.contains("private key")), "{err}");
+    let cli = Overrides { source: OverrideSource::Cli, tls_client_ca: Some(path("ca.pem")), ..Default::default() };
+    let err = load_with(None, &env(&[]), cli).unwrap_err();
+    assert!(err.0.iter().any(|i| i.path == "--tls-client-ca" && i.message.contains("need TLS")), "{err}");
+    let e = env(&[("GATEHOUSE_TLS_CERT", &path("cert.pem")), ("GATEHOUSE_TLS_KEY", &path("missing.pem"))]);
+    let err = load_with(None, &e, Overrides::default()).unwrap_err();
+    assert!(err.0.iter().any(|i| i.path == "env GATEHOUSE_TLS_KEY" && i.message.contains("not a readable file")), "{err}");
+    // unknown keys in [tls] are reported
+    let p = tmp_file("tls-bad", "[tls]\ncertificate = \"x\"\n");
+    let err = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err();
+    assert!(err.0.iter().any(|i| i.path == "tls.certificate"), "{err}");
+}

@@ -115,7 +115,9 @@ impl Dpop {
             let first = values.next()?.to_str().ok()?;
             values.next().is_none().then(|| first.split(',').next().unwrap_or(first).trim().to_string())
         };
-        let (mut scheme, mut host) = (uri.scheme_str().unwrap_or("http").to_string(), None);
+        // A connection to our own TLS listener is `https` (crate::tls).
+        let default_scheme = if extensions.get::<crate::mtls::TlsConnection>().is_some() { "https" } else { "http" };
+        let (mut scheme, mut host) = (uri.scheme_str().unwrap_or(default_scheme).to_string(), None);
         if behind_proxy {
             if let Some(p) = single("x-forwarded-proto").filter(|p| p == "http" || p == "https") {
                 scheme = p;

@@ -32,6 +32,7 @@ pub mod health;
 pub mod health_api;
 pub(crate) mod inbound;
 pub mod limits;
+pub mod mtls;
 pub(crate) mod metrics;
 pub mod policy;
 pub mod pricing;
@@ -43,6 +44,7 @@ pub mod routing;
 pub mod security;
 pub mod passthrough;
 pub mod stream;
+pub mod tls;
 pub(crate) mod token_cap;
 pub mod validate;
 
@@ -286,6 +288,8 @@ impl Gateway {
     pub fn router(&self) -> Router {
         let state = self.state.clone();
         // Middleware order, outermost first (each runs before the next on the way in):
+        // 0. mtls::client_certificate: settles the client certificate (TLS handshake or a
+        //    trusted proxy's `Client-Cert`), strips that header, maps TLS connection info.
         // 1. request_context: generates the UUIDv7 request id, adds the `CallRecorder`
         //    extension, sets `x-request-id` on every response (errors included) and sends the
         //    call-log record unless a stream body took it over (`CallRecorder::defer`).
@@ -299,6 +303,7 @@ impl Gateway {
         //    key, fills team/app/key into the `CallRecorder`, adds the `AuthContext` extension.
         // 5. handler (reads `AuthContext`, `CallRecorder`).
         let outer = ServiceBuilder::new()
+            .layer(from_fn_with_state(state.clone(), mtls::client_certificate))
             .layer(from_fn_with_state(state.clone(), request_context))
             .layer(TraceLayer::new_for_http().make_span_with(make_span))
             .layer(from_fn_with_state(state.clone(), body_limit))

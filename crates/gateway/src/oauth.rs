@@ -13,6 +13,11 @@
 //! (`Authorization: Basic` or `client_assertion`); `client_secret` in the body is not supported.
 //! Every answer carries `Cache-Control: no-store` and `Pragma: no-cache`; `invalid_client` is 401
 //! with `WWW-Authenticate: Basic realm="gatehouse"`.
+//!
+//! Sender constraints: a DPoP proof or `dpop_jkt` binds the token to a key (RFC 9449 §5,
+//! [`crate::dpop`]); a client registered with `tls_client_certificate_bound_access_tokens` gets
+//! tokens bound to the `x5t#S256` of the connection's client certificate (RFC 8705 §3,
+//! [`crate::mtls`]), and without one is answered 400 `invalid_request`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +27,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use gatehouse_oauth::{Caller, ExchangeRequest, OAuth, OAuthError, VerifyError, grant_types};
+use gatehouse_oauth::{Caller, ExchangeRequest, OAuth, OAuthError, RequestBinding, VerifyError, grant_types};
 use gatehouse_store::{Credential, OAuthClient};
 use gatehouse_types::{ApiError, ErrorCode};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -88,6 +93,9 @@ pub(crate) async fn authenticate(oauth: &OAuth, token: &str) -> Result<Arc<Crede
                     .chain(lineage.spend_caps())
                     .filter_map(|(id, m)| positive(m).map(|m| (id, m)))
                     .collect(),
+                // A certificate-bound token only over a connection with that certificate
+                // (RFC 8705 §3).
+                mtls_x5t: t.binding_x5t.clone(),
                 ..Default::default()
             },
         })),
@@ -99,6 +107,11 @@ pub(crate) async fn authenticate(oauth: &OAuth, token: &str) -> Result<Arc<Crede
             Err(ApiError::new(ErrorCode::Unavailable, "the gateway cannot verify keys right now; retry later"))
         }
     }
+}
+
+/// `x5t#S256` of the request's client certificate ([`crate::mtls`]), if any.
+fn client_cert(extensions: &http::Extensions) -> Option<String> {
+    extensions.get::<crate::mtls::ClientCertificate>().map(|c| c.x5t_s256.clone())
 }
 
 fn no_store(mut resp: Response) -> Response {
@@ -190,7 +203,10 @@ async fn token(State(state): State<Arc<AppState>>, uri: http::Uri, extensions: h
             grant_types::CLIENT_CREDENTIALS => {
                 // RFC 9449 §5: a DPoP proof (or `dpop_jkt`) binds the token to that key.
                 let jkt = state.dpop.token_binding(&headers, &uri, &extensions, form.get("dpop_jkt").map(String::as_str)).await?;
-                oauth.client_credentials_bound(&client, form.get("scope").map(String::as_str), jkt).await.map(|r| r.to_json(false))
+                // RFC 8705 §3: certificate-bound clients get tokens bound to this connection's
+                // client certificate.
+                let binding = RequestBinding { dpop_jkt: jkt, client_cert_x5t: client_cert(&extensions) };
+                oauth.client_credentials_with(&client, form.get("scope").map(String::as_str), binding).await.map(|r| r.to_json(false))
             }
             grant_types::TOKEN_EXCHANGE => {
                 let g = |k: &str| form.get(k).cloned();
@@ -216,7 +232,8 @@ async fn token(State(state): State<Arc<AppState>>, uri: http::Uri, extensions: h
                     },
                 };
                 let jkt = state.dpop.token_binding(&headers, &uri, &extensions, form.get("dpop_jkt").map(String::as_str)).await?;
-                oauth.exchange_bound(&client, &req, jkt).await.map(|r| r.to_json(true))
+                let binding = RequestBinding { dpop_jkt: jkt, client_cert_x5t: client_cert(&extensions) };
+                oauth.exchange_with(&client, &req, binding).await.map(|r| r.to_json(true))
             }
             _ => Err(OAuthError::new("unsupported_grant_type", "supported: client_credentials, token exchange")),
         }

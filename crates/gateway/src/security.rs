@@ -3,7 +3,9 @@
 //!
 //! Order: status (revoked/suspended/expired are decided in [`crate::auth`] and audited here) →
 //! DPoP binding (a key bound to a `jkt` presented as plain Bearer → 401 `invalid_token`,
-//! RFC 9449 §7.2) → IP allow-list (client address from the socket, or from `X-Forwarded-For`
+//! RFC 9449 §7.2) → certificate binding (a credential bound to an `x5t#S256` used over a
+//! connection without that client certificate → 401 `invalid_token`, RFC 8705 §3,
+//! [`crate::mtls`]) → IP allow-list (client address from the socket, or from `X-Forwarded-For`
 //! only behind a trusted proxy; violation → 403 `ip_not_allowed` without a challenge; a token
 //! derived from an API key carries that key's allow-list, issue 5 H4) → route scope (403 `insufficient_scope` with
 //! `scope="<needed>"`).
@@ -60,6 +62,9 @@ pub struct ClientInfo {
     /// Thumbprint of the key whose DPoP proof this request carried and that passed every check
     /// ([`crate::dpop`]); `None` for Bearer requests.
     pub dpop_jkt: Option<String>,
+    /// `x5t#S256` of the request's client certificate ([`crate::mtls::ClientCertificate`]);
+    /// `None` without one.
+    pub client_cert_x5t: Option<String>,
 }
 
 impl ClientInfo {
@@ -70,7 +75,8 @@ impl ClientInfo {
         let xff = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
         let ip = cidr::client_ip(peer, xff, trusted);
         let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
-        Self { ip, user_agent, dpop_jkt: None }
+        let client_cert_x5t = req.extensions().get::<crate::mtls::ClientCertificate>().map(|c| c.x5t_s256.clone());
+        Self { ip, user_agent, dpop_jkt: None, client_cert_x5t }
     }
 
     pub(crate) fn event(&self, kind: &str, credential: Id) -> NewAuditEvent {
@@ -104,14 +110,23 @@ pub fn audit_status_denial(state: &AppState, client: &ClientInfo, credential: &C
 /// The policy checks of the module doc for a verified, active key. On success records
 /// `key.first_used` once per key and node (when the store has no `last_used_at` yet).
 ///
-/// Errors: 401 `invalid_token` (DPoP-bound key without DPoP), 403 `ip_not_allowed` (client
-/// address outside the allow-list; no `WWW-Authenticate` challenge), 403 `insufficient_scope`
-/// (scope missing). Each failure is audited with its reason.
+/// Errors: 401 `invalid_token` (DPoP-bound key without DPoP, certificate-bound key without that
+/// client certificate), 403 `ip_not_allowed` (client address outside the allow-list; no
+/// `WWW-Authenticate` challenge), 403 `insufficient_scope` (scope missing). Each failure is
+/// audited with its reason.
 pub fn check(state: &AppState, client: &ClientInfo, credential: &Credential, method: &Method, path: &str) -> Result<(), ApiError> {
     let sec = &credential.security;
     if sec.dpop_jkt.is_some() && sec.dpop_jkt != client.dpop_jkt {
         // A bound key without a verified proof of its key (sent as Bearer): RFC 9449 §7.2.
         state.audit.record(client.event(kinds::DENIED, credential.id).reason("dpop_required"));
+        return Err(ApiError::new(ErrorCode::InvalidToken, "invalid API key: the key is unknown, malformed, expired or revoked"));
+    }
+    if let Some(bound) = &sec.mtls_x5t
+        && client.client_cert_x5t.as_deref() != Some(bound.as_str())
+    {
+        // RFC 8705 §3: no client certificate, or another one than the credential is bound to.
+        let reason = if client.client_cert_x5t.is_some() { "mtls_cert_mismatch" } else { "mtls_cert_missing" };
+        state.audit.record(client.event(kinds::DENIED, credential.id).reason(reason));
         return Err(ApiError::new(ErrorCode::InvalidToken, "invalid API key: the key is unknown, malformed, expired or revoked"));
     }
     if !sec.ip_allow.is_empty() {

@@ -39,7 +39,7 @@ use serde_json::Value;
 
 pub use audit::{AuditEvents, EventGate};
 pub use lineage::{Ancestor, LINEAGE_TTL, Lineage, RootKey};
-pub use tokens::{Caller, ExchangeRequest, NewClient, TokenResponse, VerifyError};
+pub use tokens::{Caller, ExchangeRequest, NewClient, RequestBinding, TokenResponse, VerifyError};
 
 /// Data-plane scopes (RFC 6749 §3.3: case-sensitive).
 pub const DATA_PLANE_SCOPES: [&str; 3] = ["chat:invoke", "embeddings:invoke", "models:read"];
@@ -265,6 +265,8 @@ impl OAuth {
             "scopes_supported": DATA_PLANE_SCOPES,
             // RFC 9449 §5.1: DPoP proofs accepted at the token endpoint.
             "dpop_signing_alg_values_supported": gatehouse_auth::dpop::SUPPORTED_ALGS,
+            // RFC 8705 §3.3: certificate-bound tokens are issued (clients registered for them).
+            "tls_client_certificate_bound_access_tokens": true,
             // No authorization endpoint: RFC 8414 §2 makes this REQUIRED; we list nothing.
             "response_types_supported": [],
             "protected_resources": [iss],
@@ -283,6 +285,9 @@ impl OAuth {
             "resource_signing_alg_values_supported": [jws::ALG],
             // RFC 9728 §2: DPoP-bound tokens are accepted with these proof algorithms.
             "dpop_signing_alg_values_supported": gatehouse_auth::dpop::SUPPORTED_ALGS,
+            // RFC 9728 §2 / RFC 8705 §3: certificate-bound tokens are checked against the
+            // client certificate of the connection.
+            "tls_client_certificate_bound_access_tokens": true,
         })
     }
 

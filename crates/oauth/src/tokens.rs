@@ -41,6 +41,22 @@ pub struct NewClient {
     pub models: Vec<String>,
     pub audiences: Vec<String>,
     pub access_ttl: Duration,
+    /// RFC 8705 §3.4 `tls_client_certificate_bound_access_tokens`: bind every token the client
+    /// obtains to the certificate of its TLS connection to the token endpoint.
+    pub tls_client_certificate_bound_access_tokens: bool,
+}
+
+/// Proof-of-possession facts of one token request: what the token endpoint verified about the
+/// caller's key and connection. Which of them bind the issued token is decided by
+/// [`OAuth::client_credentials_with`] and [`OAuth::exchange_with`].
+#[derive(Debug, Clone, Default)]
+pub struct RequestBinding {
+    /// RFC 7638 thumbprint of a verified DPoP proof key, or a syntax-checked `dpop_jkt`
+    /// (RFC 9449 §5, §10).
+    pub dpop_jkt: Option<String>,
+    /// `x5t#S256` of the client certificate of the connection (RFC 8705 §3.1; from the TLS
+    /// handshake or a trusted TLS-terminating proxy). `None`: no client certificate.
+    pub client_cert_x5t: Option<String>,
 }
 
 /// Who calls revocation / introspection.
@@ -138,11 +154,37 @@ struct Subject {
     max_spend_micros: Option<i64>,
     act: Option<Value>,
     binding_jkt: Option<String>,
+    binding_x5t: Option<String>,
     expires_at: Option<Timestamp>,
     issued_at: Timestamp,
     kind: &'static str,
     /// The subject itself (when it is a token) and every token above it, with the root API key.
     chain: Arc<Lineage>,
+}
+
+/// The `cnf` claim / introspection member (RFC 7800 §3.1) of a bound token: `jkt` (RFC 9449
+/// §6) and/or `x5t#S256` (RFC 8705 §3.1); `None` for an unbound token.
+fn cnf(jkt: Option<&str>, x5t: Option<&str>) -> Option<Value> {
+    let mut m = Map::new();
+    if let Some(j) = jkt {
+        m.insert("jkt".into(), json!(j));
+    }
+    if let Some(x) = x5t {
+        m.insert("x5t#S256".into(), json!(x));
+    }
+    (!m.is_empty()).then_some(Value::Object(m))
+}
+
+/// The certificate binding of a token issued to `client`: RFC 8705 §3 — a client registered
+/// with `tls_client_certificate_bound_access_tokens` must call over a connection with a client
+/// certificate (`invalid_request` otherwise); other clients' tokens are not bound.
+fn client_cert_binding(client: &OAuthClient, presented: Option<&str>) -> Result<Option<String>, OAuthError> {
+    if !client.tls_client_certificate_bound_access_tokens {
+        return Ok(None);
+    }
+    presented.map(|x| Some(x.to_string())).ok_or_else(|| {
+        OAuthError::new("invalid_request", "this client's tokens are certificate-bound: call the token endpoint over mutual TLS with the client certificate")
+    })
 }
 
 fn parse_scope(s: &str) -> Result<BTreeSet<String>, OAuthError> {
@@ -241,6 +283,7 @@ impl OAuth {
             models: req.models,
             audiences: req.audiences,
             access_ttl_secs: req.access_ttl.as_secs() as i64,
+            tls_client_certificate_bound_access_tokens: req.tls_client_certificate_bound_access_tokens,
             revoked_at: None,
             created_at: now(),
         };
@@ -360,6 +403,23 @@ impl OAuth {
         scope: Option<&str>,
         binding_jkt: Option<String>,
     ) -> Result<TokenResponse, OAuthError> {
+        self.client_credentials_with(client, scope, RequestBinding { dpop_jkt: binding_jkt, client_cert_x5t: None }).await
+    }
+
+    /// [`Self::client_credentials`] with the request's proof-of-possession facts: a DPoP key
+    /// binds as in [`Self::client_credentials_bound`]; for a client registered with
+    /// `tls_client_certificate_bound_access_tokens` the token carries `cnf.x5t#S256` of the
+    /// connection's client certificate (RFC 8705 §3.1; `token_type` stays `Bearer` unless DPoP
+    /// also binds it). Errors: `invalid_request` (certificate-bound client without a client
+    /// certificate), `invalid_scope`.
+    pub async fn client_credentials_with(
+        &self,
+        client: &OAuthClient,
+        scope: Option<&str>,
+        binding: RequestBinding,
+    ) -> Result<TokenResponse, OAuthError> {
+        let binding_x5t = client_cert_binding(client, binding.client_cert_x5t.as_deref())?;
+        let binding_jkt = binding.dpop_jkt;
         let allowed = effective_scopes(&client.scopes);
         let scopes: Vec<String> = match scope {
             None => allowed,
@@ -385,6 +445,7 @@ impl OAuth {
             max_spend_micros: None,
             act: None,
             binding_jkt,
+            binding_x5t,
             expires_at: None,
             issued_at: now(),
             kind: "client",
@@ -430,6 +491,7 @@ impl OAuth {
             max_spend_micros: base.max_spend_micros,
             act: act.as_ref().map(Value::to_string),
             binding_jkt: base.binding_jkt.clone(),
+            binding_x5t: base.binding_x5t.clone(),
             expires_at,
             consumed_at: None,
             revoked_at: None,
@@ -466,8 +528,8 @@ impl OAuth {
                 if let Some(p) = parent {
                     claims["parent"] = json!(p.to_string());
                 }
-                if let Some(j) = &base.binding_jkt {
-                    claims["cnf"] = json!({"jkt": j});
+                if let Some(c) = cnf(base.binding_jkt.as_deref(), base.binding_x5t.as_deref()) {
+                    claims["cnf"] = c;
                 }
                 let jwt = key.sign("at+jwt", &kid, &claims).map_err(|_| OAuthError::server())?;
                 record.hint = format!("jwt:{}", &id.simple().to_string()[..12]);
@@ -523,6 +585,7 @@ impl OAuth {
             models: vec![],
             audiences: vec![],
             access_ttl_secs: 0,
+            tls_client_certificate_bound_access_tokens: false,
             revoked_at: None,
             created_at: now(),
         };
@@ -539,6 +602,7 @@ impl OAuth {
             max_spend_micros: None,
             act: None,
             binding_jkt: None,
+            binding_x5t: None,
             expires_at: None,
             issued_at: now(),
             kind: "operator",
@@ -561,6 +625,19 @@ impl OAuth {
     /// caller verified the proof). An unbound subject may gain a binding (narrower); a bound
     /// subject keeps its own, and a different key is refused with `invalid_dpop_proof`.
     pub async fn exchange_bound(&self, client: &OAuthClient, req: &ExchangeRequest, dpop_jkt: Option<String>) -> Result<TokenResponse, OAuthError> {
+        self.exchange_with(client, req, RequestBinding { dpop_jkt, client_cert_x5t: None }).await
+    }
+
+    /// [`Self::exchange`] with the request's proof-of-possession facts. DPoP as in
+    /// [`Self::exchange_bound`]. Certificate binding (RFC 8705 §3): a subject bound to a
+    /// certificate yields a token bound to the same certificate; an unbound subject exchanged
+    /// by a client registered with `tls_client_certificate_bound_access_tokens` yields a token
+    /// bound to the connection's certificate. Errors: `invalid_request` (such a client without
+    /// a client certificate, or with another certificate than the subject's binding), plus
+    /// those of [`Self::exchange`].
+    pub async fn exchange_with(&self, client: &OAuthClient, req: &ExchangeRequest, binding: RequestBinding) -> Result<TokenResponse, OAuthError> {
+        let dpop_jkt = binding.dpop_jkt;
+        let requested_x5t = client_cert_binding(client, binding.client_cert_x5t.as_deref())?;
         let bad = |m: &str| OAuthError::new("invalid_request", m.to_string());
         if req.actor_token.is_some() != req.actor_token_type.is_some() {
             return Err(bad("actor_token and actor_token_type must be sent together"));
@@ -711,7 +788,14 @@ impl OAuth {
             (Some(bound), _) => Some(bound),
             (None, j) => j,
         };
-        let base = Subject { scopes, models, max_tokens, max_spend_micros, binding_jkt, ..subject };
+        let binding_x5t = match (subject.binding_x5t.clone(), requested_x5t) {
+            (Some(bound), Some(x)) if bound != x => {
+                return Err(OAuthError::new("invalid_request", "the client certificate differs from the subject token's certificate binding"));
+            }
+            (Some(bound), _) => Some(bound),
+            (None, x) => x,
+        };
+        let base = Subject { scopes, models, max_tokens, max_spend_micros, binding_jkt, binding_x5t, ..subject };
         let parent = Some(base.id);
         let resp = self.issue(&base, client, kind, ttl, parent, Some(act), audience).await?;
         tracing::info!(jti = %resp.record.id, parent = %base.id, client_id = %client.id, "token exchanged");
@@ -866,6 +950,7 @@ impl OAuth {
             Some(v) => Some(Id::parse_str(v.as_str()?).ok()?),
         };
         let binding = c.get("cnf").and_then(|x| x.get("jkt")).and_then(Value::as_str).map(str::to_string);
+        let binding_x5t = c.get("cnf").and_then(|x| x.get("x5t#S256")).and_then(Value::as_str).map(str::to_string);
         Some(IssuedToken {
             id,
             kind: "jwt".into(),
@@ -884,6 +969,7 @@ impl OAuth {
             max_spend_micros,
             act: c.get("act").map(Value::to_string),
             binding_jkt: binding,
+            binding_x5t,
             expires_at: Timestamp::from_unix_timestamp(exp).ok()?,
             consumed_at: None,
             revoked_at: None,
@@ -928,6 +1014,8 @@ impl OAuth {
                     act: None,
                     // A DPoP-bound key's exchanged tokens stay bound to that key (RFC 9449 §7.2).
                     binding_jkt: c.security.dpop_jkt.clone(),
+                    // Likewise a certificate-bound key's (RFC 8705 §3).
+                    binding_x5t: c.security.mtls_x5t.clone(),
                     expires_at: c.expires_at,
                     issued_at: c.created_at,
                     kind: "api_key",
@@ -980,6 +1068,7 @@ impl OAuth {
             max_spend_micros: t.max_spend_micros,
             act: t.act.as_deref().and_then(|a| serde_json::from_str(a).ok()),
             binding_jkt: t.binding_jkt.clone(),
+            binding_x5t: t.binding_x5t.clone(),
             expires_at: Some(t.expires_at),
             issued_at: t.created_at,
             kind,
@@ -1062,8 +1151,9 @@ impl OAuth {
         if let Some(a) = s.act {
             v.insert("act".into(), a);
         }
-        if let Some(j) = s.binding_jkt {
-            v.insert("cnf".into(), json!({"jkt": j}));
+        // RFC 9449 §6.2 / RFC 8705 §3.2: the binding, as in the token.
+        if let Some(c) = cnf(s.binding_jkt.as_deref(), s.binding_x5t.as_deref()) {
+            v.insert("cnf".into(), c);
         }
         Ok(Value::Object(v))
     }

@@ -80,6 +80,14 @@ pub enum KeysCmd {
         /// public JWK; the key then only works as `Authorization: DPoP` with a proof of that key.
         #[arg(long, value_name = "THUMBPRINT", conflicts_with = "single_use")]
         dpop_jkt: Option<String>,
+        /// Bind the key to a TLS client certificate (RFC 8705 §3): its `x5t#S256` thumbprint
+        /// (base64url SHA-256 of the DER); the key then only works over a connection
+        /// authenticated with that certificate.
+        #[arg(long, value_name = "THUMBPRINT", conflicts_with_all = ["single_use", "mtls_cert"])]
+        mtls_x5t: Option<String>,
+        /// Like --mtls-x5t, with the thumbprint computed from this PEM certificate file.
+        #[arg(long, value_name = "PEM_FILE", conflicts_with = "single_use")]
+        mtls_cert: Option<std::path::PathBuf>,
     },
     /// Rotate a key: prints the successor once; the old key keeps working for the grace period.
     Rotate {
@@ -289,7 +297,7 @@ async fn keys_inner(args: ClientArgs<KeysCmd>) -> Result<(), String> {
         KeysCmd::Create { name, models, expires_in, app, scopes, single_use: true, .. } => {
             oauth::single_use(&c, name, app, scopes, models, expires_in).await?;
         }
-        KeysCmd::Create { name, models, expires_in, app, scopes, ip_allow, labels, auto_suspend, dpop_jkt, single_use: false } => {
+        KeysCmd::Create { name, models, expires_in, app, scopes, ip_allow, labels, auto_suspend, dpop_jkt, mtls_x5t, mtls_cert, single_use: false } => {
             let mut body = json!({ "name": name });
             let scopes: Vec<String> = scopes.into_iter().map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
             if !scopes.is_empty() {
@@ -313,6 +321,12 @@ async fn keys_inner(args: ClientArgs<KeysCmd>) -> Result<(), String> {
             }
             if let Some(j) = dpop_jkt {
                 body["dpop_jkt"] = json!(j.trim());
+            }
+            if let Some(x) = mtls_x5t {
+                body["mtls_x5t"] = json!(x.trim());
+            }
+            if let Some(path) = mtls_cert {
+                body["mtls_x5t"] = json!(gatehouse_gateway::tls::x5t_of_pem_file(&path)?);
             }
             let models: Vec<String> = models.into_iter().map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
             if !models.is_empty() {

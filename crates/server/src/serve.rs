@@ -72,13 +72,32 @@ pub struct ServeArgs {
     /// default: in-memory counters, one node).
     #[arg(long, value_name = "URL", env = "GATEHOUSE_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// TLS on the data-plane listener (issue 5, RFC 8705); each also `[tls]` in the file and an
+/// environment variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// PEM server certificate chain for the data plane: serve HTTPS (env GATEHOUSE_TLS_CERT;
+    /// needs --tls-key).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<String>,
+    /// PEM private key of --tls-cert (env GATEHOUSE_TLS_KEY).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<String>,
+    /// PEM CA bundle for client certificates: request them (optional for clients) and verify
+    /// them against it, for certificate-bound tokens (RFC 8705; env GATEHOUSE_TLS_CLIENT_CA).
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<String>,
 }
 
 fn config_path(flag: &Option<PathBuf>) -> Option<PathBuf> {
     flag.clone().or_else(|| std::env::var_os("GATEHOUSE_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
 }
 
-fn load_config(store: &StoreArgs, listen: Option<String>, admin_listen: Option<String>, demo: bool) -> Result<Config, ConfigErrors> {
+fn load_config(store: &StoreArgs, listen: Option<String>, admin_listen: Option<String>, demo: bool, tls: &TlsArgs) -> Result<Config, ConfigErrors> {
     let file = config_path(&store.config);
     let cli = Overrides {
         source: OverrideSource::Cli,
@@ -86,6 +105,9 @@ fn load_config(store: &StoreArgs, listen: Option<String>, admin_listen: Option<S
         database_url: store.database_url.clone(),
         listen,
         admin_listen,
+        tls_cert: tls.tls_cert.clone(),
+        tls_key: tls.tls_key.clone(),
+        tls_client_ca: tls.tls_client_ca.clone(),
         ..Default::default()
     };
     let extra = if demo { vec![DEMO_OPENAI.to_string(), DEMO_ANTHROPIC.to_string()] } else { Vec::new() };
@@ -99,10 +121,28 @@ fn report_config_errors(errors: &ConfigErrors) {
     }
 }
 
-/// `gatehouse check-config FILE`: "ok" and 0, or every problem and 1.
+/// The data-plane TLS files of `config` as the gateway's listener reads them.
+fn tls_files(tls: &gatehouse_config::TlsConfig) -> gatehouse_gateway::tls::TlsFiles {
+    gatehouse_gateway::tls::TlsFiles { cert: tls.cert.clone(), key: tls.key.clone(), client_ca: tls.client_ca.clone() }
+}
+
+/// [`gatehouse_config::load`] plus, with TLS configured, building the listener's TLS
+/// configuration from the files (issue `tls`, the file named in the message).
+fn load_checked(sources: &Sources<'_>) -> Result<Config, ConfigErrors> {
+    gatehouse_config::load(sources).and_then(|config| match &config.tls {
+        Some(tls) => match gatehouse_gateway::tls::server_config(&tls_files(tls)) {
+            Ok(_) => Ok(config),
+            Err(e) => Err(ConfigErrors(vec![gatehouse_config::ConfigIssue::new("tls", e)])),
+        },
+        None => Ok(config),
+    })
+}
+
+/// `gatehouse check-config FILE`: "ok" and 0, or every problem and 1. With `[tls]`, the PEM
+/// files are read and checked as `serve` would (certificate, matching key, client CA bundle).
 pub fn check_config(file: &Path) -> ExitCode {
     let sources = Sources { file: Some(file), env: &ProcessEnv, cli: Overrides::default(), extra_providers: Vec::new() };
-    match gatehouse_config::load(&sources) {
+    match load_checked(&sources) {
         Ok(_) => {
             println!("ok");
             ExitCode::SUCCESS
@@ -119,7 +159,7 @@ pub fn check_config(file: &Path) -> ExitCode {
 
 /// `gatehouse migrate`.
 pub async fn migrate(args: StoreArgs) -> ExitCode {
-    let config = match load_config(&args, None, None, false) {
+    let config = match load_config(&args, None, None, false, &TlsArgs::default()) {
         Ok(c) => c,
         Err(e) => {
             report_config_errors(&e);
@@ -228,7 +268,7 @@ fn secret_env(name: &str) -> Option<SecretString> {
 
 /// `gatehouse serve`.
 pub async fn serve(args: ServeArgs) -> ExitCode {
-    let config = match load_config(&args.store, args.listen.clone(), args.admin_listen.clone(), args.demo) {
+    let config = match load_config(&args.store, args.listen.clone(), args.admin_listen.clone(), args.demo, &args.tls) {
         Ok(c) => c,
         Err(e) => {
             report_config_errors(&e);
@@ -364,7 +404,7 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             stream_drain: config.shutdown_drain,
             body_read_timeout: config.body_read_timeout,
             trusted_proxies: trusted_proxies()?,
-            issuer: issuer_for(&config.listen.to_string()),
+            issuer: issuer_for(&config.listen.to_string(), config.tls.is_some()),
             // Built-in model catalog, overridden by `<data_dir>/models.toml` when present.
             catalog: Arc::new(
                 gatehouse_providers::catalog::Catalog::load(&config.data_dir.join("models.toml")).map_err(|e| e.to_string())?,
@@ -381,25 +421,46 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
     // OAuth clients, revocation and introspection in the admin API use the data plane's server.
     admin.attach_oauth(gateway.oauth());
 
+    // TLS (issue 5, RFC 8705): built before binding so bad files stop the start.
+    let tls = match &config.tls {
+        Some(t) => Some(gatehouse_gateway::tls::server_config(&tls_files(t))?),
+        None => None,
+    };
     let data_listener = bind(config.listen, "data plane").await?;
     let admin_listener = bind(config.admin_listen, "admin API").await?;
     let data_addr = data_listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     {
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "gatehouse: data plane listening on http://{data_addr}");
+        let _ = writeln!(stdout, "gatehouse: data plane listening on {scheme}://{data_addr}");
         let _ = writeln!(stdout, "gatehouse: admin API listening on http://{admin_addr}");
         let _ = stdout.flush();
     }
-    tracing::info!(%data_addr, %admin_addr, demo, "gatehouse started");
+    tracing::info!(%data_addr, %admin_addr, demo, tls = tls.is_some(), client_ca = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "gatehouse started");
 
-    let data = axum::serve(data_listener, gateway.router().into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let (data_router, data_stop) = (gateway.router(), shutdown.clone());
+    let data = async move {
+        match tls {
+            None => {
+                axum::serve(data_listener, data_router.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(data_stop.cancelled_owned())
+                    .await
+            }
+            Some(tls) => {
+                let listener = gatehouse_gateway::tls::TlsListener::new(data_listener, tls)?;
+                axum::serve(listener, data_router.into_make_service_with_connect_info::<gatehouse_gateway::mtls::TlsPeer>())
+                    .with_graceful_shutdown(data_stop.cancelled_owned())
+                    .await
+            }
+        }
+    };
     // Admin API plus the gateway's routing health (issue 6) and `/metrics`.
     let admin_router = gatehouse_admin::router_with(admin.clone(), gateway.admin_routes())
         .merge(crate::metrics_http::routes(gateway.metrics_exporter()));
     let admin_srv = axum::serve(admin_listener, admin_router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let servers = async { tokio::join!(data.into_future(), admin_srv.into_future()) };
+    let servers = async { tokio::join!(data, admin_srv.into_future()) };
     tokio::pin!(servers);
 
     let mut failed = None;
@@ -485,13 +546,49 @@ async fn shutdown_signal() -> &'static str {
 }
 
 /// The OAuth issuer (issue 5): `GATEHOUSE_PUBLIC_URL` if set, else `http://<listen address>`
-/// with an unspecified host replaced by `127.0.0.1`.
-fn issuer_for(listen: &str) -> String {
+/// (`https://` when the data plane serves TLS) with an unspecified host replaced by
+/// `127.0.0.1`.
+fn issuer_for(listen: &str, tls: bool) -> String {
     if let Ok(url) = std::env::var("GATEHOUSE_PUBLIC_URL")
         && !url.trim().is_empty()
     {
         return url.trim().trim_end_matches('/').to_string();
     }
     let host = listen.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
-    format!("http://{host}")
+    format!("{}://{host}", if tls { "https" } else { "http" })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_config_reads_the_tls_files() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-check-tls-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cert.pem"), "not a certificate\n").unwrap();
+        std::fs::write(dir.join("key.pem"), "not a key\n").unwrap();
+        let toml = format!("[tls]\ncert = \"{}\"\nkey = \"{}\"\n", dir.join("cert.pem").display(), dir.join("key.pem").display());
+        std::fs::write(dir.join("gatehouse.toml"), toml).unwrap();
+        let file = dir.join("gatehouse.toml");
+        let env: std::collections::HashMap<String, String> = Default::default();
+        let sources = Sources { file: Some(&file), env: &env, cli: Overrides::default(), extra_providers: Vec::new() };
+        // The file itself is valid; the PEM content is not.
+        assert!(gatehouse_config::load(&sources).unwrap().tls.is_some());
+        let err = load_checked(&sources).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].path, "tls");
+        assert!(err.0[0].message.contains("tls.cert") && err.0[0].message.contains("no PEM CERTIFICATE"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_default_issuer_follows_the_listener_scheme() {
+        if std::env::var_os("GATEHOUSE_PUBLIC_URL").is_some() {
+            return;
+        }
+        assert_eq!(issuer_for("0.0.0.0:8443", true), "https://127.0.0.1:8443");
+        assert_eq!(issuer_for("0.0.0.0:8080", false), "http://127.0.0.1:8080");
+    }
 }

@@ -264,7 +264,7 @@ macro_rules! credential_cols {
     () => {
         "id, team_id, app_id, name, digest, pepper_version, hint, models, scopes, expires_at, \
          revoked_at, last_used_at, created_at, ip_allow, labels, dpop_jkt, rotated_from, \
-         suspended_at, auto_suspend"
+         suspended_at, auto_suspend, mtls_x5t"
     };
 }
 macro_rules! provider_credential_cols {

@@ -99,6 +99,11 @@ pub struct CredentialSecurity {
     /// `Authorization: DPoP` with a proof signed by that key (RFC 9449 §7).
     #[serde(default)]
     pub dpop_jkt: Option<String>,
+    /// RFC 8705 §3.1 `x5t#S256` (base64url SHA-256 of the DER client certificate, no padding)
+    /// the key is bound to: it is then accepted only over a connection authenticated with that
+    /// certificate (directly or through a trusted TLS-terminating proxy).
+    #[serde(default)]
+    pub mtls_x5t: Option<String>,
     /// The key this one replaced (`keys rotate`).
     #[serde(default)]
     pub rotated_from: Option<Id>,
@@ -364,6 +369,11 @@ pub struct OAuthClient {
     pub audiences: Vec<String>,
     /// Lifetime of access tokens in seconds (default 600).
     pub access_ttl_secs: i64,
+    /// RFC 8705 §3.4 client metadata: every token the client obtains is bound to the
+    /// certificate of the TLS connection it calls the token endpoint over (`cnf.x5t#S256`); a
+    /// call without a client certificate is `invalid_request`.
+    #[serde(default)]
+    pub tls_client_certificate_bound_access_tokens: bool,
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<Timestamp>,
     #[serde(with = "time::serde::rfc3339")]
@@ -409,6 +419,9 @@ pub struct IssuedToken {
     pub act: Option<String>,
     /// DPoP key binding (RFC 9449 `cnf.jkt`).
     pub binding_jkt: Option<String>,
+    /// Certificate binding (RFC 8705 §3.1 `cnf.x5t#S256`).
+    #[serde(default)]
+    pub binding_x5t: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: Timestamp,
     #[serde(with = "time::serde::rfc3339::option")]

@@ -48,6 +48,8 @@ pub struct ClientView {
     pub audiences: Vec<String>,
     /// Access-token lifetime in seconds.
     pub access_ttl_secs: i64,
+    /// RFC 8705 §3.4: tokens are bound to the client's TLS certificate.
+    pub tls_client_certificate_bound_access_tokens: bool,
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<Timestamp>,
     #[serde(with = "time::serde::rfc3339")]
@@ -69,6 +71,7 @@ impl From<&OAuthClient> for ClientView {
             models: c.models.clone(),
             audiences: c.audiences.clone(),
             access_ttl_secs: c.access_ttl_secs,
+            tls_client_certificate_bound_access_tokens: c.tls_client_certificate_bound_access_tokens,
             revoked_at: c.revoked_at,
             created_at: c.created_at,
         }
@@ -92,6 +95,8 @@ pub struct CreateClientRequest {
     pub audiences: Vec<String>,
     /// Access-token lifetime, 1 s ..= 1 h (default 10 min).
     pub access_ttl: Duration,
+    /// RFC 8705 §3.4 `tls_client_certificate_bound_access_tokens` (default false).
+    pub tls_client_certificate_bound_access_tokens: bool,
 }
 
 /// Reads a duration given as a string (`"10m"`) or whole seconds; `field` names it in errors.
@@ -137,10 +142,11 @@ fn models_field(f: &mut Fields) -> Result<Vec<String>, ApiError> {
 
 impl CreateClientRequest {
     /// Reads `{"name", "app_id"?, "auth_method"?, "public_jwk"?, "token_format"?, "scopes"?,
-    /// "models"?, "audiences"?, "access_ttl"?}`. 400 naming the field otherwise.
+    /// "models"?, "audiences"?, "access_ttl"?, "tls_client_certificate_bound_access_tokens"?}`.
+    /// 400 naming the field otherwise.
     pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
         let mut f = Fields::from_body(body)?;
-        f.deny_unknown(&["name", "app_id", "auth_method", "public_jwk", "token_format", "scopes", "models", "audiences", "access_ttl"])?;
+        f.deny_unknown(&["name", "app_id", "auth_method", "public_jwk", "token_format", "scopes", "models", "audiences", "access_ttl", "tls_client_certificate_bound_access_tokens"])?;
         let name = f.string("name")?;
         check_label(&name, "name", 128)?;
         let app_id = f.opt_id("app_id")?;
@@ -180,7 +186,12 @@ impl CreateClientRequest {
         if access_ttl.is_zero() || access_ttl > gatehouse_oauth::MAX_TTL {
             return Err(bad("access_ttl", "`access_ttl` must be between 1s and 1h"));
         }
-        Ok(Self { name, app_id, auth_method, public_jwk, token_format, scopes, models, audiences, access_ttl })
+        let tls_client_certificate_bound_access_tokens = match f.take("tls_client_certificate_bound_access_tokens") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => b,
+            Some(_) => return Err(bad("tls_client_certificate_bound_access_tokens", "`tls_client_certificate_bound_access_tokens` must be true or false")),
+        };
+        Ok(Self { name, app_id, auth_method, public_jwk, token_format, scopes, models, audiences, access_ttl, tls_client_certificate_bound_access_tokens })
     }
 }
 
@@ -289,6 +300,7 @@ impl AdminService {
             models: req.models,
             audiences: req.audiences,
             access_ttl: req.access_ttl,
+            tls_client_certificate_bound_access_tokens: req.tls_client_certificate_bound_access_tokens,
         };
         let (client, secret) = oauth.create_client(new).await.map_err(|e| {
             if e.description.contains("public_jwk") { bad("public_jwk", e.description) } else { from_oauth(e) }

@@ -26,8 +26,10 @@ pub const MAX_LEAK_TOKENS: usize = 1000;
 
 /// Reads `scopes` (subset of [`KEY_SCOPES`]), `ip_allow` (CIDRs), `labels` (object of strings,
 /// at most 32), `auto_suspend` (bool) and `dpop_jkt` (RFC 7638 SHA-256 thumbprint, 43 base64url
-/// characters: the key then only works with DPoP proofs of that key, RFC 9449 §7). 400 naming the
-/// field otherwise.
+/// characters: the key then only works with DPoP proofs of that key, RFC 9449 §7) and
+/// `mtls_x5t` (RFC 8705 §3.1 `x5t#S256` certificate thumbprint, 43 base64url characters: the key
+/// then only works over a connection with that client certificate). 400 naming the field
+/// otherwise.
 pub(super) fn read_key_security(f: &mut Fields) -> Result<(Vec<String>, CredentialSecurity), ApiError> {
     let mut scopes = f.opt_string_list("scopes")?.unwrap_or_default();
     for (i, s) in scopes.iter().enumerate() {
@@ -74,7 +76,17 @@ pub(super) fn read_key_security(f: &mut Fields) -> Result<(Vec<String>, Credenti
         Some(Value::String(j)) if j.len() == 43 && j.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => Some(j),
         Some(_) => return Err(bad("dpop_jkt", "`dpop_jkt` must be an RFC 7638 SHA-256 JWK thumbprint (43 base64url characters)")),
     };
-    Ok((scopes, CredentialSecurity { ip_allow, labels, auto_suspend, dpop_jkt, ..Default::default() }))
+    let mtls_x5t = match f.take("mtls_x5t") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(x)) if is_x5t_s256(&x) => Some(x),
+        Some(_) => return Err(bad("mtls_x5t", "`mtls_x5t` must be an RFC 8705 x5t#S256 certificate thumbprint (43 base64url characters)")),
+    };
+    Ok((scopes, CredentialSecurity { ip_allow, labels, auto_suspend, dpop_jkt, mtls_x5t, ..Default::default() }))
+}
+
+/// The shape of an `x5t#S256` thumbprint: base64url (no padding) of a SHA-256 digest.
+fn is_x5t_s256(s: &str) -> bool {
+    s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl AdminService {

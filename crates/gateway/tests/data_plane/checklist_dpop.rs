@@ -337,6 +337,7 @@ async fn client(h: &Harness, format: &str) -> Client {
             models: vec![],
             audiences: vec![],
             access_ttl: Duration::from_secs(600),
+            tls_client_certificate_bound_access_tokens: false,
         })
         .await
         .unwrap();

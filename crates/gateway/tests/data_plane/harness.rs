@@ -35,6 +35,9 @@ pub struct Options {
     /// Traffic control (issue 6): counters and prices; default in-memory + built-in prices.
     pub counters: Option<Arc<dyn Counters>>,
     pub prices: Option<Arc<dyn gatehouse_gateway::pricing::Prices>>,
+    /// Serve HTTPS with these files (the real TLS listener, `gatehouse_gateway::tls`); `base`
+    /// is then `https://127.0.0.1:PORT` and `client` trusts nothing (build your own).
+    pub tls: Option<gatehouse_gateway::tls::TlsFiles>,
 }
 
 pub struct Harness {
@@ -118,11 +121,24 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let token = shutdown.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(token.cancelled_owned()).await.unwrap();
-        });
+        let scheme = if opts.tls.is_some() { "https" } else { "http" };
+        let server = match opts.tls {
+            None => tokio::spawn(async move {
+                axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(token.cancelled_owned()).await.unwrap();
+            }),
+            Some(files) => {
+                let config = gatehouse_gateway::tls::server_config(&files).unwrap();
+                let listener = gatehouse_gateway::tls::TlsListener::new(listener, config).unwrap();
+                tokio::spawn(async move {
+                    axum::serve(listener, router.into_make_service_with_connect_info::<gatehouse_gateway::mtls::TlsPeer>())
+                        .with_graceful_shutdown(token.cancelled_owned())
+                        .await
+                        .unwrap();
+                })
+            }
+        };
         let mut h = Self {
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
             client: reqwest::Client::new(),
             store,
             bus,

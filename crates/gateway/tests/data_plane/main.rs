@@ -16,6 +16,7 @@ mod chat;
 mod checklist_dpop;
 mod checklist_http;
 mod checklist_jwt;
+mod checklist_mtls;
 mod cost;
 mod derived;
 mod failures;

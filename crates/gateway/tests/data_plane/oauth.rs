@@ -47,6 +47,7 @@ pub(crate) async fn client(h: &Harness, scopes: &[&str], models: &[&str], format
             models: models.iter().map(|s| s.to_string()).collect(),
             audiences: vec!["https://other.example".into()],
             access_ttl: Duration::from_secs(600),
+            tls_client_certificate_bound_access_tokens: false,
         })
         .await
         .unwrap();

@@ -57,6 +57,7 @@ async fn a_capped_token_is_refused_once_its_tokens_are_used_up_and_exchange_only
             models: vec![],
             audiences: vec![],
             access_ttl: Duration::from_secs(600),
+            tls_client_certificate_bound_access_tokens: false,
         })
         .await
         .unwrap();

@@ -55,6 +55,11 @@ pub enum OAuthClientsCmd {
         /// Access-token lifetime, e.g. 10m (default 10m, at most 1h).
         #[arg(long, value_name = "DURATION")]
         access_ttl: Option<String>,
+        /// Certificate-bound tokens (RFC 8705 §3, `tls_client_certificate_bound_access_tokens`):
+        /// the client must call the token endpoint over mutual TLS, and its tokens then only
+        /// work over connections with that client certificate.
+        #[arg(long)]
+        mtls_bound: bool,
     },
     /// List clients (secret hints only).
     List {
@@ -128,7 +133,7 @@ pub async fn oauth_clients(args: ClientArgs<OAuthClientsCmd>) -> ExitCode {
 async fn oauth_clients_inner(args: ClientArgs<OAuthClientsCmd>) -> Result<(), String> {
     let c = Client::new(&args.conn)?;
     match args.cmd {
-        OAuthClientsCmd::Create { name, app, auth_method, public_jwk_file, token_format, scopes, models, audiences, access_ttl } => {
+        OAuthClientsCmd::Create { name, app, auth_method, public_jwk_file, token_format, scopes, models, audiences, access_ttl, mtls_bound } => {
             let mut body = json!({ "name": name });
             if let Some(a) = app {
                 body["app_id"] = json!(a);
@@ -155,6 +160,9 @@ async fn oauth_clients_inner(args: ClientArgs<OAuthClientsCmd>) -> Result<(), St
             if let Some(t) = access_ttl {
                 body["access_ttl"] = json!(t);
             }
+            if mtls_bound {
+                body["tls_client_certificate_bound_access_tokens"] = json!(true);
+            }
             let v = c.call(reqwest::Method::POST, "/oauth-clients", Some(body)).await?;
             if c.json {
                 c.print_json(&v);
@@ -168,6 +176,9 @@ async fn oauth_clients_inner(args: ClientArgs<OAuthClientsCmd>) -> Result<(), St
                 println!("scopes: {}", s(&v["scopes"]));
                 println!("models: {}", s(&v["models"]));
                 println!("access_ttl_secs: {}", s(&v["access_ttl_secs"]));
+                if v["tls_client_certificate_bound_access_tokens"] == json!(true) {
+                    println!("tls_client_certificate_bound_access_tokens: true");
+                }
             }
             if v["client_secret"].is_string() {
                 eprintln!("Save this client secret now: it is shown only once.");

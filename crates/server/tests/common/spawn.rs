@@ -9,15 +9,29 @@ use std::sync::{Arc, Mutex};
 /// Spawns `BIN serve --demo` with debug logging, `data_dir` and optionally `--database-url`,
 /// without the environment variables named in `scrub`. Returns the child and its stdout and
 /// stderr, appended to by background threads until the process closes them.
+#[allow(dead_code)] // not every test binary uses both entry points
 pub fn spawn_serve(
     bin: &str,
     scrub: &[&str],
     data_dir: &Path,
     database_url: Option<&str>,
 ) -> (Child, Arc<Mutex<String>>, Arc<Mutex<String>>) {
+    spawn_serve_with(bin, scrub, data_dir, database_url, &[])
+}
+
+/// [`spawn_serve`] with `extra` flags appended to `serve` (e.g. `--tls-cert FILE`).
+#[allow(dead_code)] // not every test binary uses both entry points
+pub fn spawn_serve_with(
+    bin: &str,
+    scrub: &[&str],
+    data_dir: &Path,
+    database_url: Option<&str>,
+    extra: &[&str],
+) -> (Child, Arc<Mutex<String>>, Arc<Mutex<String>>) {
     let mut cmd = Command::new(bin);
     cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .env("GATEHOUSE_LOG", "debug")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

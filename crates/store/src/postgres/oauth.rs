@@ -8,9 +8,9 @@ use super::{PostgresStore, col};
 use crate::{IssuedToken, OAuthClient, SigningKey, StoreError, StoreResult};
 
 const CLIENT_COLS: &str = "id, team_id, app_id, name, auth_method, secret_digest, pepper_version, secret_hint, \
-     public_jwk, token_format, scopes, models, audiences, access_ttl_secs, revoked_at, created_at";
+     public_jwk, token_format, scopes, models, audiences, access_ttl_secs, revoked_at, created_at, tls_bound";
 const TOKEN_COLS: &str = "id, kind, digest, pepper_version, hint, team_id, app_id, client_id, subject, parent_id, \
-     scopes, models, audience, max_tokens, max_spend_micros, act, binding_jkt, expires_at, consumed_at, revoked_at, created_at";
+     scopes, models, audience, max_tokens, max_spend_micros, act, binding_jkt, expires_at, consumed_at, revoked_at, created_at, binding_x5t";
 const KEY_COLS: &str =
     "kid, alg, public_jwk, format_version, kek_id, wrapped_dek, nonce, ciphertext, sign_from, retire_at, created_at";
 
@@ -34,6 +34,7 @@ fn client_row(row: &PgRow) -> StoreResult<OAuthClient> {
         models: col(row, "models")?,
         audiences: col(row, "audiences")?,
         access_ttl_secs: col(row, "access_ttl_secs")?,
+        tls_client_certificate_bound_access_tokens: col(row, "tls_bound")?,
         revoked_at: col(row, "revoked_at")?,
         created_at: col(row, "created_at")?,
     })
@@ -58,6 +59,7 @@ fn token_row(row: &PgRow) -> StoreResult<IssuedToken> {
         max_spend_micros: col(row, "max_spend_micros")?,
         act: col(row, "act")?,
         binding_jkt: col(row, "binding_jkt")?,
+        binding_x5t: col(row, "binding_x5t")?,
         expires_at: col(row, "expires_at")?,
         consumed_at: col(row, "consumed_at")?,
         revoked_at: col(row, "revoked_at")?,
@@ -83,7 +85,7 @@ fn key_row(row: &PgRow) -> StoreResult<SigningKey> {
 
 pub(super) async fn create_oauth_client(s: &PostgresStore, c: &OAuthClient) -> StoreResult<()> {
     let sql = format!(
-        "INSERT INTO oauth_clients ({CLIENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        "INSERT INTO oauth_clients ({CLIENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(c.id)
@@ -102,6 +104,7 @@ pub(super) async fn create_oauth_client(s: &PostgresStore, c: &OAuthClient) -> S
         .bind(c.access_ttl_secs)
         .bind(c.revoked_at)
         .bind(c.created_at)
+        .bind(c.tls_client_certificate_bound_access_tokens)
         .execute(s.pool())
         .await
         .map_err(db("oauth client"))?;
@@ -142,7 +145,7 @@ pub(super) async fn revoke_oauth_client(s: &PostgresStore, id: Id, at: Timestamp
 pub(super) async fn create_issued_token(s: &PostgresStore, t: &IssuedToken) -> StoreResult<()> {
     let sql = format!(
         "INSERT INTO issued_tokens ({TOKEN_COLS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(t.id)
@@ -166,6 +169,7 @@ pub(super) async fn create_issued_token(s: &PostgresStore, t: &IssuedToken) -> S
         .bind(t.consumed_at)
         .bind(t.revoked_at)
         .bind(t.created_at)
+        .bind(&t.binding_x5t)
         .execute(s.pool())
         .await
         .map_err(db("issued token"))?;

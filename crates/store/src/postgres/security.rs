@@ -14,6 +14,7 @@ pub(super) fn read(row: &PgRow) -> StoreResult<CredentialSecurity> {
         ip_allow: col(row, "ip_allow")?,
         labels: serde_json::from_value(labels).map_err(|e| StoreError::decode("labels", e))?,
         dpop_jkt: col(row, "dpop_jkt")?,
+        mtls_x5t: col(row, "mtls_x5t")?,
         rotated_from: col(row, "rotated_from")?,
         suspended_at: col(row, "suspended_at")?,
         auto_suspend: col(row, "auto_suspend")?,
@@ -27,7 +28,7 @@ pub(super) async fn write(tx: &mut Transaction<'static, Postgres>, c: &Credentia
     let labels = serde_json::to_value(&s.labels).map_err(|e| StoreError::Database(format!("labels: {e}")))?;
     sqlx::query(
         "UPDATE credentials SET ip_allow = $1, labels = $2, dpop_jkt = $3, rotated_from = $4, suspended_at = $5, \
-         auto_suspend = $6 WHERE id = $7",
+         auto_suspend = $6, mtls_x5t = $7 WHERE id = $8",
     )
     .bind(&s.ip_allow)
     .bind(labels)
@@ -35,6 +36,7 @@ pub(super) async fn write(tx: &mut Transaction<'static, Postgres>, c: &Credentia
     .bind(s.rotated_from)
     .bind(s.suspended_at)
     .bind(s.auto_suspend)
+    .bind(&s.mtls_x5t)
     .bind(c.id)
     .execute(&mut **tx)
     .await

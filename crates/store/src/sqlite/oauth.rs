@@ -11,9 +11,9 @@ use super::{
 use crate::{IssuedToken, OAuthClient, SigningKey, StoreError, StoreResult};
 
 const CLIENT_COLS: &str = "id, team_id, app_id, name, auth_method, secret_digest, pepper_version, secret_hint, \
-     public_jwk, token_format, scopes, models, audiences, access_ttl_secs, revoked_at, created_at";
+     public_jwk, token_format, scopes, models, audiences, access_ttl_secs, revoked_at, created_at, tls_bound";
 const TOKEN_COLS: &str = "id, kind, digest, pepper_version, hint, team_id, app_id, client_id, subject, parent_id, \
-     scopes, models, audience, max_tokens, max_spend_micros, act, binding_jkt, expires_at, consumed_at, revoked_at, created_at";
+     scopes, models, audience, max_tokens, max_spend_micros, act, binding_jkt, expires_at, consumed_at, revoked_at, created_at, binding_x5t";
 const KEY_COLS: &str =
     "kid, alg, public_jwk, format_version, kek_id, wrapped_dek, nonce, ciphertext, sign_from, retire_at, created_at";
 
@@ -37,6 +37,7 @@ fn client_row(row: &SqliteRow) -> StoreResult<OAuthClient> {
         models: col_list(row, "models")?,
         audiences: col_list(row, "audiences")?,
         access_ttl_secs: col(row, "access_ttl_secs")?,
+        tls_client_certificate_bound_access_tokens: col::<i64>(row, "tls_bound")? != 0,
         revoked_at: col_opt_ts(row, "revoked_at")?,
         created_at: col_ts(row, "created_at")?,
     })
@@ -61,6 +62,7 @@ fn token_row(row: &SqliteRow) -> StoreResult<IssuedToken> {
         max_spend_micros: col(row, "max_spend_micros")?,
         act: col(row, "act")?,
         binding_jkt: col(row, "binding_jkt")?,
+        binding_x5t: col(row, "binding_x5t")?,
         expires_at: col_ts(row, "expires_at")?,
         consumed_at: col_opt_ts(row, "consumed_at")?,
         revoked_at: col_opt_ts(row, "revoked_at")?,
@@ -87,7 +89,7 @@ fn key_row(row: &SqliteRow) -> StoreResult<SigningKey> {
 
 pub(super) async fn create_oauth_client(s: &SqliteStore, c: &OAuthClient) -> StoreResult<()> {
     let mut tx = s.write_tx("oauth client").await?;
-    let sql = format!("INSERT INTO oauth_clients ({CLIENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    let sql = format!("INSERT INTO oauth_clients ({CLIENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id_text(c.id))
         .bind(id_text(c.team_id))
@@ -105,6 +107,7 @@ pub(super) async fn create_oauth_client(s: &SqliteStore, c: &OAuthClient) -> Sto
         .bind(c.access_ttl_secs)
         .bind(opt_micros(c.revoked_at)?)
         .bind(micros(c.created_at)?)
+        .bind(i64::from(c.tls_client_certificate_bound_access_tokens))
         .execute(&mut *tx)
         .await
         .map_err(db("oauth client"))?;
@@ -145,7 +148,7 @@ pub(super) async fn revoke_oauth_client(s: &SqliteStore, id: Id, at: Timestamp) 
 pub(super) async fn create_issued_token(s: &SqliteStore, t: &IssuedToken) -> StoreResult<()> {
     let mut tx = s.write_tx("issued token").await?;
     let sql = format!(
-        "INSERT INTO issued_tokens ({TOKEN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO issued_tokens ({TOKEN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id_text(t.id))
@@ -169,6 +172,7 @@ pub(super) async fn create_issued_token(s: &SqliteStore, t: &IssuedToken) -> Sto
         .bind(opt_micros(t.consumed_at)?)
         .bind(opt_micros(t.revoked_at)?)
         .bind(micros(t.created_at)?)
+        .bind(&t.binding_x5t)
         .execute(&mut *tx)
         .await
         .map_err(db("issued token"))?;

@@ -14,6 +14,7 @@ pub(super) fn read(row: &SqliteRow) -> StoreResult<CredentialSecurity> {
         ip_allow: col_list(row, "ip_allow")?,
         labels: serde_json::from_str(&labels).map_err(|e| StoreError::decode("labels", e))?,
         dpop_jkt: col(row, "dpop_jkt")?,
+        mtls_x5t: col(row, "mtls_x5t")?,
         rotated_from: col_opt_id(row, "rotated_from")?,
         suspended_at: col_opt_ts(row, "suspended_at")?,
         auto_suspend: auto != 0,
@@ -27,7 +28,7 @@ pub(super) async fn write(tx: &mut Transaction<'static, Sqlite>, c: &Credential)
     let labels = serde_json::to_string(&s.labels).map_err(|e| StoreError::Database(format!("labels: {e}")))?;
     sqlx::query(
         "UPDATE credentials SET ip_allow = ?, labels = ?, dpop_jkt = ?, rotated_from = ?, suspended_at = ?, \
-         auto_suspend = ? WHERE id = ?",
+         auto_suspend = ?, mtls_x5t = ? WHERE id = ?",
     )
     .bind(json_list(&s.ip_allow)?)
     .bind(labels)
@@ -35,6 +36,7 @@ pub(super) async fn write(tx: &mut Transaction<'static, Sqlite>, c: &Credential)
     .bind(opt_id_text(s.rotated_from))
     .bind(opt_micros(s.suspended_at)?)
     .bind(i64::from(s.auto_suspend))
+    .bind(&s.mtls_x5t)
     .bind(id_text(c.id))
     .execute(&mut **tx)
     .await

@@ -24,6 +24,7 @@ fn client(app: &App) -> OAuthClient {
         models: vec!["demo".into()],
         audiences: vec!["https://api.example".into()],
         access_ttl_secs: 600,
+        tls_client_certificate_bound_access_tokens: false,
         revoked_at: None,
         created_at: now_us(),
     }
@@ -48,6 +49,7 @@ fn issued(app: &App, kind: &str, seed: u8, client_id: Option<Id>, parent: Option
         max_spend_micros: None,
         act: Some(r#"{"sub":"svc"}"#.into()),
         binding_jkt: None,
+        binding_x5t: None,
         expires_at: now_us() + Duration::minutes(10),
         consumed_at: None,
         revoked_at: None,
@@ -101,6 +103,38 @@ async fn issued_tokens_by_digest_and_parent_revocation(s: Arc<dyn Store>) {
     assert_eq!(s.get_issued_token(jwt2.id).await.unwrap().unwrap().revoked_at, None);
 }
 store_test!(issued_tokens_by_digest_and_parent_revocation);
+
+/// RFC 8705 (T30): the certificate-bound client flag, a token's `x5t#S256` binding and an API
+/// key's certificate binding are stored and read back by every lookup.
+async fn mtls_bindings_round_trip(s: Arc<dyn Store>) {
+    const X5T: &str = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2";
+    let (_, app) = seed_app(&s).await;
+    let mut c = client(&app);
+    c.tls_client_certificate_bound_access_tokens = true;
+    s.create_oauth_client(&c).await.unwrap();
+    assert!(s.get_oauth_client(c.id).await.unwrap().unwrap().tls_client_certificate_bound_access_tokens);
+    assert!(s.list_oauth_clients(false).await.unwrap()[0].tls_client_certificate_bound_access_tokens);
+    let plain = client(&app);
+    s.create_oauth_client(&plain).await.unwrap();
+    assert!(!s.get_oauth_client(plain.id).await.unwrap().unwrap().tls_client_certificate_bound_access_tokens);
+
+    let mut t = issued(&app, "access", 40, Some(c.id), None);
+    t.binding_x5t = Some(X5T.into());
+    s.create_issued_token(&t).await.unwrap();
+    assert_eq!(s.find_issued_token(&digest(40)).await.unwrap().unwrap().binding_x5t.as_deref(), Some(X5T));
+    assert_eq!(s.get_issued_token(t.id).await.unwrap(), Some(t.clone()));
+    let mut single = issued(&app, "single_use", 41, Some(c.id), None);
+    single.binding_x5t = Some(X5T.into());
+    s.create_issued_token(&single).await.unwrap();
+    assert_eq!(s.consume_single_use(&digest(41)).await.unwrap().unwrap().binding_x5t.as_deref(), Some(X5T));
+
+    let mut key = super::credential(&app, 42);
+    key.security.mtls_x5t = Some(X5T.into());
+    s.create_credential(&key).await.unwrap();
+    assert_eq!(s.get_credential(key.id).await.unwrap().unwrap().security.mtls_x5t.as_deref(), Some(X5T));
+    assert_eq!(s.find_credential(&key.digest).await.unwrap().unwrap().security.mtls_x5t.as_deref(), Some(X5T));
+}
+store_test!(mtls_bindings_round_trip);
 
 async fn single_use_is_consumed_exactly_once_under_50_concurrent_attempts(s: Arc<dyn Store>) {
     let (_, app) = seed_app(&s).await;
