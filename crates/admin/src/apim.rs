@@ -73,6 +73,33 @@ pub async fn service_team(svc: &AdminService, key: &str) -> std::result::Result<
     }
 }
 
+/// True for a service every user may read (issue 7): public and no longer a draft (published,
+/// deprecated or retired) — the same rule as the catalog part of `GET /services`.
+pub fn in_catalog(s: &Service) -> bool {
+    s.visibility == Visibility::Public && s.status != ServiceStatus::Draft
+}
+
+/// The owning team of a service named by id or slug and whether it is in the catalog
+/// ([`in_catalog`]); `None` if there is no such service (the route gate's lookup for
+/// `GET /services/{id}`).
+pub async fn catalog_service_team(svc: &AdminService, key: &str) -> std::result::Result<Option<(Id, bool)>, ApiError> {
+    match find(svc, key).await {
+        Ok(s) => Ok(Some((s.team_id, in_catalog(&s)))),
+        Err(e) if e.code == ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a user outside the owning team sees of a catalog service: everything but the draft
+/// `spec` (unpublished edits stay inside the team; `live_spec` is what is served).
+fn catalog_view(s: &Service) -> Value {
+    let mut v = view(s);
+    if let Value::Object(o) = &mut v {
+        o.remove("spec");
+    }
+    v
+}
+
 /// The services routes (mounted under `/admin/v1`, behind the operator token).
 pub fn routes() -> Router<Arc<AdminService>> {
     Router::new()
@@ -216,16 +243,20 @@ async fn list(State(svc): Svc, Extension(p): Op, q: std::result::Result<Query<Ha
     let all = svc.store().list_services(team).await.map_err(|e| internal("listing services", &e))?;
     let data: Vec<Value> = all
         .iter()
-        .filter(|s| visible.contains(s.team_id) || (s.visibility == Visibility::Public && s.status != ServiceStatus::Draft))
+        .filter(|s| visible.contains(s.team_id) || in_catalog(s))
         .filter(|s| kind.is_none_or(|k| s.kind == k) && status.is_none_or(|st| s.status == st))
-        .map(view)
+        .map(|s| if visible.contains(s.team_id) { view(s) } else { catalog_view(s) })
         .collect();
     Ok(axum::Json(json!({"data": data})).into_response())
 }
 
-async fn show(State(svc): Svc, Path(id): Path<String>) -> Result<Response> {
+/// `GET /services/{id}`: the full view for the owning team (and system admins); the catalog
+/// view for anyone else, who gets here only for a public non-draft service (the route gate,
+/// `Target::CatalogServiceParam`).
+async fn show(State(svc): Svc, Extension(p): Op, Path(id): Path<String>) -> Result<Response> {
     let s = find(&svc, &id).await?;
-    Ok(axum::Json(view(&s)).into_response())
+    let v = if p.is_admin() || p.team_role(s.team_id).is_some() { view(&s) } else { catalog_view(&s) };
+    Ok(axum::Json(v).into_response())
 }
 
 async fn update(State(svc): Svc, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {

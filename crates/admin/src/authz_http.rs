@@ -33,9 +33,17 @@ pub enum Target {
     AppParam,
     /// `{id}` in the path is a service id or slug; its team is looked up (issue 7).
     ServiceParam,
+    /// Like [`Target::ServiceParam`], but a public non-draft service (the catalog) is readable
+    /// by every user ([`Permission::CatalogRead`]); others stay 404 to outsiders.
+    CatalogServiceParam,
     /// `{id}` in the path is a subscription id: the service's team for
     /// `subscriptions.decide`, the app's team otherwise (issue 7).
     SubscriptionParam,
+    /// `{id}` in the path is a limit row id: the team of its team/app/key; a model-scope row is
+    /// installation-wide (checked with [`Scope::System`]).
+    LimitParam,
+    /// `{id}` in the path is an OAuth client id; its team is looked up.
+    OAuthClientParam,
     /// The handler checks (team from the query or the body; lists filter by visible teams).
     Handler,
 }
@@ -91,23 +99,23 @@ pub static ROUTES: &[RoutePolicy] = &[
     r(Method::GET, "/models/{name}/cache", P::ModelsRead, T::System),
     r(Method::PUT, "/models/{name}/cache", P::ModelsWrite, T::System),
     r(Method::DELETE, "/models/{name}/cache", P::ModelsWrite, T::System),
-    // Limits mix team, app, key and model scopes in one list: system admins only for now.
-    r(Method::GET, "/limits", P::LimitsRead, T::System),
-    r(Method::POST, "/limits", P::LimitsWrite, T::System),
-    r(Method::DELETE, "/limits/{id}", P::LimitsWrite, T::System),
+    // Limits (issue 6) are team data by their team/app/key; model-scope rows are system-wide.
+    r(Method::GET, "/limits", P::LimitsRead, T::Handler),
+    r(Method::POST, "/limits", P::LimitsWrite, T::Handler),
+    r(Method::DELETE, "/limits/{id}", P::LimitsWrite, T::LimitParam),
     r(Method::POST, "/credentials/report-leak", P::LeaksReport, T::System),
-    // OAuth clients are team data, but their handlers are not team-scoped yet: admins only.
-    r(Method::POST, "/oauth-clients", P::OAuthClientsWrite, T::System),
-    r(Method::GET, "/oauth-clients", P::OAuthClientsRead, T::System),
-    r(Method::GET, "/oauth-clients/{id}", P::OAuthClientsRead, T::System),
-    r(Method::POST, "/oauth-clients/{id}/revoke", P::OAuthClientsWrite, T::System),
+    // OAuth clients belong to an app's team (issue 7).
+    r(Method::POST, "/oauth-clients", P::OAuthClientsWrite, T::Handler),
+    r(Method::GET, "/oauth-clients", P::OAuthClientsRead, T::Handler),
+    r(Method::GET, "/oauth-clients/{id}", P::OAuthClientsRead, T::OAuthClientParam),
+    r(Method::POST, "/oauth-clients/{id}/revoke", P::OAuthClientsWrite, T::OAuthClientParam),
     r(Method::POST, "/tokens/revoke", P::TokensManage, T::System),
     r(Method::POST, "/tokens/introspect", P::TokensManage, T::System),
     r(Method::POST, "/tokens/single-use", P::TokensManage, T::System),
     // Services and subscriptions (issue 7, `apim.rs`, `subscriptions.rs`).
     r(Method::POST, "/services", P::ServicesWrite, T::Handler),
     r(Method::GET, "/services", P::ServicesRead, T::Handler),
-    r(Method::GET, "/services/{id}", P::ServicesRead, T::ServiceParam),
+    r(Method::GET, "/services/{id}", P::ServicesRead, T::CatalogServiceParam),
     r(Method::PATCH, "/services/{id}", P::ServicesWrite, T::ServiceParam),
     r(Method::POST, "/services/{id}/publish", P::ServicesPublish, T::ServiceParam),
     r(Method::POST, "/services/{id}/deprecate", P::ServicesPublish, T::ServiceParam),
@@ -124,6 +132,10 @@ pub static ROUTES: &[RoutePolicy] = &[
     r(Method::POST, "/subscriptions/{id}/cancel", P::SubscriptionsRequest, T::SubscriptionParam),
     r(Method::GET, "/audit", P::AuditRead, T::System),
     r(Method::GET, "/audit/verify", P::AuditRead, T::System),
+    // Routing health (issue 6), mounted by the server from the gateway crate through
+    // `router_with` (`gatehouse_gateway::Gateway::admin_routes`): installation-wide provider data.
+    r(Method::GET, "/health/deployments", P::ProvidersRead, T::System),
+    r(Method::POST, "/health/keys/{id}/restore", P::ProvidersWrite, T::System),
 ];
 
 /// The `/admin/v1` routes that need no credential: `POST /admin/v1/session` (login) and
@@ -191,7 +203,20 @@ async fn check(svc: &AdminService, principal: &Principal, p: &RoutePolicy, path:
             let key = first_param(p.path, path).ok_or_else(invisible)?;
             crate::apim::service_team(svc, &key).await?.ok_or_else(invisible)?
         }
+        T::CatalogServiceParam => {
+            let key = first_param(p.path, path).ok_or_else(invisible)?;
+            match crate::apim::catalog_service_team(svc, &key).await?.ok_or_else(invisible)? {
+                (team, true) if principal.team_role(team).is_none() => return authorize(principal, Scope::Team(team), P::CatalogRead),
+                (team, _) => team,
+            }
+        }
         T::SubscriptionParam => crate::subscriptions::subscription_team(svc, id()?, p.permission).await?.ok_or_else(invisible)?,
+        T::LimitParam => match crate::limits::limit_team(svc, id()?).await? {
+            None => return Err(invisible()),
+            Some(None) => return authorize(principal, Scope::System, p.permission),
+            Some(Some(team)) => team,
+        },
+        T::OAuthClientParam => svc.oauth_client_team(id()?).await?.ok_or_else(invisible)?,
     };
     authorize(principal, Scope::Team(team), p.permission)
 }

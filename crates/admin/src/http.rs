@@ -3,7 +3,9 @@
 //! Layers, outermost first, on `/admin/v1/*` (matched routes, the 404 fallback and 405s alike):
 //! 1. `operator_auth`: `Authorization: Bearer <operator token>` (scheme case-insensitive);
 //!    missing → 401 with `WWW-Authenticate: Bearer realm="gatehouse-admin"`, malformed or a
-//!    second header → 400, unknown/revoked → 401 `error="invalid_token"`. Adds
+//!    second header → 400, unknown/revoked → 401 `error="invalid_token"`. Without an
+//!    `Authorization` header, the portal session cookie; a state-changing cookie request must
+//!    pass the CSRF check ([`crate::csrf`], 403 `csrf_failed`). Adds
 //!    `Cache-Control: no-store` to every answer (responses may carry a key shown once).
 //! 2. the handler: extract → service → map to JSON.
 //!
@@ -76,9 +78,10 @@ pub fn router(service: Arc<AdminService>) -> Router {
 }
 
 /// [`router`] plus `extra` routes below `/admin/v1`, behind the same authentication, audit and
-/// route gate (the server adds the gateway's routing-health routes this way, issue 6). Routes
-/// added here have no row in `authz_http::ROUTES`, so the gate treats them as `Unlisted`:
-/// system admins only.
+/// route gate (the server adds the gateway's routing-health routes this way, issue 6). Their
+/// rows are in `authz_http::ROUTES` and their operations in the OpenAPI document like every
+/// other route; a route added here without a row is `Unlisted` (system admins only) and fails
+/// `tests/live_routes.rs`.
 pub fn router_with(service: Arc<AdminService>, extra: Router<Arc<AdminService>>) -> Router {
     let api = Router::new()
         .route("/keys", post(create_key).get(list_keys))
@@ -128,11 +131,19 @@ async fn operator_auth(State(svc): Svc, request: Request, next: Next) -> Respons
         return resp;
     }
     let cookie = crate::tenancy_http::session_cookie(request.headers());
+    let mut csrf = None;
     let verdict = match extract_authorization(request.headers()) {
-        // No Authorization header but a portal session cookie (issue 7).
+        // No Authorization header but a portal session cookie (issue 7); state-changing
+        // requests must also pass the CSRF check (M8, `crate::csrf`).
         Ok(None) if cookie.is_some() => {
             let value = cookie.unwrap_or_default();
-            svc.authenticate_session(&value).await.map(|p| (p.user_id, p))
+            match svc.authenticate_session(&value).await {
+                Ok(p) => crate::csrf::check(&svc, request.method(), request.headers(), &value).map(|()| {
+                    csrf = Some(crate::csrf::SessionCsrf(svc.csrf_token(&value)));
+                    (p.user_id, p)
+                }),
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(ApiError::new(ErrorCode::InvalidCredentialRequest, e.to_string())),
         Ok(None) => Err(ApiError::new(
@@ -152,6 +163,9 @@ async fn operator_auth(State(svc): Svc, request: Request, next: Next) -> Respons
         Ok((operator, principal)) => {
             request.extensions_mut().insert(crate::audit::OperatorId(operator));
             request.extensions_mut().insert(principal);
+            if let Some(c) = csrf {
+                request.extensions_mut().insert(c);
+            }
             next.run(request).await
         }
         Err(e) => AdminError(e).into_response(),

@@ -18,6 +18,7 @@ pub mod audit;
 pub mod authz;
 pub mod authz_http;
 pub mod cache;
+pub mod csrf;
 pub mod http;
 pub mod input;
 pub mod oauth_http;

@@ -13,21 +13,29 @@
 //!   USD numbers. Usage is read from the shared counters (0 when the counters are unreachable,
 //!   with `"usage_available": false`).
 //! * `DELETE /admin/v1/limits/{id}` — removes a row (404 if none).
+//!
+//! Team scoping (issue 7): a row of scope team/app/key belongs to that team / the app's team /
+//! the key's team ([`limit_team`]); model-scope rows are installation-wide. Setting needs
+//! `limits.write` on the row's team (outsiders 404 like an unknown id, lower roles 403;
+//! model rows: system admins only), the list shows the rows of teams where the caller has
+//! `limits.read` (model rows only to system admins), deleting is checked by the route gate
+//! (`Target::LimitParam`).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use gatehouse_store::counters::limit_buckets;
 use gatehouse_store::{BusEvent, Limit, LimitScope};
-use gatehouse_types::{ApiError, ErrorCode, new_id, now};
+use gatehouse_types::{ApiError, ErrorCode, Id, new_id, now};
 use serde_json::{Map, Value, json};
 
+use crate::authz::{Permission, Principal, Scope, authorize};
 use crate::http::{AdminError, Result, body};
 use crate::input::{bad, parse_id};
 use crate::service::AdminService;
@@ -121,8 +129,41 @@ fn text<'a>(
     }
 }
 
+/// The team owning a limit target: `Some(team)` for team/app/key scopes (`None` inside when the
+/// team, app or key does not exist), and `None` for the model scope (installation-wide).
+async fn target_team(svc: &AdminService, scope: LimitScope, id: Id) -> std::result::Result<Option<Option<Id>>, AdminError> {
+    let store = svc.store();
+    let team = match scope {
+        LimitScope::Model => return Ok(None),
+        LimitScope::Team => store.get_team(id).await.map(|t| t.map(|t| t.id)),
+        LimitScope::App => store.get_app(id).await.map(|a| a.map(|a| a.team_id)),
+        _ => store.get_credential(id).await.map(|c| c.map(|c| c.team_id)),
+    }
+    .map_err(|e| internal(&e))?;
+    Ok(Some(team))
+}
+
+/// The team of limit row `id` for the route gate: `None` if there is no such row (or its
+/// target is gone), `Some(None)` for a model-scope row, `Some(Some(team))` otherwise.
+pub async fn limit_team(svc: &AdminService, id: Id) -> std::result::Result<Option<Option<Id>>, ApiError> {
+    let rows = svc.store().list_limits().await.map_err(|e| internal(&e).0)?;
+    let Some(l) = rows.into_iter().find(|l| l.id == id) else { return Ok(None) };
+    row_team(svc, &l).await.map_err(|e| e.0)
+}
+
+async fn row_team(svc: &AdminService, l: &Limit) -> std::result::Result<Option<Option<Id>>, AdminError> {
+    match l.scope {
+        LimitScope::Model => Ok(Some(None)),
+        scope => match Id::parse_str(&l.scope_id) {
+            Ok(id) => Ok(target_team(svc, scope, id).await?.flatten().map(Some)),
+            Err(_) => Ok(None),
+        },
+    }
+}
+
 async fn set_limit(
     State(svc): Svc,
+    Extension(who): Extension<Principal>,
     b: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     let bytes = body(b)?;
@@ -163,23 +204,17 @@ async fn set_limit(
     }
     let store = svc.store().clone();
     let scope_id = match scope {
-        LimitScope::Model => scope_id,
+        LimitScope::Model => {
+            authorize(&who, Scope::System, Permission::LimitsWrite)?;
+            scope_id
+        }
         _ => {
             let id = parse_id(&scope_id, id_field)?;
-            let exists = match scope {
-                LimitScope::Team => store.get_team(id).await.map(|t| t.is_some()),
-                LimitScope::App => store.get_app(id).await.map(|a| a.is_some()),
-                _ => store.get_credential(id).await.map(|c| c.is_some()),
-            }
-            .map_err(|e| internal(&e))?;
-            if !exists {
-                return Err(ApiError::new(
-                    ErrorCode::NotFound,
-                    format!("no {} with this id", scope.as_str()),
-                )
-                .with_param(id_field)
-                .into());
-            }
+            let missing = || ApiError::new(ErrorCode::NotFound, format!("no {} with this id", scope.as_str())).with_param(id_field);
+            let team = target_team(&svc, scope, id).await?.flatten().ok_or_else(missing)?;
+            // another team's target reads exactly like a missing one
+            authorize(&who, Scope::Team(team), Permission::LimitsWrite)
+                .map_err(|e| if e.code == ErrorCode::NotFound { missing() } else { e })?;
             id.hyphenated().to_string()
         }
     };
@@ -235,11 +270,19 @@ async fn set_limit(
     Ok((status, axum::Json(view)).into_response())
 }
 
-async fn list_limits(State(svc): Svc) -> Result<Response> {
+async fn list_limits(State(svc): Svc, Extension(who): Extension<Principal>) -> Result<Response> {
     let rows = svc.store().list_limits().await.map_err(|e| internal(&e))?;
+    let visible = who.visible_teams(Permission::LimitsRead);
     let mut data = Vec::with_capacity(rows.len());
     for l in &rows {
-        data.push(view(&svc, l).await);
+        let shown = match row_team(&svc, l).await? {
+            Some(Some(team)) => visible.contains(team),
+            // model rows (and rows whose target is gone) are installation data
+            _ => who.is_admin(),
+        };
+        if shown {
+            data.push(view(&svc, l).await);
+        }
     }
     Ok(axum::Json(json!({ "data": data })).into_response())
 }

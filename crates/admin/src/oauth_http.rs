@@ -7,6 +7,9 @@
 //! * `GET /admin/v1/oauth-clients[?include_revoked=true]` → `{"data": [client…]}`;
 //!   `GET /admin/v1/oauth-clients/{id}` → client; `POST /admin/v1/oauth-clients/{id}/revoke` →
 //!   client with `revoked_at` (every token it obtained stops working at once).
+//!   Team-scoped (issue 7): creating needs `oauth_clients.write` on the app's team (the body's
+//!   `app_id`), the list shows only the caller's teams' clients, and `{id}` routes are checked
+//!   on the client's team by the route gate (outsiders 404, lower roles 403).
 //! * `POST /admin/v1/tokens/revoke` `{"token", "token_type_hint"?}` → 200 `{"revoked": bool,
 //!   "id"?, "kind"?}`: any API key or issued token of this deployment (RFC 7009 semantics: an
 //!   unknown or inactive token is not an error; the operator learns whether something was
@@ -25,7 +28,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,6 +36,7 @@ use gatehouse_types::ApiError;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use crate::authz::{Permission, Principal};
 use crate::http::{AdminError, body};
 use crate::input::{Params, bad, parse_id};
 use crate::service::AdminService;
@@ -57,8 +61,10 @@ fn no_store(mut resp: Response) -> Response {
     resp
 }
 
-async fn create_client(State(svc): Svc, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn create_client(State(svc): Svc, Extension(who): Extension<Principal>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let req = CreateClientRequest::from_json(&body(b)?)?;
+    // issue 7: the app's team (the default app's without `app_id`), `oauth_clients.write`
+    svc.authorize_app(&who, req.app_id, Permission::OAuthClientsWrite).await?;
     let (view, secret) = svc.create_oauth_client(req).await?;
     let mut value = serde_json::to_value(&view).map_err(|_| AdminError(ApiError::internal()))?;
     value["client_secret"] = match &secret {
@@ -68,11 +74,18 @@ async fn create_client(State(svc): Svc, b: std::result::Result<Bytes, BytesRejec
     Ok(no_store((StatusCode::CREATED, axum::Json(value)).into_response()))
 }
 
-async fn list_clients(State(svc): Svc, q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Response> {
+async fn list_clients(
+    State(svc): Svc,
+    Extension(who): Extension<Principal>,
+    q: std::result::Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response> {
     let Query(map) = q.map_err(|_| AdminError(bad("query", "the query string is malformed")))?;
     let p = Params(map);
     p.deny_unknown(&["include_revoked"])?;
-    let data = svc.list_oauth_clients(p.bool("include_revoked")?).await?;
+    // issue 7: only the clients of teams where the caller has `oauth_clients.read`
+    let visible = who.visible_teams(Permission::OAuthClientsRead);
+    let mut data = svc.list_oauth_clients(p.bool("include_revoked")?).await?;
+    data.retain(|c| visible.contains(c.team_id));
     Ok(axum::Json(json!({ "data": data })).into_response())
 }
 

@@ -162,6 +162,9 @@ pub struct Me {
     /// `operator_token` | `session`.
     pub auth: String,
     pub memberships: Vec<Membership>,
+    /// For a cookie session: the `X-CSRF-Token` value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
 }
 
 /// A created operator token: the plaintext `token` is shown only here.
@@ -183,6 +186,8 @@ pub struct CreatedToken {
 pub struct Session {
     pub user: User,
     pub expires_at: String,
+    /// Send as `X-CSRF-Token` with every state-changing request made with the session cookie.
+    pub csrf_token: String,
 }
 
 /// `{"logged_out": true}`.
@@ -215,6 +220,12 @@ pub struct AppDeleted {
     pub id: String,
     /// How many live keys of the app were revoked.
     pub revoked_keys: u64,
+    /// How many pending or active subscriptions were cancelled.
+    pub cancelled_subscriptions: u64,
+    /// How many OAuth clients were revoked (with the tokens they obtained).
+    pub revoked_oauth_clients: u64,
+    /// How many other live issued tokens of the app were revoked.
+    pub revoked_tokens: u64,
 }
 
 /// `{"data": [App]}`.
@@ -266,6 +277,20 @@ pub struct AuditVerify {
     pub checked: u64,
 }
 /// `{"data": [limit with usage]}`.
+/// `GET /health/deployments`: one object per deployment and per provider key.
+#[derive(ToSchema, serde::Serialize)]
+pub struct HealthSnapshot {
+    pub deployments: Vec<Value>,
+    pub keys: Vec<Value>,
+}
+
+/// `POST /health/keys/{id}/restore`.
+#[derive(ToSchema, serde::Serialize)]
+pub struct KeyRestored {
+    pub credential_id: String,
+    pub restored: bool,
+}
+
 #[derive(ToSchema, serde::Serialize)]
 pub struct LimitList {
     pub data: Vec<Value>,
@@ -485,7 +510,7 @@ op!(list_apps, get, "/admin/v1/apps", "apps", "List apps (of one team)", ok = 20
     params(("team_id" = Option<String>, Query, description = "only this team's apps")));
 op!(create_app, post, "/admin/v1/apps", "apps", "Create an app in a team", ok = 201 App, req = CreateAppBody);
 op!(get_app, get, "/admin/v1/apps/{id}", "apps", "Read an app", ok = 200 App, params(("id" = String, Path, description = "app id")));
-op!(delete_app, delete, "/admin/v1/apps/{id}", "apps", "Delete an app (soft) and revoke its keys", ok = 200 AppDeleted,
+op!(delete_app, delete, "/admin/v1/apps/{id}", "apps", "Delete an app (soft): revoke its keys, OAuth clients and tokens, cancel its subscriptions", ok = 200 AppDeleted,
     params(("id" = String, Path, description = "app id")));
 op!(create_key, post, "/admin/v1/keys", "keys", "Create an API key (the plaintext is shown once)", ok = 201 CreatedKey, req = CreateKeyBody);
 op!(list_keys, get, "/admin/v1/keys", "keys", "List API keys (hints only)", ok = 200 KeyList,
@@ -536,6 +561,12 @@ op!(query_audit, get, "/admin/v1/audit", "audit", "Audit events, newest first", 
            ("until" = Option<String>, Query, description = "RFC 3339"), ("before_seq" = Option<i64>, Query, description = "page cursor"),
            ("limit" = Option<u32>, Query, description = "1-1000")));
 op!(verify_audit, get, "/admin/v1/audit/verify", "audit", "Verify the audit hash chain", ok = 200 AuditVerify);
+// Routing health (issue 6; served by the gateway crate's `health_api`, mounted via `router_with`).
+op!(health_deployments, get, "/admin/v1/health/deployments", "health",
+    "Circuit state of every deployment and status of every provider key (hints only)", ok = 200 HealthSnapshot);
+op!(restore_provider_key, post, "/admin/v1/health/keys/{id}/restore", "health",
+    "Clear a provider key's invalid or quota mark on this node", ok = 200 KeyRestored,
+    params(("id" = String, Path, description = "provider credential id")));
 
 // Services and subscriptions (issue 7; `apim.rs`, `subscriptions.rs`). Specs are free-form JSON
 // (`gatehouse_types::apim::ServiceSpec`, validated by the server, 400 naming the field).
@@ -601,7 +632,7 @@ impl Modify for Security {
         create_single_use, create_service, list_services, get_service, update_service, publish_service,
         deprecate_service, retire_service, rollback_service, list_releases, get_release, diff_releases,
         request_subscription, list_subscriptions, get_subscription, approve_subscription, reject_subscription,
-        cancel_subscription
+        cancel_subscription, health_deployments, restore_provider_key
     ),
     modifiers(&Security)
 )]

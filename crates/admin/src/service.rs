@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::input::{Fields, Params, bad};
 
+pub mod login_guard;
 pub mod oauth_clients;
 mod rotation;
 pub mod tenancy;
@@ -65,6 +66,8 @@ pub struct AdminService {
     /// The node's authorization server (issue 5), attached by the server after the data plane
     /// is built ([`AdminService::attach_oauth`]).
     oauth: Arc<std::sync::OnceLock<Arc<gatehouse_oauth::OAuth>>>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (login throttling per IP).
+    trusted_proxies: Arc<Vec<gatehouse_auth::cidr::Cidr>>,
 }
 
 /// Secrets to use at first start instead of generated ones (for automation).
@@ -368,7 +371,24 @@ fn generate_password() -> Result<SecretString, ApiError> {
 impl AdminService {
     /// A service over shared dependencies.
     pub fn new(deps: AdminDeps) -> Self {
-        Self { deps, counters: Arc::new(gatehouse_store::MemoryCounters::new()), oauth: Arc::default() }
+        Self {
+            deps,
+            counters: Arc::new(gatehouse_store::MemoryCounters::new()),
+            oauth: Arc::default(),
+            trusted_proxies: Arc::default(),
+        }
+    }
+
+    /// Believes `X-Forwarded-For` from these reverse proxies when finding a login's client IP
+    /// (`GATEHOUSE_TRUSTED_PROXIES`, the same list as the data plane's).
+    pub fn with_trusted_proxies(mut self, proxies: Vec<gatehouse_auth::cidr::Cidr>) -> Self {
+        self.trusted_proxies = Arc::new(proxies);
+        self
+    }
+
+    /// The trusted reverse proxies ([`Self::with_trusted_proxies`]).
+    pub fn trusted_proxies(&self) -> &[gatehouse_auth::cidr::Cidr] {
+        &self.trusted_proxies
     }
 
     /// Uses `counters` (the data plane's) for usage against limits (issue 6).

@@ -2,27 +2,33 @@
 //! ([`crate::authz_http::ROUTES`]) for everything scoped by the path; the handlers here check
 //! the rest (team from the body). Errors in the admin shape.
 //!
-//! * `POST /admin/v1/session` `{"username","password"}` → 201 `{"user","expires_at"}` and
-//!   `Set-Cookie: gatehouse_session=<opaque>; HttpOnly; Secure; SameSite=Strict; Path=/admin;
-//!   Max-Age=43200`. Wrong username or password → 401 (one message). No credential needed.
+//! * `POST /admin/v1/session` `{"username","password"}` → 201 `{"user","expires_at","csrf_token"}`
+//!   and `Set-Cookie: gatehouse_session=<opaque>; HttpOnly; Secure; SameSite=Strict; Path=/admin;
+//!   Max-Age=43200`. Wrong username or password → 401 (one message); too many failures for the
+//!   username or the client IP → 429 `rate_limit_exceeded` + `Retry-After`
+//!   ([`crate::service::login_guard`]). No credential needed. State-changing requests with the
+//!   cookie must send `X-CSRF-Token: <csrf_token>` ([`crate::csrf`]).
 //! * `DELETE /admin/v1/session` → 200 `{"logged_out":true}`, ends the cookie's session (server
 //!   side) and clears the cookie; with an operator token → 400.
-//! * `GET /admin/v1/me` → `{"user","auth","memberships":[{"team_id","team","role"}]}`.
+//! * `GET /admin/v1/me` → `{"user","auth","memberships":[{"team_id","team","role"}],
+//!   "csrf_token"?}` (`csrf_token` for a cookie session).
 //! * `POST /admin/v1/me/tokens` `{"name","expires_in"?}` → 201 `{"token" (once),"id","hint",…}`.
 //! * `GET|POST /admin/v1/users`, `PATCH /admin/v1/users/{id}` `{"password"?,"system_role"?}`.
 //! * `POST /admin/v1/teams` `{"name","owner"?}`, `GET /admin/v1/teams/{id}`,
 //!   `GET /admin/v1/teams/{id}/members`, `PUT|DELETE /admin/v1/teams/{id}/members/{user_id}`
 //!   (`{"role"}`).
 //! * `POST /admin/v1/apps` `{"team_id","name"}` → 201, `GET /admin/v1/apps/{id}`,
-//!   `DELETE /admin/v1/apps/{id}` → `{"deleted":true,"id","revoked_keys"}` (soft delete; the app's
-//!   keys are revoked).
+//!   `DELETE /admin/v1/apps/{id}` → `{"deleted":true,"id","revoked_keys","cancelled_subscriptions",
+//!   "revoked_oauth_clients","revoked_tokens"}` (soft delete; keys, subscriptions, OAuth clients
+//!   and issued tokens of the app end at once).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
@@ -34,6 +40,8 @@ use crate::authz::{AuthMethod, Permission, Principal, Scope, SystemRole, TeamRol
 use crate::http::{AdminError, body};
 use crate::input::{Fields, bad, parse_id};
 use crate::service::AdminService;
+use crate::csrf::SessionCsrf;
+use crate::service::login_guard::LoginClient;
 use crate::service::tenancy::{SESSION_COOKIE, SESSION_TTL};
 
 type Svc = State<Arc<AdminService>>;
@@ -57,19 +65,32 @@ pub fn routes() -> Router<Arc<AdminService>> {
 }
 
 /// `POST /admin/v1/session` (login; no credential, so mounted outside the authentication layer).
-pub async fn login(State(svc): Svc, b: Body) -> Res {
+/// The client IP for throttling is the socket peer, or `X-Forwarded-For` behind a trusted proxy.
+pub async fn login(
+    State(svc): Svc,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    b: Body,
+) -> Res {
     let mut f = Fields::from_body(&body(b)?)?;
     f.deny_unknown(&["username", "password"])?;
     let username = f.string("username")?;
     let password = secret(&mut f, "password")?.ok_or_else(|| bad("password", "`password` is required"))?;
-    let s = svc.login(&username, password).await?;
+    let xff = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+    let client = LoginClient {
+        ip: gatehouse_auth::cidr::client_ip(peer.map(|Extension(ConnectInfo(a))| a.ip()), xff, svc.trusted_proxies()),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect()),
+    };
+    let s = svc.login(&username, password, &client).await?;
     let cookie = format!(
         "{SESSION_COOKIE}={}; HttpOnly; Secure; SameSite=Strict; Path=/admin; Max-Age={}",
         s.cookie_value.expose_secret(),
         SESSION_TTL.as_secs()
     );
     let expires = s.session.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    let mut resp = (StatusCode::CREATED, axum::Json(json!({"user": s.user, "expires_at": expires}))).into_response();
+    let csrf = svc.csrf_token(s.cookie_value.expose_secret());
+    let mut resp =
+        (StatusCode::CREATED, axum::Json(json!({"user": s.user, "expires_at": expires, "csrf_token": csrf}))).into_response();
     let v = HeaderValue::from_str(&cookie).map_err(|_| AdminError(ApiError::internal()))?;
     resp.headers_mut().insert(header::SET_COOKIE, v);
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -101,8 +122,13 @@ async fn logout(State(svc): Svc, Extension(p): Extension<Principal>) -> Res {
     Ok(resp)
 }
 
-async fn me(State(svc): Svc, Extension(p): Extension<Principal>) -> Res {
-    Ok(axum::Json(svc.me(&p).await?).into_response())
+/// `GET /admin/v1/me`; for a cookie session also `csrf_token` (the `X-CSRF-Token` value).
+async fn me(State(svc): Svc, Extension(p): Extension<Principal>, csrf: Option<Extension<SessionCsrf>>) -> Res {
+    let mut v = serde_json::to_value(svc.me(&p).await?).map_err(|_| AdminError(ApiError::internal()))?;
+    if let Some(Extension(SessionCsrf(t))) = csrf {
+        v["csrf_token"] = json!(t);
+    }
+    Ok(axum::Json(v).into_response())
 }
 
 /// Lifetime of a `/me/tokens` operator token without `expires_in` (token-security.md §2.5).
@@ -174,11 +200,8 @@ async fn update_user(State(svc): Svc, Extension(p): Extension<Principal>, Path(i
     f.deny_unknown(&["password", "system_role"])?;
     let password = secret(&mut f, "password")?;
     let role = system_role(&mut f)?;
-    let keep = match p.via {
-        AuthMethod::OperatorToken(t) => Some(t),
-        AuthMethod::Session(_) => None,
-    };
-    Ok(axum::Json(svc.update_user(id, password, role, keep).await?).into_response())
+    // the caller's own token or session survives a password change it makes
+    Ok(axum::Json(svc.update_user(id, password, role, Some(p.via)).await?).into_response())
 }
 
 async fn create_team(State(svc): Svc, b: Body) -> Res {
@@ -231,10 +254,19 @@ async fn get_app(State(svc): Svc, Path(id): Path<String>) -> Res {
     Ok(axum::Json(svc.get_app(parse_id(&id, "id")?).await?).into_response())
 }
 
-/// `DELETE /admin/v1/apps/{id}` → 200 `{"deleted": true, "id", "revoked_keys": n}` (the gate
-/// has authorized `apps:write` on the app's team).
+/// `DELETE /admin/v1/apps/{id}` → 200 `{"deleted": true, "id", "revoked_keys",
+/// "cancelled_subscriptions", "revoked_oauth_clients", "revoked_tokens"}` (counts; the gate has
+/// authorized `apps.write` on the app's team; the cascade is [`AdminService::delete_app`]).
 async fn delete_app(State(svc): Svc, Path(id): Path<String>) -> Res {
     let id = parse_id(&id, "id")?;
-    let revoked = svc.delete_app(id).await?;
-    Ok(axum::Json(json!({"deleted": true, "id": id, "revoked_keys": revoked})).into_response())
+    let d = svc.delete_app(id).await?;
+    Ok(axum::Json(json!({
+        "deleted": true,
+        "id": id,
+        "revoked_keys": d.revoked_keys,
+        "cancelled_subscriptions": d.cancelled_subscriptions,
+        "revoked_oauth_clients": d.revoked_oauth_clients,
+        "revoked_tokens": d.revoked_tokens,
+    }))
+    .into_response())
 }

@@ -86,7 +86,10 @@ async fn deleting_an_app_hides_it_and_revokes_its_keys() {
 
     let (s, v) = call(&app, "DELETE", &format!("/admin/v1/apps/{}", id(&doomed)), None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v, json!({"deleted": true, "id": id(&doomed), "revoked_keys": 2}));
+    assert_eq!(
+        v,
+        json!({"deleted": true, "id": id(&doomed), "revoked_keys": 2, "cancelled_subscriptions": 0, "revoked_oauth_clients": 0, "revoked_tokens": 0})
+    );
 
     // gone from reads and lists; no new key can be made in it
     let (s, v) = call(&app, "GET", &format!("/admin/v1/apps/{}", id(&doomed)), None).await;

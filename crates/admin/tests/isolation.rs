@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::Router;
 use axum::body::Body;
@@ -11,7 +12,7 @@ use gatehouse_admin::authz_http::{ROUTES, Target};
 use gatehouse_admin::{AdminDeps, AdminService, BootstrapOptions};
 use gatehouse_auth::token::Env;
 use gatehouse_auth::{LocalKeyProvider, MasterKey, Peppers};
-use gatehouse_store::{MemoryBus, Store};
+use gatehouse_store::{MemoryBus, MemoryCounters, Store};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use secrecy::SecretString;
@@ -22,10 +23,19 @@ const OPERATOR: &str = "test-operator-token-0123456789abcdefghijklmnop";
 const ALICE_PW: &str = "alice-canary-password-7Qx";
 const BOB_PW: &str = "bob-canary-password-9Zk2";
 
+mod common;
+
 struct H {
     app: Router,
     store: Arc<dyn Store>,
+    /// Serves the routing-health routes mounted into `app` (as the server does).
+    _gateway: gatehouse_gateway::Gateway,
+    /// The clock (Unix ms) of the service's counters (login throttling windows).
+    clock: Arc<AtomicI64>,
 }
+
+/// A fixed instant in the middle of a minute: throttling windows never roll over by themselves.
+const T0_MS: i64 = 1_800_000_030_000;
 
 async fn harness() -> H {
     let dir = std::env::temp_dir().join(format!("gh-iso-{}", uuid::Uuid::now_v7()));
@@ -33,25 +43,32 @@ async fn harness() -> H {
     let store = gatehouse_store::connect(&format!("sqlite://{}/gatehouse.db", dir.display())).await.unwrap();
     store.migrate().await.unwrap();
     let master = MasterKey::generate().unwrap();
-    let service = Arc::new(AdminService::new(AdminDeps {
+    let deps = AdminDeps {
         store: store.clone(),
         bus: Arc::new(MemoryBus::new()),
         peppers: Arc::new(Peppers::from_master_key(&master)),
         key_provider: Arc::new(LocalKeyProvider::new(&master)),
         env: Env::Live,
         audit: gatehouse_store::AuditSink::spawn(store.clone()).0,
-    }));
+    };
+    let clock = Arc::new(AtomicI64::new(T0_MS));
+    let c = clock.clone();
+    let counters = MemoryCounters::with_clock(Arc::new(move || c.load(Ordering::SeqCst)));
+    let service = Arc::new(AdminService::new(deps.clone()).with_counters(Arc::new(counters)));
     service
         .bootstrap(BootstrapOptions { admin_password: None, operator_token: Some(SecretString::from(OPERATOR)) })
         .await
         .unwrap();
-    H { app: gatehouse_admin::router(service), store }
+    let (app, gateway) = common::admin_router_with_gateway(&deps, service).await;
+    H { app, store, _gateway: gateway, clock }
 }
 
 enum Auth<'a> {
     None,
     Bearer(&'a str),
     Cookie(&'a str),
+    /// The session cookie plus its `X-CSRF-Token` (state-changing cookie requests, M8).
+    CookieCsrf(&'a str, &'a str),
 }
 
 async fn call(app: &Router, method: &str, path: &str, auth: Auth<'_>, body: Option<Value>) -> (StatusCode, http::HeaderMap, Value, String) {
@@ -60,6 +77,9 @@ async fn call(app: &Router, method: &str, path: &str, auth: Auth<'_>, body: Opti
         Auth::None => {}
         Auth::Bearer(t) => req = req.header("authorization", format!("Bearer {t}")),
         Auth::Cookie(c) => req = req.header("cookie", format!("theme=dark; gatehouse_session={c}")),
+        Auth::CookieCsrf(c, t) => {
+            req = req.header("cookie", format!("theme=dark; gatehouse_session={c}")).header("x-csrf-token", t)
+        }
     }
     let req = match body {
         Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
@@ -84,12 +104,18 @@ fn cookie_of(headers: &http::HeaderMap) -> String {
     c.split(';').next().unwrap().strip_prefix("gatehouse_session=").unwrap().to_string()
 }
 
+/// The CSRF token of a cookie session, as `GET /me` tells it.
+async fn csrf_of(app: &Router, cookie: &str) -> String {
+    ok(app, "GET", "/admin/v1/me", Auth::Cookie(cookie), None).await["csrf_token"].as_str().unwrap().to_string()
+}
+
 /// Logs in and mints an operator token for the user; returns (cookie, token).
 async fn token_for(app: &Router, user: &str, pw: &str) -> (String, String) {
     let (s, headers, _, t) = call(app, "POST", "/admin/v1/session", Auth::None, Some(json!({"username": user, "password": pw}))).await;
     assert_eq!(s, StatusCode::CREATED, "{t}");
     let cookie = cookie_of(&headers);
-    let tok = ok(app, "POST", "/admin/v1/me/tokens", Auth::Cookie(&cookie), Some(json!({"name": "cli"}))).await;
+    let csrf = csrf_of(app, &cookie).await;
+    let tok = ok(app, "POST", "/admin/v1/me/tokens", Auth::CookieCsrf(&cookie, &csrf), Some(json!({"name": "cli"}))).await;
     (cookie, tok["token"].as_str().unwrap().to_string())
 }
 
@@ -153,6 +179,7 @@ fn body_for(method: &str, path: &str, w: &World) -> Option<Value> {
         "/models" => json!({"name": "x", "deployments": [{"provider": "x", "model": "y"}]}),
         "/services" => json!({"team_id": w.team_a, "kind": "rest", "name": "sneaky", "slug": "sneaky"}),
         "/subscriptions" => json!({"app_id": w.app_a, "service": "sneaky"}),
+        "/oauth-clients" => json!({"name": "sneaky", "app_id": w.app_a}),
         _ => json!({}),
     })
 }
@@ -175,7 +202,7 @@ fn concrete(pattern: &str, target: Target, w: &World) -> String {
 async fn foreign_team_credentials_see_and_change_nothing_on_every_route() {
     let w = world().await;
     let secrets_of_a = [w.team_a.as_str(), w.app_a.as_str(), w.key_a.as_str(), "team-a", "billing", "alice"];
-    let own_data_routes = ["/me", "/me/tokens", "/session", "/teams", "/apps", "/keys", "/logs", "/models", "/services", "/subscriptions"];
+    let own_data_routes = ["/me", "/me/tokens", "/session", "/teams", "/apps", "/keys", "/logs", "/models", "/services", "/subscriptions", "/limits", "/oauth-clients"];
     let mut walked = 0;
     for r in ROUTES.iter() {
         let path = concrete(r.path, r.target, &w);
@@ -307,7 +334,8 @@ async fn sessions_login_use_and_logout() {
     // logout with an operator token is a client error; with the cookie it ends the session
     let (s, _, _, _) = call(app, "DELETE", "/admin/v1/session", Auth::Bearer(OPERATOR), None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, h3, _, _) = call(app, "DELETE", "/admin/v1/session", Auth::Cookie(&cookie), None).await;
+    let csrf = csrf_of(app, &cookie).await;
+    let (s, h3, _, _) = call(app, "DELETE", "/admin/v1/session", Auth::CookieCsrf(&cookie, &csrf), None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(h3["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     let (s, _, v, _) = call(app, "GET", "/admin/v1/me", Auth::Cookie(&cookie), None).await;
@@ -329,9 +357,11 @@ async fn h7_operator_token_revoke_leak_report_and_password_reset() {
     let alice = alice["id"].as_str().unwrap().to_string();
     // /me/tokens without expires_in gets a default expiry; a too-long one is refused
     let (cookie, t1) = token_for(app, "alice", ALICE_PW).await;
-    let v = ok(app, "POST", "/admin/v1/me/tokens", Auth::Cookie(&cookie), Some(json!({"name": "x"}))).await;
+    let csrf = csrf_of(app, &cookie).await;
+    let v = ok(app, "POST", "/admin/v1/me/tokens", Auth::CookieCsrf(&cookie, &csrf), Some(json!({"name": "x"}))).await;
     assert!(v["expires_at"].is_string(), "{v}");
-    let (s, _, v, _) = call(app, "POST", "/admin/v1/me/tokens", Auth::Cookie(&cookie), Some(json!({"name": "x", "expires_in": "3650d"}))).await;
+    let (s, _, v, _) =
+        call(app, "POST", "/admin/v1/me/tokens", Auth::CookieCsrf(&cookie, &csrf), Some(json!({"name": "x", "expires_in": "3650d"}))).await;
     assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("expires_in")));
     // revoke via the admin API: the very next request fails
     ok(app, "GET", "/admin/v1/me", Auth::Bearer(&t1), None).await;
@@ -355,4 +385,329 @@ async fn h7_operator_token_revoke_leak_report_and_password_reset() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // the caller's own token survives its own password change
     ok(app, "GET", "/admin/v1/me", admin(), None).await;
+}
+
+// ------------------------------------------------------------------ M8: session security
+
+/// A request with extra headers (and optionally a client address, as `ConnectInfo` gives it).
+async fn call_with(
+    app: &Router,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    peer: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, http::HeaderMap, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut req = match body {
+        Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    if let Some(ip) = peer {
+        let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+        req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+    }
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn login(app: &Router, user: &str, pw: &str) -> (String, String) {
+    let (s, headers, v, t) = call(app, "POST", "/admin/v1/session", Auth::None, Some(json!({"username": user, "password": pw}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    (cookie_of(&headers), v["csrf_token"].as_str().unwrap().to_string())
+}
+
+/// M8 (a): state-changing cookie requests need the session's `X-CSRF-Token` (constant-time
+/// compared), a same-origin `Sec-Fetch-Site` and a matching `Origin` when sent; safe methods
+/// and operator-token requests are unaffected.
+#[tokio::test]
+async fn csrf_cookie_writes_need_the_session_token_and_same_origin() {
+    let w = world().await;
+    let app = &w.h.app;
+    let (cookie, csrf) = login(app, "alice", ALICE_PW).await;
+    assert!(csrf.len() >= 43, "a 256-bit token");
+    let me = ok(app, "GET", "/admin/v1/me", Auth::Cookie(&cookie), None).await;
+    assert_eq!(me["csrf_token"], csrf.as_str(), "GET /me repeats the login's token");
+    let (other_cookie, other_csrf) = login(app, "alice", ALICE_PW).await;
+    assert_ne!(csrf, other_csrf, "one token per session");
+    let c = format!("gatehouse_session={cookie}");
+    let mint = || Some(json!({"name": "csrf"}));
+    let refused = |r: (StatusCode, http::HeaderMap, Value), why: &str| {
+        assert_eq!(r.0, StatusCode::FORBIDDEN, "{why}: {}", r.2);
+        assert_eq!(r.2["error"]["code"], "csrf_failed", "{why}");
+        assert_eq!(r.2["error"]["type"], "permission_error", "{why}");
+        assert!(!r.2.to_string().contains(&csrf), "{why}: the token is not echoed");
+    };
+    refused(call_with(app, "POST", "/admin/v1/me/tokens", &[("cookie", &c)], None, mint()).await, "no header");
+    refused(call_with(app, "POST", "/admin/v1/me/tokens", &[("cookie", &c), ("x-csrf-token", "nope")], None, mint()).await, "wrong");
+    refused(call_with(app, "POST", "/admin/v1/me/tokens", &[("cookie", &c), ("x-csrf-token", &other_csrf)], None, mint()).await, "other session's");
+    refused(call_with(app, "DELETE", "/admin/v1/session", &[("cookie", &c)], None, None).await, "logout without a token");
+    let good = [("cookie", c.as_str()), ("x-csrf-token", csrf.as_str()), ("host", "admin.example:8081")];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut h: Vec<(&str, &str)> = good.to_vec();
+        h.extend_from_slice(extra);
+        h
+    };
+    refused(call_with(app, "POST", "/admin/v1/me/tokens", &with(&[("origin", "https://evil.example")]), None, mint()).await, "foreign origin");
+    refused(call_with(app, "POST", "/admin/v1/me/tokens", &with(&[("origin", "null")]), None, mint()).await, "null origin");
+    refused(call_with(app, "POST", "/admin/v1/me/tokens", &with(&[("sec-fetch-site", "cross-site")]), None, mint()).await, "cross-site");
+    refused(call_with(app, "POST", "/admin/v1/me/tokens", &with(&[("sec-fetch-site", "same-site")]), None, mint()).await, "same-site");
+    for extra in [&[][..], &[("origin", "https://admin.example:8081"), ("sec-fetch-site", "same-origin")][..]] {
+        let (s, _, v) = call_with(app, "POST", "/admin/v1/me/tokens", &with(extra), None, mint()).await;
+        assert_eq!(s, StatusCode::CREATED, "{extra:?}: {v}");
+    }
+    // safe methods need no token; operator tokens need none either and get no csrf_token
+    let (s, _, _) = call_with(app, "GET", "/admin/v1/me", &[("cookie", &c), ("sec-fetch-site", "cross-site")], None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, alice_token) = token_for(app, "alice", ALICE_PW).await;
+    let v = ok(app, "POST", "/admin/v1/me/tokens", Auth::Bearer(&alice_token), mint()).await;
+    assert!(v["token"].is_string());
+    assert!(ok(app, "GET", "/admin/v1/me", Auth::Bearer(&alice_token), None).await.get("csrf_token").is_none());
+    // the other session still works with its own token
+    ok(app, "DELETE", "/admin/v1/session", Auth::CookieCsrf(&other_cookie, &other_csrf), None).await;
+}
+
+/// M8 (b, c): after `USER_PER_MINUTE` failures for a username, every attempt for it answers 429
+/// with `Retry-After` — also with the right password, and the same for an unknown username;
+/// other usernames are not affected; a success resets the count; the window's end lifts it.
+/// Every attempt is audited without the password.
+#[tokio::test]
+async fn login_is_throttled_per_username_without_revealing_the_user_and_audited() {
+    use gatehouse_admin::service::login_guard::USER_PER_MINUTE;
+    let w = world().await;
+    let app = &w.h.app;
+    let attempt = |u: &'static str, p: &'static str| async move {
+        let (s, h, v, t) = call(app, "POST", "/admin/v1/session", Auth::None, Some(json!({"username": u, "password": p}))).await;
+        assert!(!t.contains(p));
+        (s, h.get("retry-after").map(|v| v.to_str().unwrap().to_string()), v)
+    };
+    for user in ["alice", "nobody"] {
+        for _ in 0..USER_PER_MINUTE {
+            assert_eq!(attempt(user, "wrong-password-canary-1").await.0, StatusCode::UNAUTHORIZED);
+        }
+        let (s, retry, v) = attempt(user, "wrong-password-canary-1").await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("rate_limit_exceeded")), "{user}");
+        let secs: u64 = retry.expect("Retry-After").parse().unwrap();
+        assert!((1..=60).contains(&secs), "{secs}");
+        assert_eq!(v["error"]["message"], "too many failed logins; try again later");
+    }
+    // the right password does not get through (no oracle while throttled)
+    assert_eq!(attempt("alice", ALICE_PW).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // another user is unaffected; a success resets that user's count
+    for _ in 0..USER_PER_MINUTE - 1 {
+        assert_eq!(attempt("bob", "wrong-password-canary-1").await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(attempt("bob", BOB_PW).await.0, StatusCode::CREATED);
+    for _ in 0..USER_PER_MINUTE - 1 {
+        assert_eq!(attempt("bob", "wrong-password-canary-1").await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(attempt("bob", BOB_PW).await.0, StatusCode::CREATED, "the count was reset by the success");
+    // the minute window ends: alice may try again
+    w.h.clock.fetch_add(60_000, Ordering::SeqCst);
+    assert_eq!(attempt("alice", ALICE_PW).await.0, StatusCode::CREATED);
+    // audited: failures with their reason, successes; never a password
+    let events = ok(app, "GET", "/admin/v1/audit?event_type=login.failed&limit=1000", Auth::Bearer(OPERATOR), None).await;
+    let events = events["data"].as_array().unwrap();
+    let reasons = |r: &str| events.iter().filter(|e| e["reason"] == r).count();
+    assert_eq!(reasons("bad_credentials") as u64, 2 * USER_PER_MINUTE + 2 * (USER_PER_MINUTE - 1));
+    assert_eq!(reasons("throttled"), 3);
+    assert!(events.iter().any(|e| e["details"]["user_id"] == w.alice.as_str()));
+    assert!(events.iter().any(|e| e["details"]["user_id"].is_null()), "unknown user: no id");
+    let ok_events = ok(app, "GET", "/admin/v1/audit?event_type=login.succeeded&limit=1000", Auth::Bearer(OPERATOR), None).await;
+    assert!(ok_events["data"].as_array().unwrap().iter().any(|e| e["details"]["user_id"] == w.alice.as_str()));
+    let dump = w.h.store.debug_dump().await.unwrap();
+    assert!(!dump.contains("wrong-password-canary-1") && !dump.contains(ALICE_PW) && !dump.contains("nobody"));
+}
+
+/// M8 (b): per client IP, across usernames; other addresses are unaffected.
+#[tokio::test]
+async fn login_is_throttled_per_client_ip() {
+    use gatehouse_admin::service::login_guard::IP_PER_MINUTE;
+    let w = world().await;
+    let app = &w.h.app;
+    let attempt = |ip: &'static str, u: String, p: &'static str| async move {
+        call_with(app, "POST", "/admin/v1/session", &[], Some(ip), Some(json!({"username": u, "password": p}))).await.0
+    };
+    for i in 0..IP_PER_MINUTE {
+        assert_eq!(attempt("203.0.113.7", format!("user{i}"), "wrong-password-canary-2").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(attempt("203.0.113.7", "alice".into(), ALICE_PW).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(attempt("198.51.100.9", "alice".into(), ALICE_PW).await, StatusCode::CREATED);
+}
+
+/// M8 (d): a password change ends the user's sessions — except the session making the change.
+#[tokio::test]
+async fn password_change_ends_the_users_sessions_except_the_callers() {
+    let w = world().await;
+    let app = &w.h.app;
+    let (a1, _) = login(app, "alice", ALICE_PW).await;
+    let (a2, _) = login(app, "alice", ALICE_PW).await;
+    let alice = w.alice.clone();
+    ok(app, "PATCH", &format!("/admin/v1/users/{alice}"), Auth::Bearer(OPERATOR), Some(json!({"password": "alice-new-password-42"}))).await;
+    for c in [&a1, &a2] {
+        let (s, _, v, _) = call(app, "GET", "/admin/v1/me", Auth::Cookie(c), None).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_api_key")));
+    }
+    // a system admin changing their own password in a session keeps that session only
+    ok(app, "POST", "/admin/v1/users", Auth::Bearer(OPERATOR), Some(json!({"username": "root2", "password": "root2-password-0001", "system_role": "admin"}))).await;
+    let (r1, r1_csrf) = login(app, "root2", "root2-password-0001").await;
+    let (r2, _) = login(app, "root2", "root2-password-0001").await;
+    let root2 = ok(app, "GET", "/admin/v1/me", Auth::Cookie(&r1), None).await["user"]["id"].as_str().unwrap().to_string();
+    ok(app, "PATCH", &format!("/admin/v1/users/{root2}"), Auth::CookieCsrf(&r1, &r1_csrf), Some(json!({"password": "root2-password-0002"}))).await;
+    ok(app, "GET", "/admin/v1/me", Auth::Cookie(&r1), None).await;
+    let (s, _, _, _) = call(app, "GET", "/admin/v1/me", Auth::Cookie(&r2), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let events = ok(app, "GET", "/admin/v1/audit?event_type=session.revoked", Auth::Bearer(OPERATOR), None).await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 2, "{events}");
+}
+
+// ------------------------------------------------------------------ team-scoped limits, clients
+
+/// A user `name` in `team` with `role`; returns their operator token.
+async fn member_token(w: &World, name: &str, team: &str, role: &str) -> String {
+    let app = &w.h.app;
+    let pw = format!("{name}-password-long-1");
+    let u = ok(app, "POST", "/admin/v1/users", Auth::Bearer(OPERATOR), Some(json!({"username": name, "password": pw}))).await;
+    let path = format!("/admin/v1/teams/{team}/members/{}", u["id"].as_str().unwrap());
+    ok(app, "PUT", &path, Auth::Bearer(OPERATOR), Some(json!({"role": role}))).await;
+    token_for(app, name, &pw).await.1
+}
+
+fn err(r: &(StatusCode, http::HeaderMap, Value, String)) -> (u16, String) {
+    (r.0.as_u16(), r.2["error"]["code"].as_str().unwrap_or_default().to_string())
+}
+
+/// Issue 7 item 3: team owners/admins manage their own team's limits (team, app and key scope);
+/// other teams get 404 like an unknown id, lower roles 403; lists show only the caller's teams'
+/// rows; model-scope rows stay with system admins.
+#[tokio::test]
+async fn limits_are_team_scoped() {
+    let w = world().await;
+    let app = &w.h.app;
+    let alice = token_for(app, "alice", ALICE_PW).await.1;
+    let viewer = member_token(&w, "vera", &w.team_a, "viewer").await;
+    let admin_a = member_token(&w, "adam", &w.team_a, "admin").await;
+    let set = |tok: &str, body: Value| {
+        let tok = tok.to_string();
+        async move { call(app, "POST", "/admin/v1/limits", Auth::Bearer(&tok), Some(body)).await }
+    };
+    let row_app = set(&alice, json!({"scope": "app", "id": w.app_a, "rpm": 10})).await;
+    assert_eq!(row_app.0, StatusCode::CREATED, "{}", row_app.3);
+    let row_key = set(&admin_a, json!({"scope": "key", "id": w.key_a, "tpm": 1000})).await;
+    assert_eq!(row_key.0, StatusCode::CREATED, "{}", row_key.3);
+    let row_team = set(&alice, json!({"scope": "team", "id": w.team_a, "rpm": 100})).await;
+    assert_eq!(row_team.0, StatusCode::CREATED);
+    assert_eq!(err(&set(&viewer, json!({"scope": "app", "id": w.app_a, "rpm": 1})).await), (403, "permission_denied".into()));
+    let foreign = set(&w.bob_token, json!({"scope": "app", "id": w.app_a, "rpm": 1})).await;
+    assert_eq!((err(&foreign), foreign.2["error"]["param"].as_str()), ((404, "not_found".into()), Some("id")));
+    assert_eq!(foreign.2["error"]["message"], "no app with this id", "reads like an unknown id");
+    assert_eq!(err(&set(&w.bob_token, json!({"scope": "team", "id": w.team_a, "rpm": 1})).await).0, 404);
+    assert_eq!(err(&set(&alice, json!({"scope": "model", "id": "demo", "rpm": 1})).await), (403, "permission_denied".into()));
+    let model_row = ok(app, "POST", "/admin/v1/limits", Auth::Bearer(OPERATOR), Some(json!({"scope": "model", "id": "demo", "rpm": 5}))).await;
+    // lists
+    let ids = |v: Value| v["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let mine = ids(ok(app, "GET", "/admin/v1/limits", Auth::Bearer(&viewer), None).await);
+    assert_eq!(mine.len(), 3, "the viewer reads the team's three rows, not the model row: {mine:?}");
+    assert!(!mine.contains(&model_row["id"].as_str().unwrap().to_string()));
+    assert!(ids(ok(app, "GET", "/admin/v1/limits", Auth::Bearer(&w.bob_token), None).await).is_empty());
+    assert_eq!(ids(ok(app, "GET", "/admin/v1/limits", Auth::Bearer(OPERATOR), None).await).len(), 4);
+    // delete
+    let app_row = row_app.2["id"].as_str().unwrap().to_string();
+    let del = |tok: String, id: String| async move { call(app, "DELETE", &format!("/admin/v1/limits/{id}"), Auth::Bearer(&tok), None).await };
+    assert_eq!(err(&del(w.bob_token.clone(), app_row.clone()).await).0, 404);
+    assert_eq!(err(&del(viewer.clone(), app_row.clone()).await), (403, "permission_denied".into()));
+    assert_eq!(err(&del(alice.clone(), model_row["id"].as_str().unwrap().to_string()).await), (403, "permission_denied".into()));
+    assert_eq!(del(alice.clone(), app_row.clone()).await.0, StatusCode::OK);
+    assert_eq!(del(alice, app_row).await.0, StatusCode::NOT_FOUND);
+}
+
+/// Issue 7 item 3: OAuth clients of a team's apps: created, listed, read and revoked by the team
+/// (developer+ writes, viewer reads), invisible (404) to other teams.
+#[tokio::test]
+async fn oauth_clients_are_team_scoped() {
+    let w = world().await;
+    let app = &w.h.app;
+    let alice = token_for(app, "alice", ALICE_PW).await.1;
+    let viewer = member_token(&w, "vera", &w.team_a, "viewer").await;
+    let dev = member_token(&w, "devi", &w.team_a, "developer").await;
+    let body = json!({"name": "jobs", "app_id": w.app_a});
+    let c = call(app, "POST", "/admin/v1/oauth-clients", Auth::Bearer(&dev), Some(body.clone())).await;
+    assert_eq!(c.0, StatusCode::CREATED, "{}", c.3);
+    let id = c.2["id"].as_str().unwrap().to_string();
+    assert_eq!(err(&call(app, "POST", "/admin/v1/oauth-clients", Auth::Bearer(&viewer), Some(body.clone())).await), (403, "permission_denied".into()));
+    assert_eq!(err(&call(app, "POST", "/admin/v1/oauth-clients", Auth::Bearer(&w.bob_token), Some(body)).await).0, 404);
+    // bob's own client in team B
+    let app_b = ok(app, "POST", "/admin/v1/apps", Auth::Bearer(&w.bob_token), Some(json!({"team_id": w.team_b, "name": "b-app"}))).await;
+    let b_client = ok(app, "POST", "/admin/v1/oauth-clients", Auth::Bearer(&w.bob_token), Some(json!({"name": "b", "app_id": app_b["id"]}))).await;
+    let list = |tok: String| async move {
+        let v = ok(app, "GET", "/admin/v1/oauth-clients", Auth::Bearer(&tok), None).await;
+        v["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(list(viewer.clone()).await, vec![id.clone()]);
+    assert_eq!(list(w.bob_token.clone()).await, vec![b_client["id"].as_str().unwrap().to_string()]);
+    assert_eq!(list(OPERATOR.to_string()).await.len(), 2);
+    let path = format!("/admin/v1/oauth-clients/{id}");
+    assert_eq!(ok(app, "GET", &path, Auth::Bearer(&viewer), None).await["id"], id.as_str());
+    let (s, _, _, text) = call(app, "GET", &path, Auth::Bearer(&w.bob_token), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(!text.contains("jobs"));
+    let revoke = format!("{path}/revoke");
+    assert_eq!(err(&call(app, "POST", &revoke, Auth::Bearer(&w.bob_token), None).await).0, 404);
+    assert_eq!(err(&call(app, "POST", &revoke, Auth::Bearer(&viewer), None).await), (403, "permission_denied".into()));
+    assert!(ok(app, "POST", &revoke, Auth::Bearer(&alice), None).await["revoked_at"].is_string());
+}
+
+/// Issue 7 item 4: a public, published service is readable by id by any user (without the
+/// draft spec); team-internal services and public drafts stay 404 to outsiders, and so do the
+/// releases of a public service.
+#[tokio::test]
+async fn public_published_services_are_readable_by_outsiders() {
+    let w = world().await;
+    let app = &w.h.app;
+    let alice = token_for(app, "alice", ALICE_PW).await.1;
+    let spec = json!({"routes": [{"methods": ["GET"], "path": "/x"}], "upstream": {"nodes": [{"url": "http://127.0.0.1:9"}]}});
+    for (slug, visibility) in [("pub-svc", "public"), ("internal-svc", "team"), ("pub-draft", "public")] {
+        let body = json!({"team_id": w.team_a, "kind": "rest", "name": slug, "slug": slug, "visibility": visibility, "spec": spec});
+        ok(app, "POST", "/admin/v1/services", Auth::Bearer(&alice), Some(body)).await;
+        if slug != "pub-draft" {
+            ok(app, "POST", &format!("/admin/v1/services/{slug}/publish"), Auth::Bearer(&alice), None).await;
+        }
+    }
+    // an unpublished edit of the public service stays inside the team
+    let mut draft = spec.clone();
+    draft["routes"][0]["path"] = json!("/secret-draft-path");
+    ok(app, "PATCH", "/admin/v1/services/pub-svc", Auth::Bearer(&alice), Some(json!({"spec": draft}))).await;
+    let by_id = ok(app, "GET", "/admin/v1/services", Auth::Bearer(&alice), None).await["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["slug"] == "pub-svc")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for key in ["pub-svc", by_id.as_str()] {
+        let (s, _, v, text) = call(app, "GET", &format!("/admin/v1/services/{key}"), Auth::Bearer(&w.bob_token), None).await;
+        assert_eq!(s, StatusCode::OK, "{key}: {text}");
+        assert_eq!((v["slug"].as_str(), v["status"].as_str()), (Some("pub-svc"), Some("published")));
+        assert!(v.get("spec").is_none() && v["live_spec"].is_object(), "{v}");
+        assert!(!text.contains("secret-draft-path"));
+    }
+    // the owners still see the draft spec
+    let own = ok(app, "GET", "/admin/v1/services/pub-svc", Auth::Bearer(&alice), None).await;
+    assert_eq!(own["spec"]["routes"][0]["path"], "/secret-draft-path");
+    for path in ["/admin/v1/services/internal-svc", "/admin/v1/services/pub-draft", "/admin/v1/services/pub-svc/releases"] {
+        let r = call(app, "GET", path, Auth::Bearer(&w.bob_token), None).await;
+        assert_eq!(err(&r), (404, "not_found".into()), "{path}");
+    }
+    // the list and the read agree: the catalog entry without the draft spec
+    let listed = ok(app, "GET", "/admin/v1/services", Auth::Bearer(&w.bob_token), None).await;
+    let slugs: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|s| s["slug"].as_str().unwrap()).collect();
+    assert_eq!(slugs, vec!["pub-svc"]);
+    assert!(!listed.to_string().contains("secret-draft-path"));
 }

@@ -31,25 +31,30 @@ use tower::ServiceExt;
 const OPERATOR: &str = "test-operator-token-live-routes-0123456789abcdef";
 const METHODS: [Method; 5] = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
 
-async fn router() -> Router {
+mod common;
+
+/// The admin router as the server mounts it (with the gateway's routing-health routes), and the
+/// gateway behind those routes (kept alive by the caller).
+async fn router() -> (Router, gatehouse_gateway::Gateway) {
     let dir = std::env::temp_dir().join(format!("gh-live-routes-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
     let store = gatehouse_store::connect(&format!("sqlite://{}/gatehouse.db", dir.display())).await.unwrap();
     store.migrate().await.unwrap();
     let master = MasterKey::generate().unwrap();
-    let service = Arc::new(AdminService::new(AdminDeps {
+    let deps = AdminDeps {
         store: store.clone(),
         bus: Arc::new(MemoryBus::new()),
         peppers: Arc::new(Peppers::from_master_key(&master)),
         key_provider: Arc::new(LocalKeyProvider::new(&master)),
         env: Env::Live,
         audit: gatehouse_store::AuditSink::spawn(store.clone()).0,
-    }));
+    };
+    let service = Arc::new(AdminService::new(deps.clone()));
     service
         .bootstrap(BootstrapOptions { admin_password: None, operator_token: Some(SecretString::from(OPERATOR)) })
         .await
         .unwrap();
-    gatehouse_admin::router(service)
+    common::admin_router_with_gateway(&deps, service).await
 }
 
 /// The string literals following `marker` (e.g. `.route("`) in `src`.
@@ -78,6 +83,8 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 fn scanned_patterns() -> BTreeSet<String> {
     let mut files = Vec::new();
     rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    // routes the server mounts below /admin/v1 from the gateway crate (`router_with`)
+    files.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../gateway/src/health_api.rs"));
     let (mut routes, mut nests) = (BTreeSet::new(), BTreeSet::new());
     for f in files {
         let src = std::fs::read_to_string(&f).unwrap();
@@ -128,14 +135,14 @@ async fn mounted(app: &Router, method: &Method, pattern: &str) -> bool {
 #[test]
 fn the_source_scan_finds_the_known_routes() {
     let found = scanned_patterns();
-    for p in ["/keys", "/keys/{id}/revoke", "/limits/{id}", "/oauth-clients/{id}", "/teams/{id}/members/{user_id}"] {
+    for p in ["/keys", "/keys/{id}/revoke", "/limits/{id}", "/oauth-clients/{id}", "/teams/{id}/members/{user_id}", "/health/deployments", "/health/keys/{id}/restore"] {
         assert!(found.contains(p), "{p} not found by the scan: {found:?}");
     }
 }
 
 #[tokio::test]
 async fn every_mounted_admin_route_is_in_the_route_table_and_vice_versa() {
-    let app = router().await;
+    let (app, _gateway) = router().await;
     let mut candidates = scanned_patterns();
     candidates.extend(ROUTES.iter().map(|r| r.path.to_string()));
 
@@ -164,7 +171,7 @@ async fn every_mounted_admin_route_is_in_the_route_table_and_vice_versa() {
 #[tokio::test]
 async fn an_unknown_path_and_a_wrong_method_count_as_unmounted() {
     // the probe itself must be able to say "no": otherwise the test above could never fail
-    let app = router().await;
+    let (app, _gateway) = router().await;
     assert!(!mounted(&app, &Method::GET, "/no-such-thing/{id}").await);
     assert!(!mounted(&app, &Method::PATCH, "/keys").await);
     assert!(mounted(&app, &Method::GET, "/keys/{id}").await);

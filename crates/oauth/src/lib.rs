@@ -41,8 +41,9 @@ pub use audit::{AuditEvents, EventGate};
 pub use lineage::{Ancestor, LINEAGE_TTL, Lineage, RootKey};
 pub use tokens::{Caller, ExchangeRequest, NewClient, RequestBinding, TokenResponse, VerifyError};
 
-/// Data-plane scopes (RFC 6749 §3.3: case-sensitive).
-pub const DATA_PLANE_SCOPES: [&str; 3] = ["chat:invoke", "embeddings:invoke", "models:read"];
+/// Data-plane scopes (RFC 6749 §3.3: case-sensitive): the same set API keys may carry
+/// (`services:invoke` admits REST services under `/svc/…`, issue 7).
+pub const DATA_PLANE_SCOPES: [&str; 4] = ["chat:invoke", "embeddings:invoke", "models:read", "services:invoke"];
 /// Default access-token lifetime (DESIGN.md: 10 minutes).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
 /// Longest lifetime of any token this server issues (RFC 6750 §5.3: ≤ 1 h).

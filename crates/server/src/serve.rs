@@ -310,7 +310,8 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             env,
             audit: audit.clone(),
         })
-        .with_counters(traffic.counters.clone()),
+        .with_counters(traffic.counters.clone())
+        .with_trusted_proxies(trusted_proxies()?),
     );
 
     // First start.
@@ -458,7 +459,8 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
     // Admin API plus the gateway's routing health (issue 6) and `/metrics`.
     let admin_router = gatehouse_admin::router_with(admin.clone(), gateway.admin_routes())
         .merge(crate::metrics_http::routes(gateway.metrics_exporter()));
-    let admin_srv = axum::serve(admin_listener, admin_router)
+    // With the peer address: login throttling counts failures per client IP (issue 7, M8).
+    let admin_srv = axum::serve(admin_listener, admin_router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let servers = async { tokio::join!(data, admin_srv.into_future()) };
     tokio::pin!(servers);

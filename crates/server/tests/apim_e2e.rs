@@ -369,3 +369,60 @@ async fn prompt_api(http: &reqwest::Client, admin: &Admin, server: &Server, up: 
     admin.ok("POST", "/services/writing/retire", None).await;
     assert_eq!(code_of(call(json!({"variables": {"text": "hi"}})).await).await, (410, "service_retired".to_string()));
 }
+
+/// Issue 7 (M1): deleting an app cancels its subscriptions, revokes its keys, its OAuth clients
+/// and every token issued to it — a client-credentials token that worked before the delete
+/// answers 401 on the very next call, and so does an unused single-use token; the answer counts
+/// what was cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_app_cuts_its_oauth_tokens_subscriptions_and_keys() {
+    let dir = std::env::temp_dir().join(format!("gh-apim-del-{}", uuid::Uuid::now_v7().simple()));
+    let server = start(&dir.join("data"));
+    let http = reqwest::Client::new();
+    let admin = Admin { http: http.clone(), base: server.admin.clone(), token: server.token.clone() };
+    let up = upstream().await;
+    let teams = admin.ok("GET", "/teams", None).await;
+    let team = teams["data"].as_array().unwrap().iter().find(|t| t["name"] == "default").unwrap()["id"].clone();
+    let app_id = admin.ok("POST", "/apps", Some(json!({"name": "batch-jobs", "team_id": team}))).await["id"].as_str().unwrap().to_string();
+    let key = admin.ok("POST", "/keys", Some(json!({"name": "k", "app_id": app_id}))).await["key"].as_str().unwrap().to_string();
+    let spec = json!({"routes": [{"methods": ["GET"], "path": "/items"}], "upstream": {"nodes": [{"url": up}]}});
+    admin.ok("POST", "/services", Some(json!({"kind": "rest", "name": "Items", "slug": "items", "approval": "auto", "spec": spec}))).await;
+    admin.ok("POST", "/services/items/publish", None).await;
+    let sub = admin.ok("POST", "/subscriptions", Some(json!({"app_id": app_id, "service": "items"}))).await;
+    assert_eq!(sub["status"], "active");
+    let client = admin.ok("POST", "/oauth-clients", Some(json!({"name": "jobs", "app_id": app_id, "scopes": ["services:invoke"]}))).await;
+    let (client_id, secret) = (client["id"].as_str().unwrap().to_string(), client["client_secret"].as_str().unwrap().to_string());
+    let token = || {
+        http.post(format!("{}/oauth/token", server.data))
+            .basic_auth(&client_id, Some(&secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&scope=services%3Ainvoke")
+            .send()
+    };
+    let resp = token().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let access = resp.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    let single = admin.ok("POST", "/tokens/single-use", Some(json!({"name": "once", "app_id": app_id, "scopes": ["services:invoke"]}))).await;
+    let single = single["token"].as_str().unwrap().to_string();
+    let url = format!("{}/svc/items/items", server.data);
+    let get = |t: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move { http.get(url).bearer_auth(t).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get(access.clone()).await, 200, "the client-credentials token works before the delete");
+    assert_eq!(get(key.clone()).await, 200);
+
+    let d = admin.ok("DELETE", &format!("/apps/{app_id}"), None).await;
+    assert_eq!(d["deleted"], true);
+    assert_eq!(d["revoked_keys"], 1);
+    assert_eq!(d["cancelled_subscriptions"], 1);
+    assert_eq!(d["revoked_oauth_clients"], 1);
+    assert_eq!(d["revoked_tokens"], 1, "the single-use token (the client's token went with its client): {d}");
+
+    assert_eq!(get(access).await, 401, "the client-credentials token fails on the next call");
+    assert_eq!(get(single).await, 401);
+    assert_eq!(get(key).await, 401);
+    assert_eq!(token().await.unwrap().status().as_u16(), 401, "the client cannot obtain new tokens");
+    let s = admin.ok("GET", &format!("/subscriptions/{}", sub["id"].as_str().unwrap()), None).await;
+    assert_eq!((s["status"].as_str(), s["reason"].as_str()), (Some("cancelled"), Some("app deleted")));
+}

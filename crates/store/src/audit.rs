@@ -65,6 +65,14 @@ pub mod kinds {
     pub const ANOMALY: &str = "anomaly.detected";
     /// Any other operator action through the admin API.
     pub const ADMIN_ACTION: &str = "admin.action";
+    /// A portal login succeeded (issue 7, M8); `details.user_id`, `details.session_id`.
+    pub const LOGIN_SUCCEEDED: &str = "login.succeeded";
+    /// A portal login failed; `reason`: `bad_credentials` or `throttled` (never the password;
+    /// `details.user_id` only when the username exists).
+    pub const LOGIN_FAILED: &str = "login.failed";
+    /// Portal sessions of a user were ended by the server; `reason` says why
+    /// (`password_changed`), `details.count` how many.
+    pub const SESSIONS_REVOKED: &str = "session.revoked";
 }
 
 /// An event as recorded (before it gets its place in the chain).

@@ -95,6 +95,12 @@ pub trait Store: Send + Sync + 'static {
     async fn find_session(&self, digest: &[u8]) -> StoreResult<Option<UserSession>>;
     /// Sets `revoked_at` if not yet revoked; false if no such session.
     async fn revoke_session(&self, id: Id, at: Timestamp) -> StoreResult<bool>;
+    /// Sets `revoked_at = at` on every live (unrevoked, unexpired at `at`) session of `user_id`
+    /// except `keep` (the session making a password change may survive it). Returns how many
+    /// sessions were revoked (issue 7, M8).
+    async fn revoke_user_sessions(&self, user_id: Id, keep: Option<Id>, at: Timestamp) -> StoreResult<u64>;
+    /// Deletes every session whose `expires_at <= before` (revoked or not); returns how many.
+    async fn delete_expired_sessions(&self, before: Timestamp) -> StoreResult<u64>;
 
     // --- operator tokens (admin API bearer tokens, `gtho_…`) ---
     async fn create_operator_token(&self, token: &OperatorToken) -> StoreResult<()>;
@@ -200,6 +206,10 @@ pub trait Store: Send + Sync + 'static {
     /// Sets `revoked_at` on the client and on every unrevoked token it obtained, in one
     /// transaction. Returns false if no such client.
     async fn revoke_oauth_client(&self, id: Id, at: Timestamp) -> StoreResult<bool>;
+    /// Issue 7 (app deletion): sets `revoked_at = at` on every unrevoked issued token of
+    /// `app_id` (whatever obtained it: a client, an exchange, a single-use mint) in one
+    /// transaction; returns their ids (for the bus deny-list).
+    async fn revoke_app_tokens(&self, app_id: Id, at: Timestamp) -> StoreResult<Vec<Id>>;
     /// Errors with `Conflict` on a duplicate id or digest.
     async fn create_issued_token(&self, token: &IssuedToken) -> StoreResult<()>;
     /// By `jti`.

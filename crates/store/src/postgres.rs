@@ -473,6 +473,12 @@ impl Store for PostgresStore {
     async fn revoke_session(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
         self.tenancy_revoke_session(id, at).await
     }
+    async fn revoke_user_sessions(&self, user_id: Id, keep: Option<Id>, at: Timestamp) -> StoreResult<u64> {
+        self.tenancy_revoke_user_sessions(user_id, keep, at).await
+    }
+    async fn delete_expired_sessions(&self, before: Timestamp) -> StoreResult<u64> {
+        self.tenancy_delete_expired_sessions(before).await
+    }
 
     // --- operator tokens ---
 
@@ -1151,6 +1157,9 @@ impl Store for PostgresStore {
     }
     async fn revoke_oauth_client(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
         oauth::revoke_oauth_client(self, id, at).await
+    }
+    async fn revoke_app_tokens(&self, app_id: Id, at: Timestamp) -> StoreResult<Vec<Id>> {
+        oauth::revoke_app_tokens(self, app_id, at).await
     }
     async fn create_issued_token(&self, token: &crate::IssuedToken) -> StoreResult<()> {
         oauth::create_issued_token(self, token).await

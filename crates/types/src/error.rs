@@ -72,6 +72,10 @@ pub enum ErrorCode {
     SubscriptionRequired,
     /// 410: the service was retired (issue 7 lifecycle; RFC 9110 §15.5.11).
     ServiceRetired,
+    /// 403: a cookie-authenticated state-changing admin request lacks the session's
+    /// `X-CSRF-Token`, carries a wrong one, or comes from a foreign origin (issue 7, M8;
+    /// `Origin` per RFC 6454, `Sec-Fetch-Site` per Fetch Metadata).
+    CsrfFailed,
 }
 
 impl ErrorCode {
@@ -94,7 +98,7 @@ impl ErrorCode {
     pub fn anthropic_type(self) -> &'static str {
         match self {
             Self::MissingCredential | Self::InvalidToken | Self::InvalidDpopProof | Self::UseDpopNonce => "authentication_error",
-            Self::InsufficientScope | Self::IpNotAllowed | Self::PermissionDenied | Self::SubscriptionRequired => "permission_error",
+            Self::InsufficientScope | Self::IpNotAllowed | Self::PermissionDenied | Self::SubscriptionRequired | Self::CsrfFailed => "permission_error",
             Self::ModelNotFound | Self::NotFound => "not_found_error",
             Self::PayloadTooLarge => "request_too_large",
             Self::RateLimitExceeded => "rate_limit_error",
@@ -135,11 +139,12 @@ impl ErrorCode {
             Self::UpstreamTimeout => ("timeout", S::GATEWAY_TIMEOUT, "server_error"),
             Self::SubscriptionRequired => ("subscription_required", S::FORBIDDEN, "permission_error"),
             Self::ServiceRetired => ("service_retired", S::GONE, "invalid_request_error"),
+            Self::CsrfFailed => ("csrf_failed", S::FORBIDDEN, "permission_error"),
         }
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         Self::InvalidRequest,
         Self::InvalidCredentialRequest,
         Self::MissingCredential,
@@ -166,6 +171,7 @@ impl ErrorCode {
         Self::UpstreamTimeout,
         Self::SubscriptionRequired,
         Self::ServiceRetired,
+        Self::CsrfFailed,
     ];
 }
 

@@ -336,6 +336,27 @@ impl AdminService {
         self.get_oauth_client(id).await
     }
 
+    /// Revokes a client and its tokens through the node's authorization server, or — when none
+    /// is attached (an admin-only process) — in the store, publishing the same
+    /// `TokenRevoked` so every node's caches drop the client's tokens.
+    pub(crate) async fn revoke_client_now(&self, id: Id) -> Result<(), ApiError> {
+        match self.oauth() {
+            Ok(oauth) => oauth.revoke_client(id).await.map(|_| ()).map_err(from_oauth),
+            Err(_) => {
+                let found = self
+                    .deps
+                    .store
+                    .revoke_oauth_client(id, gatehouse_types::now())
+                    .await
+                    .map_err(|e| internal("revoking an oauth client", &e))?;
+                if found {
+                    self.deps.bus.publish(gatehouse_store::BusEvent::TokenRevoked { id });
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// RFC 7009 for operators: revokes any live Gatehouse credential (API key, `gtha_`, `gths_`,
     /// JWT access token); derived tokens die with it. Returns the public id and kind of what was
     /// revoked, `None` if the string was not an active credential of this deployment.

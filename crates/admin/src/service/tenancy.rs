@@ -51,6 +51,12 @@ impl AdminService {
         Ok(key.map(|k| k.team_id))
     }
 
+    /// The team of an OAuth client, `None` if there is no such client (issue 7).
+    pub async fn oauth_client_team(&self, id: Id) -> Result<Option<Id>, ApiError> {
+        let c = self.deps.store.get_oauth_client(id).await.map_err(|e| internal("reading an oauth client", &e))?;
+        Ok(c.map(|c| c.team_id))
+    }
+
     /// The team of an app, `None` if there is no such app.
     pub async fn app_team(&self, id: Id) -> Result<Option<Id>, ApiError> {
         let app = self.deps.store.get_app(id).await.map_err(|e| internal("reading an app", &e))?;
@@ -122,6 +128,19 @@ pub struct NewSession {
     pub cookie_value: secrecy::SecretString,
     pub session: gatehouse_store::UserSession,
     pub user: User,
+}
+
+/// What deleting an app cut off (`DELETE /admin/v1/apps/{id}`), as counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct AppDeletion {
+    /// Live API keys revoked.
+    pub revoked_keys: usize,
+    /// Pending or active subscriptions cancelled.
+    pub cancelled_subscriptions: usize,
+    /// OAuth clients revoked (with the tokens they obtained).
+    pub revoked_oauth_clients: usize,
+    /// Other live issued tokens of the app revoked (exchange, single-use).
+    pub revoked_tokens: usize,
 }
 
 /// A new operator token: the plaintext (shown once) and its metadata.
@@ -221,14 +240,24 @@ impl AdminService {
     }
 
     /// Changes a user's password and/or system role. Errors: 404, 400. Demoting the last
-    /// system admin is refused (409).
+    /// system admin is refused (409). A password change or demotion revokes the user's operator
+    /// tokens, and a password change ends the user's portal sessions (issue 7, M8) — except the
+    /// credential of the caller (`keep`: the request's own token or session).
     pub async fn update_user(
         &self,
         id: Id,
         password: Option<secrecy::SecretString>,
         system_role: Option<SystemRole>,
-        keep_token: Option<Id>,
+        keep: Option<AuthMethod>,
     ) -> Result<User, ApiError> {
+        let keep_token = match keep {
+            Some(AuthMethod::OperatorToken(t)) => Some(t),
+            _ => None,
+        };
+        let keep_session = match keep {
+            Some(AuthMethod::Session(s)) => Some(s),
+            _ => None,
+        };
         use secrecy::ExposeSecret;
         let store = &self.deps.store;
         let mut user = store
@@ -266,6 +295,21 @@ impl AdminService {
             for t in tokens.iter().filter(|t| t.user_id == user.id && t.revoked_at.is_none() && Some(t.id) != keep_token) {
                 self.revoke_operator_token_id(t.id, "admin", reason).await?;
             }
+        }
+        if password_changed {
+            // issue 7 (M8): a new password ends the user's portal sessions, except the caller's
+            let n = store
+                .revoke_user_sessions(user.id, keep_session, gatehouse_types::now())
+                .await
+                .map_err(|e| internal("revoking a user's sessions", &e))?;
+            if n > 0 {
+                self.deps.audit.record(
+                    gatehouse_store::NewAuditEvent::new(gatehouse_store::audit::kinds::SESSIONS_REVOKED, "admin")
+                        .reason("password_changed")
+                        .details(serde_json::json!({ "user_id": user.id, "count": n })),
+                );
+            }
+            tracing::info!(user_id = %user.id, revoked_sessions = n, "password changed: sessions ended");
         }
         Ok(user)
     }
@@ -462,28 +506,83 @@ impl AdminService {
             .ok_or_else(|| super::not_found("app", "id"))
     }
 
-    /// Soft-deletes an app (`DELETE /admin/v1/apps/{id}`, `gatehouse apps delete`): the app
-    /// disappears from reads and lists (so no new key can be created in it), then every live key
-    /// of the app is revoked like `POST /keys/{id}/revoke` (audit `key.revoked`, bus
-    /// invalidation), so the keys fail on the very next request on every gateway node.
+    /// Soft-deletes an app (`DELETE /admin/v1/apps/{id}`, `gatehouse apps delete`) and cuts
+    /// every access it had, effective on the very next request on every gateway node:
     ///
-    /// Returns the number of keys revoked. Errors: 404 unknown or already deleted app; 409 the
-    /// bootstrap default app (keys created without `app_id` land there); 500 store failures.
-    pub async fn delete_app(&self, id: Id) -> Result<usize, ApiError> {
+    /// 1. the app disappears from reads and lists (no new key, client or subscription for it);
+    /// 2. every live key is revoked like `POST /keys/{id}/revoke` (audit `key.revoked`, bus
+    ///    invalidation; tokens exchanged from a key die with it through the deny-list);
+    /// 3. every pending or active subscription is cancelled (reason `app deleted`), then
+    ///    `ServicesChanged` makes the data plane reload its admission table;
+    /// 4. every OAuth client of the app is revoked with the tokens it obtained, and every other
+    ///    live token issued to the app (exchange, single-use) is revoked; each id is published as
+    ///    `TokenRevoked` so caches and JWT deny-lists drop it.
+    ///
+    /// Errors: 404 unknown or already deleted app; 409 the bootstrap default app (keys created
+    /// without `app_id` land there); 500 store failures (what was done before stays done; a
+    /// retry answers 404, so the cascade is idempotent only through its steps 2-4 being re-run by
+    /// an operator: `POST /keys/{id}/revoke`, `/subscriptions/{id}/cancel`,
+    /// `/oauth-clients/{id}/revoke`).
+    pub async fn delete_app(&self, id: Id) -> Result<AppDeletion, ApiError> {
+        use gatehouse_store::{BusEvent, SubscriptionFilter, SubscriptionStatus};
         let app = self.get_app(id).await?;
         if self.default_app().await.is_ok_and(|d| d.id == app.id) {
             return Err(ApiError::new(gatehouse_types::ErrorCode::Conflict, "the default app cannot be deleted").with_param("id"));
         }
-        if !self.deps.store.delete_app(id, gatehouse_types::now()).await.map_err(|e| internal("deleting an app", &e))? {
+        let store = &self.deps.store;
+        let at = gatehouse_types::now();
+        if !store.delete_app(id, at).await.map_err(|e| internal("deleting an app", &e))? {
             return Err(super::not_found("app", "id"));
         }
         let filter = gatehouse_store::CredentialFilter { team_id: None, app_id: Some(id), include_revoked: false };
-        let keys = self.deps.store.list_credentials(&filter).await.map_err(|e| internal("listing an app's keys", &e))?;
+        let keys = store.list_credentials(&filter).await.map_err(|e| internal("listing an app's keys", &e))?;
         for key in &keys {
             self.revoke_key(key.id).await?;
         }
-        tracing::info!(app_id = %id, revoked_keys = keys.len(), "app deleted");
-        Ok(keys.len())
+        let mut cancelled = 0;
+        let subs = store
+            .list_subscriptions(&SubscriptionFilter { app_id: Some(id), service_id: None, status: None })
+            .await
+            .map_err(|e| internal("listing an app's subscriptions", &e))?;
+        for mut s in subs {
+            let current = s.status;
+            if !matches!(current, SubscriptionStatus::Pending | SubscriptionStatus::Active) {
+                continue;
+            }
+            s.status = SubscriptionStatus::Cancelled;
+            s.reason = Some("app deleted".into());
+            s.decided_by = Some("system:app-deletion".into());
+            s.updated_at = at;
+            // compare-and-set: a concurrent decision on the same row simply wins
+            if store.update_subscription(&s, current).await.map_err(|e| internal("cancelling a subscription", &e))? {
+                cancelled += 1;
+            }
+        }
+        self.deps.bus.publish(BusEvent::ServicesChanged);
+        let clients = store.list_oauth_clients(false).await.map_err(|e| internal("listing oauth clients", &e))?;
+        let mut revoked_clients = 0;
+        for c in clients.iter().filter(|c| c.app_id == id) {
+            self.revoke_client_now(c.id).await?;
+            revoked_clients += 1;
+        }
+        let tokens = store.revoke_app_tokens(id, at).await.map_err(|e| internal("revoking an app's tokens", &e))?;
+        for t in &tokens {
+            self.deps.bus.publish(BusEvent::TokenRevoked { id: *t });
+        }
+        tracing::info!(
+            app_id = %id,
+            revoked_keys = keys.len(),
+            cancelled_subscriptions = cancelled,
+            revoked_oauth_clients = revoked_clients,
+            revoked_tokens = tokens.len(),
+            "app deleted"
+        );
+        Ok(AppDeletion {
+            revoked_keys: keys.len(),
+            cancelled_subscriptions: cancelled,
+            revoked_oauth_clients: revoked_clients,
+            revoked_tokens: tokens.len(),
+        })
     }
 
     // ---------------------------------------------------------------- sessions
@@ -492,25 +591,53 @@ impl AdminService {
     /// failures take the same time) and opens a session of [`SESSION_TTL`]. The cookie value is
     /// 32 random bytes, base64url; only its HMAC digest is stored.
     ///
-    /// Errors: 401 `invalid_api_key` with one message for every failure.
-    pub async fn login(&self, username: &str, password: secrecy::SecretString) -> Result<NewSession, ApiError> {
+    /// Issue 7 (M8): attempts are throttled per username and per client IP
+    /// ([`super::login_guard`]); every attempt is audited (`login.succeeded` /
+    /// `login.failed` with reason `bad_credentials` or `throttled`; never the password, and the
+    /// username only as `details.user_id` when it exists); expired sessions are deleted.
+    ///
+    /// Errors: 401 `invalid_api_key` with one message for every wrong username or password;
+    /// 429 `rate_limit_exceeded` with `Retry-After` while throttled (checked before the
+    /// password, the same for unknown users).
+    pub async fn login(
+        &self,
+        username: &str,
+        password: secrecy::SecretString,
+        client: &super::login_guard::LoginClient,
+    ) -> Result<NewSession, ApiError> {
         use base64::Engine;
+        use gatehouse_store::audit::kinds;
         let fail = || ApiError::new(gatehouse_types::ErrorCode::InvalidToken, "wrong username or password");
+        let event = |kind: &str| {
+            gatehouse_store::NewAuditEvent::new(kind, "login")
+                .client(client.ip.map(|i| i.to_string()), client.user_agent.clone())
+        };
         let store = &self.deps.store;
         let user = if username.len() <= 64 {
             store.get_user_by_username(username).await.map_err(|e| internal("reading a user", &e))?
         } else {
             None
         };
+        let user_detail = || serde_json::json!({ "user_id": user.as_ref().map(|u| u.id) });
+        if let Err(e) = self.login_throttle_check(username, client).await {
+            self.deps.audit.record(event(kinds::LOGIN_FAILED).reason("throttled").details(user_detail()));
+            return Err(e);
+        }
         let phc = match &user {
             Some(u) => u.password_hash.clone(),
             None => dummy_phc().await,
         };
         let ok = verify_blocking(password, phc).await;
-        let user = match user {
-            Some(u) if ok => u,
-            _ => return Err(fail()),
+        let user = match &user {
+            Some(u) if ok => u.clone(),
+            _ => {
+                self.login_throttle_fail(username, client).await;
+                self.deps.audit.record(event(kinds::LOGIN_FAILED).reason("bad_credentials").details(user_detail()));
+                tracing::info!(known_user = user.is_some(), "login failed");
+                return Err(fail());
+            }
         };
+        self.login_throttle_reset(username).await;
         let mut raw = [0u8; 32];
         gatehouse_auth::random_bytes(&mut raw).map_err(|_| ApiError::internal())?;
         let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
@@ -524,9 +651,28 @@ impl AdminService {
             revoked_at: None,
             created_at,
         };
+        // Housekeeping: sessions past their expiry are useless; drop them (every user's).
+        match store.delete_expired_sessions(created_at).await {
+            Ok(n) if n > 0 => tracing::debug!(deleted = n, "expired sessions deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "deleting expired sessions failed"),
+        }
         store.create_session(&session).await.map_err(|e| internal("creating a session", &e))?;
+        self.deps.audit.record(
+            event(kinds::LOGIN_SUCCEEDED).details(serde_json::json!({ "user_id": user.id, "session_id": session.id })),
+        );
         tracing::info!(user_id = %user.id, session_id = %session.id, "login");
         Ok(NewSession { cookie_value: secrecy::SecretString::from(value), session, user })
+    }
+
+    /// The CSRF token of a session (issue 7, M8): base64url of the keyed digest of the cookie
+    /// value under a separate label, so nothing extra is stored and it cannot be computed
+    /// without the server's pepper. Returned at login and by `GET /me`; required in
+    /// `X-CSRF-Token` on state-changing cookie requests ([`crate::csrf`]).
+    pub fn csrf_token(&self, cookie_value: &str) -> String {
+        use base64::Engine;
+        let d = self.deps.peppers.digest(&format!("gatehouse/csrf/v1:{cookie_value}"));
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)
     }
 
     /// The principal of a session cookie value. Errors: 401 for unknown, expired or revoked

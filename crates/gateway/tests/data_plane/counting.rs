@@ -134,6 +134,14 @@ impl Store for CountingStore {
         self.count(false);
         self.inner.revoke_session(id, at).await
     }
+    async fn revoke_user_sessions(&self, user_id: Id, keep: Option<Id>, at: Timestamp) -> StoreResult<u64> {
+        self.count(false);
+        self.inner.revoke_user_sessions(user_id, keep, at).await
+    }
+    async fn delete_expired_sessions(&self, before: Timestamp) -> StoreResult<u64> {
+        self.count(false);
+        self.inner.delete_expired_sessions(before).await
+    }
     async fn create_operator_token(&self, token: &OperatorToken) -> StoreResult<()> {
         self.count(false);
         self.inner.create_operator_token(token).await
@@ -289,6 +297,10 @@ impl Store for CountingStore {
     }
     async fn revoke_oauth_client(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
         self.inner.revoke_oauth_client(id, at).await
+    }
+    async fn revoke_app_tokens(&self, app_id: Id, at: Timestamp) -> StoreResult<Vec<Id>> {
+        self.count(false);
+        self.inner.revoke_app_tokens(app_id, at).await
     }
     async fn create_issued_token(&self, token: &IssuedToken) -> StoreResult<()> {
         self.inner.create_issued_token(token).await

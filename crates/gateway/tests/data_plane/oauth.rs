@@ -433,3 +433,25 @@ async fn h4_exchange_is_checked_against_the_keys_ip_allow_list() {
     let resp = form(&h, "/oauth/token", Some(&c), &exchange(&key, &[("subject_token_type", token_types::API_KEY)])).await;
     oauth_error(resp, 400, "invalid_grant").await;
 }
+
+/// Issue 7 item 5: `services:invoke` is a data-plane scope of the authorization server, so a
+/// client granted it gets client-credentials tokens carrying it, and `/svc/…` admits them past
+/// the scope check (an unknown service then answers 404, not 403 `insufficient_scope`).
+#[tokio::test]
+async fn services_invoke_is_an_oauth_scope_and_passes_the_svc_scope_check() {
+    let h = Harness::start().await;
+    let c = client(&h, &["services:invoke"], &[], "opaque").await;
+    let v = token(&h, &c, &[("grant_type", "client_credentials"), ("scope", "services:invoke")]).await;
+    assert_eq!(v["scope"], "services:invoke");
+    let at = v["access_token"].as_str().unwrap();
+    let resp = h.client.get(h.url("/svc/no-such-service/x")).bearer_auth(at).send().await.unwrap();
+    assert_eq!(resp.status(), 404, "past the scope check");
+    // A token without the scope is stopped at the scope check.
+    let chat = client(&h, &["chat:invoke"], &[], "opaque").await;
+    let at = cc_token(&h, &chat).await;
+    let resp = h.client.get(h.url("/svc/no-such-service/x")).bearer_auth(&at).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"gatehouse\", error=\"insufficient_scope\", scope=\"services:invoke\"");
+    let meta: Value = h.client.get(h.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
+    assert!(meta["scopes_supported"].as_array().unwrap().iter().any(|s| s == "services:invoke"));
+}

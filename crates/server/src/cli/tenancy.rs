@@ -336,7 +336,14 @@ async fn apps_inner(args: ClientArgs<AppsCmd>) -> Result<(), String> {
         AppsCmd::Delete { id } => {
             let v = c.call(reqwest::Method::DELETE, &format!("/apps/{}", path_segment(&id)), None).await?;
             if !c.json {
-                println!("deleted app {} ({} key(s) revoked)", s(&v["id"]), v["revoked_keys"]);
+                println!(
+                    "deleted app {} ({} key(s), {} OAuth client(s), {} token(s) revoked; {} subscription(s) cancelled)",
+                    s(&v["id"]),
+                    v["revoked_keys"],
+                    v["revoked_oauth_clients"],
+                    v["revoked_tokens"],
+                    v["cancelled_subscriptions"]
+                );
             }
             v
         }
@@ -384,9 +391,12 @@ async fn login_inner(args: LoginArgs) -> Result<(), String> {
         (true, Some(c)) => SecretString::from(c),
         _ => return Err(format!("{} (HTTP {})", body["error"]["message"].as_str().unwrap_or("login failed"), status.as_u16())),
     };
+    // State-changing requests with the session cookie carry its CSRF token (issue 7, M8).
+    let csrf = body["csrf_token"].as_str().unwrap_or_default().to_string();
     let resp = http
         .post(format!("{base}/admin/v1/me/tokens"))
         .header(reqwest::header::COOKIE, cookie.expose_secret())
+        .header("x-csrf-token", &csrf)
         .json(&json!({ "name": args.name, "expires_in": args.expires_in }))
         .send()
         .await
@@ -394,7 +404,12 @@ async fn login_inner(args: LoginArgs) -> Result<(), String> {
     let status = resp.status();
     let token: Value = resp.json().await.unwrap_or(Value::Null);
     // The session was only needed to mint the token: end it either way.
-    let _ = http.delete(format!("{base}/admin/v1/session")).header(reqwest::header::COOKIE, cookie.expose_secret()).send().await;
+    let _ = http
+        .delete(format!("{base}/admin/v1/session"))
+        .header(reqwest::header::COOKIE, cookie.expose_secret())
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await;
     if !status.is_success() {
         return Err(format!("{} (HTTP {})", token["error"]["message"].as_str().unwrap_or("creating a token failed"), status.as_u16()));
     }

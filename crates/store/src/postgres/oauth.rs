@@ -142,6 +142,16 @@ pub(super) async fn revoke_oauth_client(s: &PostgresStore, id: Id, at: Timestamp
     Ok(done.rows_affected() > 0)
 }
 
+pub(super) async fn revoke_app_tokens(s: &PostgresStore, app_id: Id, at: Timestamp) -> StoreResult<Vec<Id>> {
+    let rows = sqlx::query("UPDATE issued_tokens SET revoked_at = $1 WHERE app_id = $2 AND revoked_at IS NULL RETURNING id")
+        .bind(at)
+        .bind(app_id)
+        .fetch_all(s.pool())
+        .await
+        .map_err(db("issued tokens"))?;
+    rows.iter().map(|r| col::<Id>(r, "id")).collect()
+}
+
 pub(super) async fn create_issued_token(s: &PostgresStore, t: &IssuedToken) -> StoreResult<()> {
     let sql = format!(
         "INSERT INTO issued_tokens ({TOKEN_COLS}) VALUES \

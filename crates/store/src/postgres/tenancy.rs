@@ -161,4 +161,27 @@ impl PostgresStore {
         tx.commit().await.map_err(|e| StoreError::from_sqlx("session", e))?;
         Ok(exists)
     }
+
+    pub(super) async fn tenancy_revoke_user_sessions(&self, user_id: Id, keep: Option<Id>, at: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE user_sessions SET revoked_at = $1 \
+             WHERE user_id = $2 AND revoked_at IS NULL AND expires_at > $1 AND ($3::uuid IS NULL OR id <> $3)",
+        )
+        .bind(at)
+        .bind(user_id)
+        .bind(keep)
+        .execute(self.pool())
+        .await
+        .map_err(|e| StoreError::from_sqlx("session", e))?;
+        Ok(done.rows_affected())
+    }
+
+    pub(super) async fn tenancy_delete_expired_sessions(&self, before: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM user_sessions WHERE expires_at <= $1")
+            .bind(before)
+            .execute(self.pool())
+            .await
+            .map_err(|e| StoreError::from_sqlx("session", e))?;
+        Ok(done.rows_affected())
+    }
 }

@@ -145,6 +145,24 @@ pub(super) async fn revoke_oauth_client(s: &SqliteStore, id: Id, at: Timestamp) 
     Ok(done.rows_affected() > 0)
 }
 
+pub(super) async fn revoke_app_tokens(s: &SqliteStore, app_id: Id, at: Timestamp) -> StoreResult<Vec<Id>> {
+    let mut tx = s.write_tx("issued tokens").await?;
+    let rows = sqlx::query("SELECT id FROM issued_tokens WHERE app_id = ? AND revoked_at IS NULL")
+        .bind(id_text(app_id))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("issued tokens"))?;
+    let ids = rows.iter().map(|r| col_id(r, "id")).collect::<StoreResult<Vec<Id>>>()?;
+    sqlx::query("UPDATE issued_tokens SET revoked_at = ? WHERE app_id = ? AND revoked_at IS NULL")
+        .bind(micros(at)?)
+        .bind(id_text(app_id))
+        .execute(&mut *tx)
+        .await
+        .map_err(db("issued tokens"))?;
+    tx.commit().await.map_err(db("issued tokens"))?;
+    Ok(ids)
+}
+
 pub(super) async fn create_issued_token(s: &SqliteStore, t: &IssuedToken) -> StoreResult<()> {
     let mut tx = s.write_tx("issued token").await?;
     let sql = format!(

@@ -161,4 +161,34 @@ impl SqliteStore {
         tx.commit().await.map_err(|e| StoreError::from_sqlx("session", e))?;
         Ok(exists)
     }
+
+    pub(super) async fn tenancy_revoke_user_sessions(&self, user_id: Id, keep: Option<Id>, at: Timestamp) -> StoreResult<u64> {
+        let mut tx = self.write_tx("session").await?;
+        let keep = keep.map(id_text);
+        let done = sqlx::query(
+            "UPDATE user_sessions SET revoked_at = ? \
+             WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? AND (? IS NULL OR id <> ?)",
+        )
+        .bind(micros(at)?)
+        .bind(id_text(user_id))
+        .bind(micros(at)?)
+        .bind(keep.clone())
+        .bind(keep)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("session", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("session", e))?;
+        Ok(done.rows_affected())
+    }
+
+    pub(super) async fn tenancy_delete_expired_sessions(&self, before: Timestamp) -> StoreResult<u64> {
+        let mut tx = self.write_tx("session").await?;
+        let done = sqlx::query("DELETE FROM user_sessions WHERE expires_at <= ?")
+            .bind(micros(before)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("session", e))?;
+        tx.commit().await.map_err(|e| StoreError::from_sqlx("session", e))?;
+        Ok(done.rows_affected())
+    }
 }

@@ -228,3 +228,35 @@ async fn signing_keys_and_jti_replay(s: Arc<dyn Store>) {
     assert!(s.record_jti(&digest(3), exp).await.unwrap());
 }
 store_test!(signing_keys_and_jti_replay);
+
+/// Issue 7 (app deletion): every unrevoked issued token of the app is revoked at once, whatever
+/// obtained it; other apps' tokens and earlier revocation instants stay.
+async fn app_tokens_are_revoked_together(s: Arc<dyn Store>) {
+    let (_, a) = seed_app(&s).await;
+    let other = app(a.team_id, "other-app");
+    s.create_app(&other).await.unwrap();
+    let c = client(&a);
+    s.create_oauth_client(&c).await.unwrap();
+    let from_client = issued(&a, "access", 61, Some(c.id), None);
+    let single_use = issued(&a, "single_use", 62, None, None);
+    let old = issued(&a, "access", 63, None, None);
+    let foreign = issued(&other, "access", 64, None, None);
+    for t in [&from_client, &single_use, &old, &foreign] {
+        s.create_issued_token(t).await.unwrap();
+    }
+    let earlier = now_us() - Duration::minutes(1);
+    assert!(s.revoke_issued_token(old.id, earlier).await.unwrap());
+    let at = now_us();
+    let mut ids = s.revoke_app_tokens(a.id, at).await.unwrap();
+    ids.sort();
+    let mut want = vec![from_client.id, single_use.id];
+    want.sort();
+    assert_eq!(ids, want);
+    for t in [&from_client, &single_use] {
+        assert_eq!(s.get_issued_token(t.id).await.unwrap().unwrap().revoked_at, Some(at));
+    }
+    assert_eq!(s.get_issued_token(old.id).await.unwrap().unwrap().revoked_at, Some(earlier));
+    assert_eq!(s.get_issued_token(foreign.id).await.unwrap().unwrap().revoked_at, None);
+    assert!(s.revoke_app_tokens(a.id, at).await.unwrap().is_empty(), "idempotent");
+}
+store_test!(app_tokens_are_revoked_together);

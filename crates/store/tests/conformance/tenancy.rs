@@ -106,6 +106,45 @@ async fn sessions_by_digest_and_revocation(s: Arc<dyn Store>) {
 }
 store_test!(sessions_by_digest_and_revocation);
 
+/// Issue 7 (M8): a password change revokes every live session of the user except the one that
+/// made it; other users' sessions are untouched; expired sessions are deleted.
+async fn sessions_revoked_per_user_and_expired_deleted(s: Arc<dyn Store>) {
+    let (u, other) = (user("gina", "member"), user("hank", "member"));
+    s.create_user(&u).await.unwrap();
+    s.create_user(&other).await.unwrap();
+    let t0 = now_us();
+    let session = |user: &User, d: u8, expires: Timestamp| UserSession {
+        id: new_id(),
+        user_id: user.id,
+        digest: digest(d),
+        expires_at: expires,
+        revoked_at: None,
+        created_at: t0,
+    };
+    let keep = session(&u, 51, t0 + Duration::hours(12));
+    let live = session(&u, 52, t0 + Duration::hours(12));
+    let old = session(&u, 53, t0 - Duration::hours(1));
+    let foreign = session(&other, 54, t0 + Duration::hours(12));
+    for x in [&keep, &live, &old, &foreign] {
+        s.create_session(x).await.unwrap();
+    }
+    assert_eq!(s.revoke_user_sessions(u.id, Some(keep.id), t0).await.unwrap(), 1, "only the live, other session");
+    assert_eq!(s.find_session(&digest(52)).await.unwrap().unwrap().revoked_at, Some(t0));
+    assert_eq!(s.find_session(&digest(51)).await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(s.find_session(&digest(54)).await.unwrap().unwrap().revoked_at, None);
+    // again without an exception: the kept one now goes too; already revoked ones are not counted
+    assert_eq!(s.revoke_user_sessions(u.id, None, t0).await.unwrap(), 1);
+    assert!(s.find_session(&digest(51)).await.unwrap().unwrap().revoked_at.is_some());
+    assert_eq!(s.revoke_user_sessions(new_id(), None, t0).await.unwrap(), 0);
+    // cleanup removes only what expired by `before`
+    assert_eq!(s.delete_expired_sessions(t0).await.unwrap(), 1);
+    assert!(s.find_session(&digest(53)).await.unwrap().is_none());
+    assert!(s.find_session(&digest(54)).await.unwrap().is_some());
+    assert_eq!(s.delete_expired_sessions(t0 + Duration::hours(13)).await.unwrap(), 3);
+    assert!(s.find_session(&digest(54)).await.unwrap().is_none());
+}
+store_test!(sessions_revoked_per_user_and_expired_deleted);
+
 /// `DELETE /admin/v1/apps/{id}` (issue 7): soft delete hides the app from reads and lists, once.
 async fn apps_soft_delete_hides_them(s: Arc<dyn Store>) {
     let t = team("soft");
