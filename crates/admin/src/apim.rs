@@ -123,7 +123,7 @@ pub(crate) fn params(q: std::result::Result<Query<HashMap<String, String>>, Quer
     q.map(|Query(m)| Params(m)).map_err(|_| AdminError(bad("query", "the query string is malformed")))
 }
 
-fn check_slug(slug: &str) -> std::result::Result<(), ApiError> {
+pub(crate) fn check_slug(slug: &str) -> std::result::Result<(), ApiError> {
     let ok = !slug.is_empty()
         && slug.len() <= 63
         && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -298,8 +298,10 @@ fn note(b: std::result::Result<Bytes, BytesRejection>, extra: &[&str]) -> std::r
     Ok((f, n))
 }
 
-/// Makes release N+1 from `spec` and points the service at it.
-async fn release_spec(svc: &AdminService, p: &Principal, mut s: Service, spec: Value, note: String) -> std::result::Result<Service, ApiError> {
+/// Makes release N+1 of `s` from `spec` (a live spec) and points `s` at it (status
+/// `published`, deprecation cleared). Nothing is saved: the caller stores `s` with the release
+/// (one transaction). Errors: 500 if the release counter overflows.
+pub(crate) fn next_release(p: &Principal, s: &mut Service, spec: Value, note: String) -> std::result::Result<ServiceRelease, ApiError> {
     let version = s.version.checked_add(1).ok_or_else(ApiError::internal)?;
     let at = now();
     let r = ServiceRelease {
@@ -317,25 +319,41 @@ async fn release_spec(svc: &AdminService, p: &Principal, mut s: Service, spec: V
     s.deprecated_at = None;
     s.sunset_at = None;
     s.updated_at = at;
+    Ok(r)
+}
+
+/// Makes release N+1 from `spec` and points the service at it.
+async fn release_spec(svc: &AdminService, p: &Principal, mut s: Service, spec: Value, note: String) -> std::result::Result<Service, ApiError> {
+    let r = next_release(p, &mut s, spec, note)?;
     save(svc, &s, Some(&r)).await?;
     Ok(s)
 }
 
-async fn publish(State(svc): Svc, Extension(p): Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
-    let s = find(&svc, &id).await?;
-    let (_, text) = note(b, &[])?;
-    not_retired(&s)?;
-    let mut spec = ServiceSpec::parse(s.kind.as_str(), &s.spec, "spec")?;
-    spec.check_publishable(s.kind.as_str())?;
+/// The live spec a publish of `s`'s draft makes: checks that the draft is complete, names only
+/// configured models (or ones in `pending_models`, created by the same configuration apply),
+/// and that its prompt schemas compile; adds the generated OpenAPI 3.1 document (`ai`/`prompt`
+/// services, and `rest` ones without an uploaded one). `field` names the draft in errors
+/// (`spec`, or `document.services[0].spec`). Errors: 400 naming the field, 500 on store errors.
+pub(crate) async fn publishable(svc: &AdminService, s: &Service, pending_models: &[String], field: &str) -> std::result::Result<Value, ApiError> {
+    let mut spec = ServiceSpec::parse(s.kind.as_str(), &s.spec, field)?;
+    spec.check_publishable(s.kind.as_str()).map_err(|mut e| {
+        if let Some(p) = e.param.as_mut().and_then(|p| p.strip_prefix("spec").map(str::to_string)) {
+            e.param = Some(format!("{field}{p}"));
+        }
+        e
+    })?;
     let models: Vec<(String, &String)> = match s.kind {
-        ServiceKind::Ai => spec.models.iter().enumerate().map(|(i, m)| (format!("spec.models[{i}]"), m)).collect(),
-        ServiceKind::Prompt => spec.prompts.iter().enumerate().map(|(i, p)| (format!("spec.prompts[{i}].model"), &p.model)).collect(),
+        ServiceKind::Ai => spec.models.iter().enumerate().map(|(i, m)| (format!("{field}.models[{i}]"), m)).collect(),
+        ServiceKind::Prompt => spec.prompts.iter().enumerate().map(|(i, p)| (format!("{field}.prompts[{i}].model"), &p.model)).collect(),
         ServiceKind::Rest => Vec::new(),
     };
-    for (field, m) in models {
+    for (param, m) in models {
+        if pending_models.contains(m) {
+            continue;
+        }
         let known = svc.store().get_model(m).await.map_err(|e| internal("reading a model", &e))?;
         if known.is_none() {
-            return Err(bad(&field, format!("model `{m}` is not configured")).into());
+            return Err(bad(&param, format!("model `{m}` is not configured")));
         }
     }
     for (i, p) in spec.prompts.iter().enumerate() {
@@ -343,14 +361,21 @@ async fn publish(State(svc): Svc, Extension(p): Op, Path(id): Path<String>, b: s
             if let Some(schema) = schema
                 && let Err(e) = jsonschema::validator_for(schema)
             {
-                return Err(bad(&format!("spec.prompts[{i}].{name}"), format!("not a valid JSON Schema: {e}")).into());
+                return Err(bad(&format!("{field}.prompts[{i}].{name}"), format!("not a valid JSON Schema: {e}")));
             }
         }
     }
     if spec.openapi.is_none() || s.kind != ServiceKind::Rest {
-        spec.openapi = Some(crate::apim_openapi::generate(&s, &spec));
+        spec.openapi = Some(crate::apim_openapi::generate(s, &spec));
     }
-    let live = serde_json::to_value(&spec).map_err(|_| ApiError::internal())?;
+    serde_json::to_value(&spec).map_err(|_| ApiError::internal())
+}
+
+async fn publish(State(svc): Svc, Extension(p): Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+    let s = find(&svc, &id).await?;
+    let (_, text) = note(b, &[])?;
+    not_retired(&s)?;
+    let live = publishable(&svc, &s, &[], "spec").await?;
     let text = text.unwrap_or_else(|| "publish".into());
     let s = release_spec(&svc, &p, s, live, text).await?;
     Ok(axum::Json(view(&s)).into_response())

@@ -130,6 +130,10 @@ pub static ROUTES: &[RoutePolicy] = &[
     r(Method::POST, "/subscriptions/{id}/approve", P::SubscriptionsDecide, T::SubscriptionParam),
     r(Method::POST, "/subscriptions/{id}/reject", P::SubscriptionsDecide, T::SubscriptionParam),
     r(Method::POST, "/subscriptions/{id}/cancel", P::SubscriptionsRequest, T::SubscriptionParam),
+    // Declarative team configuration (issue 7, `team_config.rs`); changing public models in a
+    // document additionally needs `models.write` (checked in the handler).
+    r(Method::GET, "/teams/{id}/config", P::ConfigManage, T::TeamParam),
+    r(Method::POST, "/teams/{id}/config", P::ConfigManage, T::TeamParam),
     r(Method::GET, "/audit", P::AuditRead, T::System),
     r(Method::GET, "/audit/verify", P::AuditRead, T::System),
     // Routing health (issue 6), mounted by the server from the gateway crate through

@@ -106,6 +106,7 @@ pub fn router_with(service: Arc<AdminService>, extra: Router<Arc<AdminService>>)
         .merge(crate::cache::routes())
         .merge(crate::apim::routes())
         .merge(crate::subscriptions::routes())
+        .merge(crate::team_config::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost: the route gate (issue 7) authorizes the principal for the matched route.

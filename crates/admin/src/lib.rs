@@ -27,6 +27,7 @@ pub mod limits;
 pub mod openapi;
 pub mod query_guard;
 pub mod service;
+pub mod team_config;
 pub mod tenancy_http;
 pub mod subscriptions;
 

@@ -19,6 +19,40 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 // ------------------------------------------------------------------------------------ schemas
 
+/// Body of `POST /admin/v1/teams/{id}/config`.
+#[derive(ToSchema, Deserialize)]
+pub struct ConfigApplyBody {
+    /// The configuration document (`version`, `team`, `apps`, `limits`, `services`, `models`?).
+    pub document: Value,
+    /// Plan only (default false).
+    pub dry_run: Option<bool>,
+}
+
+/// One line of a configuration plan.
+#[derive(ToSchema, serde::Serialize)]
+pub struct ConfigPlanItem {
+    /// `create`, `update`, `unchanged`, `not_in_file`.
+    pub action: String,
+    /// `app`, `limit`, `service`, `model`.
+    pub kind: String,
+    pub name: String,
+    /// e.g. `+ create app checkout`.
+    pub summary: String,
+}
+
+/// The plan of a configuration apply (written in one transaction unless `dry_run`).
+#[derive(ToSchema, serde::Serialize)]
+pub struct ConfigPlan {
+    pub team: String,
+    pub dry_run: bool,
+    /// True if changes were written.
+    pub applied: bool,
+    pub changes: Vec<ConfigPlanItem>,
+    pub unchanged: Vec<ConfigPlanItem>,
+    /// Resources of the server the document does not list (left alone).
+    pub not_in_file: Vec<ConfigPlanItem>,
+}
+
 /// The one error shape of the admin API; `code` is from the shared error-code table.
 #[derive(ToSchema, serde::Serialize)]
 pub struct ErrorBody {
@@ -602,6 +636,13 @@ op!(reject_subscription, post, "/admin/v1/subscriptions/{id}/reject", "subscript
 op!(cancel_subscription, post, "/admin/v1/subscriptions/{id}/cancel", "subscriptions", "Cancel a pending or active subscription", ok = 200 Value, req = Value,
     params(("id" = String, Path, description = "subscription id")));
 
+// Declarative team configuration (issue 7; `team_config.rs`). The document is free-form JSON
+// (validated by the server, 400 naming the field, e.g. `document.limits[0].target`).
+op!(export_config, get, "/admin/v1/teams/{id}/config", "config", "Export a team's configuration (apps, limits, services) as one document", ok = 200 Value,
+    params(("id" = String, Path, description = "team id"), ("models" = Option<bool>, Query, description = "also the public models")));
+op!(apply_config, post, "/admin/v1/teams/{id}/config", "config", "Plan (dry_run) or apply a configuration document in one transaction", ok = 200 ConfigPlan,
+    req = ConfigApplyBody, params(("id" = String, Path, description = "team id")));
+
 /// Adds the two security schemes: the operator token (bearer) and the session cookie.
 struct Security;
 
@@ -632,7 +673,7 @@ impl Modify for Security {
         create_single_use, create_service, list_services, get_service, update_service, publish_service,
         deprecate_service, retire_service, rollback_service, list_releases, get_release, diff_releases,
         request_subscription, list_subscriptions, get_subscription, approve_subscription, reject_subscription,
-        cancel_subscription, health_deployments, restore_provider_key
+        cancel_subscription, health_deployments, restore_provider_key, export_config, apply_config
     ),
     modifiers(&Security)
 )]

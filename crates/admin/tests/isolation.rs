@@ -710,4 +710,132 @@ async fn public_published_services_are_readable_by_outsiders() {
     let slugs: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|s| s["slug"].as_str().unwrap()).collect();
     assert_eq!(slugs, vec!["pub-svc"]);
     assert!(!listed.to_string().contains("secret-draft-path"));
+
+fn summaries(plan: &Value, key: &str) -> Vec<String> {
+    plan[key].as_array().unwrap().iter().map(|i| i["summary"].as_str().unwrap().to_string()).collect()
+}
+
+/// `GET|POST /teams/{id}/config` (issue 7): a team owner exports and applies their own team's
+/// configuration, services included; a viewer gets 403 and another team's owner 404; the plan is
+/// shown before anything changes, a second apply plans nothing, a late failure (an app name a
+/// deleted app still holds) leaves nothing applied, and public models need a system admin.
+#[tokio::test]
+async fn team_config_export_plan_apply_by_the_team_owner() {
+    let w = world().await;
+    let app = &w.h.app;
+    let admin = || Auth::Bearer(OPERATOR);
+    let (_, alice) = token_for(app, "alice", ALICE_PW).await;
+    let as_alice = || Auth::Bearer(&alice);
+    let cfg = format!("/admin/v1/teams/{}/config", w.team_a);
+
+    let doc = ok(app, "GET", &cfg, as_alice(), None).await;
+    assert_eq!(doc, json!({"version": 1, "team": "team-a", "apps": [{"name": "billing"}], "limits": [], "services": []}));
+    // another team's owner: invisible; a viewer of the team: forbidden
+    for (m, body) in [("GET", None), ("POST", Some(json!({"document": doc, "dry_run": true})))] {
+        let (s, _, v, t) = call(app, m, &cfg, Auth::Bearer(&w.bob_token), body.clone()).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{m} {t}");
+        assert!(!t.contains("billing"));
+    }
+    let carol = ok(app, "POST", "/admin/v1/users", admin(), Some(json!({"username": "carol", "password": "carol-password-123"}))).await;
+    let member = format!("/admin/v1/teams/{}/members/{}", w.team_a, carol["id"].as_str().unwrap());
+    ok(app, "PUT", &member, as_alice(), Some(json!({"role": "viewer"}))).await;
+    let (_, carol_tok) = token_for(app, "carol", "carol-password-123").await;
+    for (m, body) in [("GET", None), ("POST", Some(json!({"document": doc, "dry_run": true})))] {
+        let (s, _, v, _) = call(app, m, &cfg, Auth::Bearer(&carol_tok), body).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("permission_denied")), "{m}");
+    }
+
+    let mut want = doc.clone();
+    want["apps"] = json!([{"name": "billing"}, {"name": "checkout"}]);
+    want["limits"] = json!([
+        {"scope": "app", "target": "checkout", "rpm": 600, "usd_per_day": 25.5},
+        {"scope": "team", "target": "team-a", "tokens_per_day": 1_000_000}
+    ]);
+    want["services"] = json!([
+        {"slug": "orders", "kind": "rest", "name": "Orders", "state": "published", "approval": "auto",
+         "spec": {"description": "Orders of the shop", "docs": "# Orders", "category": "shop", "tags": ["shop"],
+                  "routes": [{"path": "/orders/{id}", "methods": ["GET"]}],
+                  "upstream": {"nodes": [{"url": "http://127.0.0.1:9"}]}}},
+        {"slug": "summaries", "kind": "prompt", "name": "Summaries",
+         "spec": {"prompts": [{"name": "short", "model": "gpt", "template": "Summarize {{text}}",
+                               "variables": {"type": "object", "required": ["text"]},
+                               "output_schema": {"type": "object", "required": ["summary"]}}]}}
+    ]);
+    // the dry run shows the plan and changes nothing
+    let plan = ok(app, "POST", &cfg, as_alice(), Some(json!({"document": want, "dry_run": true}))).await;
+    assert_eq!((plan["dry_run"].as_bool(), plan["applied"].as_bool()), (Some(true), Some(false)));
+    let expected = [
+        "+ create app checkout",
+        "+ set limits of app checkout: rpm=600 usd_per_day=25.5",
+        "+ set limits of team team-a: tokens_per_day=1000000",
+        "+ create service orders (rest, published)",
+        "+ create service summaries (prompt, draft)",
+    ];
+    assert_eq!(summaries(&plan, "changes"), expected);
+    assert_eq!(ok(app, "GET", &cfg, as_alice(), None).await, doc, "a dry run changes nothing");
+    // apply: everything at once
+    let done = ok(app, "POST", &cfg, as_alice(), Some(json!({"document": want}))).await;
+    assert_eq!(done["applied"], true);
+    assert_eq!(summaries(&done, "changes"), expected);
+    let orders = ok(app, "GET", "/admin/v1/services/orders", as_alice(), None).await;
+    assert_eq!((orders["status"].as_str(), orders["version"].as_u64(), orders["approval"].as_str()), (Some("published"), Some(1), Some("auto")));
+    assert!(orders["live_spec"]["openapi"].is_object(), "published like POST /publish: {orders}");
+    assert_eq!(ok(app, "GET", "/admin/v1/services/summaries", as_alice(), None).await["status"], "draft");
+    // idempotent; the export is the document
+    let again = ok(app, "POST", &cfg, as_alice(), Some(json!({"document": want}))).await;
+    assert_eq!((again["changes"].as_array().unwrap().len(), again["unchanged"].as_array().unwrap().len()), (0, 6), "{again}");
+    assert_eq!(again["applied"], false);
+    let exported = ok(app, "GET", &cfg, as_alice(), None).await;
+    assert_eq!(exported["services"][0]["spec"]["tags"], json!(["shop"]));
+    assert_eq!(exported["services"][1]["spec"]["prompts"][0]["output_schema"], json!({"type": "object", "required": ["summary"]}));
+    let replay = ok(app, "POST", &cfg, as_alice(), Some(json!({"document": exported}))).await;
+    assert!(replay["changes"].as_array().unwrap().is_empty(), "{replay}");
+
+    // a changed spec of the published service: the draft is updated and released as 2
+    let mut edited = exported.clone();
+    edited["services"][0]["spec"]["description"] = json!("All orders");
+    let plan = ok(app, "POST", &cfg, as_alice(), Some(json!({"document": edited}))).await;
+    assert_eq!(summaries(&plan, "changes"), ["~ update service orders: draft spec, publish release 2"]);
+    let orders = ok(app, "GET", "/admin/v1/services/orders", as_alice(), None).await;
+    assert_eq!((orders["version"].as_u64(), orders["live_spec"]["description"].as_str()), (Some(2), Some("All orders")));
+    // going back to draft is refused; publishing a prompt with an unknown model is a 400 naming it
+    let mut back = edited.clone();
+    back["services"][0]["state"] = json!("draft");
+    let (s, _, v, _) = call(app, "POST", &cfg, as_alice(), Some(json!({"document": back, "dry_run": true}))).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::CONFLICT, Some("document.services[0].state")));
+    let mut publish = edited.clone();
+    publish["services"][1]["state"] = json!("published");
+    let (s, _, v, _) = call(app, "POST", &cfg, as_alice(), Some(json!({"document": publish}))).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("document.services[1].spec.prompts[0].model")), "{v}");
+
+    // a late failure: `billing` is deleted (its name stays taken), so inserting it fails after
+    // `aaa` was inserted and before the limit and the new service — nothing at all is applied
+    let billing = w.app_a.clone();
+    ok(app, "DELETE", &format!("/admin/v1/apps/{billing}"), as_alice(), None).await;
+    let mut late = edited.clone();
+    late["apps"] = json!([{"name": "aaa"}, {"name": "billing"}, {"name": "checkout"}]);
+    late["limits"][0]["rpm"] = json!(1);
+    late["services"].as_array_mut().unwrap().push(json!({"slug": "late", "kind": "rest", "name": "Late"}));
+    let before = ok(app, "GET", &cfg, as_alice(), None).await;
+    let (s, _, v, _) = call(app, "POST", &cfg, as_alice(), Some(json!({"document": late}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{v}");
+    assert_eq!(ok(app, "GET", &cfg, as_alice(), None).await, before, "nothing of the change set was applied");
+    let (s, _, _, _) = call(app, "GET", "/admin/v1/services/late", admin(), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // public models: readable by the owner, changed only by a system admin
+    let with_models = ok(app, "GET", &format!("{cfg}?models=true"), as_alice(), None).await;
+    assert!(with_models["models"].is_array());
+    let mut models = before.clone();
+    models["models"] = json!([{"name": "gpt", "deployments": [{"provider": "nope", "model": "x"}]}]);
+    let (s, _, v, _) = call(app, "POST", &cfg, as_alice(), Some(json!({"document": models, "dry_run": true}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("permission_denied")));
+    let (s, _, v, _) = call(app, "POST", &cfg, admin(), Some(json!({"document": models, "dry_run": true}))).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("document.models[0].deployments[0].provider")));
+    // bad documents: 400 naming the field, the field in the message too
+    let (s, _, v, _) = call(app, "POST", &cfg, as_alice(), Some(json!({"document": {"version": 1, "team": "team-a", "apps": [{"name": 1}]}}))).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("document.apps[0].name")));
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("document.apps[0].name: "), "{v}");
+    let (s, _, v, _) = call(app, "POST", &cfg, as_alice(), Some(json!({"dry_run": true}))).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("document")));
 }

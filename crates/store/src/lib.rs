@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod bus;
+pub mod config;
 pub mod counters;
 pub mod error;
 pub mod postgres;
@@ -21,6 +22,7 @@ use gatehouse_types::{Id, Timestamp};
 
 pub use audit::{AuditEvent, AuditQuery, AuditSink, AuditWriter, NewAuditEvent};
 pub use bus::{Bus, BusEvent, MemoryBus};
+pub use config::{ConfigChanges, ServiceWrite};
 pub use counters::{Counters, CountersError, MemoryCounters, RedisCounters};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
@@ -261,6 +263,13 @@ pub trait Store: Send + Sync + 'static {
     /// stored status is still `expected` (a compare-and-set: two deciders never both win).
     /// Returns false if the row is missing or its status changed.
     async fn update_subscription(&self, subscription: &Subscription, expected: SubscriptionStatus) -> StoreResult<bool>;
+
+    // --- issue 7: declarative team configuration (`sqlite/config.rs`, `postgres/config.rs`) ---
+    /// Writes a whole [`ConfigChanges`] in ONE transaction, in its field order (apps, limits,
+    /// models, services with their releases). All or nothing: on any error — `Conflict` for a
+    /// taken app name, slug or release version, `NotFound` for an updated service that no longer
+    /// exists or a deployment naming a missing provider — nothing at all is written.
+    async fn apply_config(&self, changes: &ConfigChanges) -> StoreResult<()>;
 }
 
 /// Opens the store for a URL. Runs no migrations; call [`Store::migrate`].

@@ -27,6 +27,7 @@ mod audit;
 mod security;
 mod oauth;
 mod services;
+mod config;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -255,6 +256,62 @@ async fn model_from_row(
     })
 }
 
+/// Insert or replace a model and its deployments inside `tx` (the body of `upsert_model`, shared
+/// with `apply_config`).
+async fn upsert_model_in(tx: &mut Transaction<'static, Postgres>, model: &Model) -> StoreResult<Model> {
+    let row = sqlx::query(
+        "INSERT INTO models (id, name, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name \
+         RETURNING id, name, created_at",
+    )
+    .bind(model.id)
+    .bind(&model.name)
+    .bind(model.created_at)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| StoreError::from_sqlx("model", e))?;
+    let model_id: Id = col(&row, "id")?;
+    sqlx::query("DELETE FROM deployments WHERE model_id = $1")
+        .bind(model_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("deployment", e))?;
+    let now = gatehouse_types::now();
+    for (position, d) in model.deployments.iter().enumerate() {
+        let position = i32::try_from(position).unwrap_or(i32::MAX);
+        sqlx::query(
+            "INSERT INTO deployments \
+             (id, model_id, provider_id, upstream_model, weight, priority, position, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(d.id)
+        .bind(model_id)
+        .bind(d.provider_id)
+        .bind(&d.upstream_model)
+        .bind(d.weight)
+        .bind(d.priority)
+        .bind(position)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("deployment", e))?;
+    }
+    model_from_row(tx, &row).await
+}
+
+/// Inserts an app inside `tx` (shared by `create_app` and `apply_config`).
+async fn insert_app(tx: &mut Transaction<'static, Postgres>, app: &App) -> StoreResult<()> {
+    sqlx::query("INSERT INTO apps (id, team_id, name, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(app.id)
+        .bind(app.team_id)
+        .bind(&app.name)
+        .bind(app.created_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("app", e))?;
+    Ok(())
+}
+
 macro_rules! operator_token_cols {
     () => {
         "id, user_id, name, digest, pepper_version, hint, expires_at, revoked_at, created_at"
@@ -372,14 +429,7 @@ impl Store for PostgresStore {
 
     async fn create_app(&self, app: &App) -> StoreResult<()> {
         let mut tx = self.tx("app").await?;
-        sqlx::query("INSERT INTO apps (id, team_id, name, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(app.id)
-            .bind(app.team_id)
-            .bind(&app.name)
-            .bind(app.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::from_sqlx("app", e))?;
+        insert_app(&mut tx, app).await?;
         tx.commit()
             .await
             .map_err(|e| StoreError::from_sqlx("app", e))
@@ -803,44 +853,7 @@ impl Store for PostgresStore {
 
     async fn upsert_model(&self, model: &Model) -> StoreResult<Model> {
         let mut tx = self.tx("model").await?;
-        let row = sqlx::query(
-            "INSERT INTO models (id, name, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET name = excluded.name \
-             RETURNING id, name, created_at",
-        )
-        .bind(model.id)
-        .bind(&model.name)
-        .bind(model.created_at)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| StoreError::from_sqlx("model", e))?;
-        let model_id: Id = col(&row, "id")?;
-        sqlx::query("DELETE FROM deployments WHERE model_id = $1")
-            .bind(model_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::from_sqlx("deployment", e))?;
-        let now = gatehouse_types::now();
-        for (position, d) in model.deployments.iter().enumerate() {
-            let position = i32::try_from(position).unwrap_or(i32::MAX);
-            sqlx::query(
-                "INSERT INTO deployments \
-                 (id, model_id, provider_id, upstream_model, weight, priority, position, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(d.id)
-            .bind(model_id)
-            .bind(d.provider_id)
-            .bind(&d.upstream_model)
-            .bind(d.weight)
-            .bind(d.priority)
-            .bind(position)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::from_sqlx("deployment", e))?;
-        }
-        let stored = model_from_row(&mut tx, &row).await?;
+        let stored = upsert_model_in(&mut tx, model).await?;
         tx.commit()
             .await
             .map_err(|e| StoreError::from_sqlx("model", e))?;
@@ -1225,5 +1238,8 @@ impl Store for PostgresStore {
     }
     async fn update_subscription(&self, subscription: &crate::Subscription, expected: crate::SubscriptionStatus) -> StoreResult<bool> {
         self.subscriptions_update(subscription, expected).await
+    }
+    async fn apply_config(&self, changes: &crate::ConfigChanges) -> StoreResult<()> {
+        self.config_apply(changes).await
     }
 }

@@ -33,6 +33,7 @@ mod audit;
 mod security;
 mod oauth;
 mod services;
+mod config;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -366,6 +367,62 @@ async fn model_from_row(
     })
 }
 
+/// Insert or replace a model and its deployments inside `tx` (the body of `upsert_model`, shared
+/// with `apply_config`).
+async fn upsert_model_in(tx: &mut Transaction<'static, Sqlite>, model: &Model) -> StoreResult<Model> {
+    let row = sqlx::query(
+        "INSERT INTO models (id, name, created_at) VALUES (?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name \
+         RETURNING id, name, created_at",
+    )
+    .bind(id_text(model.id))
+    .bind(&model.name)
+    .bind(micros(model.created_at)?)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| StoreError::from_sqlx("model", e))?;
+    let model_id = col_id(&row, "id")?;
+    sqlx::query("DELETE FROM deployments WHERE model_id = ?")
+        .bind(id_text(model_id))
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("deployment", e))?;
+    let now = micros(gatehouse_types::now())?;
+    for (position, d) in model.deployments.iter().enumerate() {
+        let position = i64::try_from(position).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO deployments \
+             (id, model_id, provider_id, upstream_model, weight, priority, position, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id_text(d.id))
+        .bind(id_text(model_id))
+        .bind(id_text(d.provider_id))
+        .bind(&d.upstream_model)
+        .bind(d.weight)
+        .bind(d.priority)
+        .bind(position)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("deployment", e))?;
+    }
+    model_from_row(tx, &row).await
+}
+
+/// Inserts an app inside `tx` (shared by `create_app` and `apply_config`).
+async fn insert_app(tx: &mut Transaction<'static, Sqlite>, app: &App) -> StoreResult<()> {
+    sqlx::query("INSERT INTO apps (id, team_id, name, created_at) VALUES (?, ?, ?, ?)")
+        .bind(id_text(app.id))
+        .bind(id_text(app.team_id))
+        .bind(&app.name)
+        .bind(micros(app.created_at)?)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("app", e))?;
+    Ok(())
+}
+
 macro_rules! operator_token_cols {
     () => {
         "id, user_id, name, digest, pepper_version, hint, expires_at, revoked_at, created_at"
@@ -484,14 +541,7 @@ impl Store for SqliteStore {
 
     async fn create_app(&self, app: &App) -> StoreResult<()> {
         let mut tx = self.write_tx("app").await?;
-        sqlx::query("INSERT INTO apps (id, team_id, name, created_at) VALUES (?, ?, ?, ?)")
-            .bind(id_text(app.id))
-            .bind(id_text(app.team_id))
-            .bind(&app.name)
-            .bind(micros(app.created_at)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::from_sqlx("app", e))?;
+        insert_app(&mut tx, app).await?;
         tx.commit()
             .await
             .map_err(|e| StoreError::from_sqlx("app", e))
@@ -916,44 +966,7 @@ impl Store for SqliteStore {
 
     async fn upsert_model(&self, model: &Model) -> StoreResult<Model> {
         let mut tx = self.write_tx("model").await?;
-        let row = sqlx::query(
-            "INSERT INTO models (id, name, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (name) DO UPDATE SET name = excluded.name \
-             RETURNING id, name, created_at",
-        )
-        .bind(id_text(model.id))
-        .bind(&model.name)
-        .bind(micros(model.created_at)?)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| StoreError::from_sqlx("model", e))?;
-        let model_id = col_id(&row, "id")?;
-        sqlx::query("DELETE FROM deployments WHERE model_id = ?")
-            .bind(id_text(model_id))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::from_sqlx("deployment", e))?;
-        let now = micros(gatehouse_types::now())?;
-        for (position, d) in model.deployments.iter().enumerate() {
-            let position = i64::try_from(position).unwrap_or(i64::MAX);
-            sqlx::query(
-                "INSERT INTO deployments \
-                 (id, model_id, provider_id, upstream_model, weight, priority, position, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(id_text(d.id))
-            .bind(id_text(model_id))
-            .bind(id_text(d.provider_id))
-            .bind(&d.upstream_model)
-            .bind(d.weight)
-            .bind(d.priority)
-            .bind(position)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::from_sqlx("deployment", e))?;
-        }
-        let stored = model_from_row(&mut tx, &row).await?;
+        let stored = upsert_model_in(&mut tx, model).await?;
         tx.commit()
             .await
             .map_err(|e| StoreError::from_sqlx("model", e))?;
@@ -1324,6 +1337,9 @@ impl Store for SqliteStore {
     }
     async fn update_subscription(&self, subscription: &crate::Subscription, expected: crate::SubscriptionStatus) -> StoreResult<bool> {
         self.subscriptions_update(subscription, expected).await
+    }
+    async fn apply_config(&self, changes: &crate::ConfigChanges) -> StoreResult<()> {
+        self.config_apply(changes).await
     }
 }
 

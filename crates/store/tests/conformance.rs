@@ -1695,3 +1695,6 @@ store_test!(model_cache_settings);
 // Services, releases, subscriptions, app deletion (issue 7).
 #[path = "conformance/services.rs"]
 mod services;
+// Declarative team configuration: `apply_config` is one transaction (issue 7).
+#[path = "conformance/config.rs"]
+mod config;

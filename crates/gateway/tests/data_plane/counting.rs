@@ -370,4 +370,7 @@ impl Store for CountingStore {
     async fn update_subscription(&self, subscription: &Subscription, expected: SubscriptionStatus) -> StoreResult<bool> {
         self.inner.update_subscription(subscription, expected).await
     }
+    async fn apply_config(&self, changes: &gatehouse_store::ConfigChanges) -> StoreResult<()> {
+        self.inner.apply_config(changes).await
+    }
 }

@@ -88,30 +88,77 @@ fn db(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |e| StoreError::from_sqlx(what, e)
 }
 
+/// Inserts a service row with any executor (the pool, or a transaction of `apply_config`).
+pub(super) async fn insert_service<'e, E: sqlx::Executor<'e, Database = sqlx::Postgres>>(ex: E, s: &Service) -> StoreResult<()> {
+    let sql = format!("INSERT INTO services ({SERVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)");
+    let live = s.live_spec.as_ref().map(to_json).transpose()?;
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(s.id)
+        .bind(s.team_id)
+        .bind(s.kind.as_str())
+        .bind(&s.slug)
+        .bind(&s.name)
+        .bind(s.status.as_str())
+        .bind(s.visibility.as_str())
+        .bind(s.approval.as_str())
+        .bind(to_json(&s.spec)?)
+        .bind(live)
+        .bind(i64::from(s.version))
+        .bind(s.deprecated_at)
+        .bind(s.sunset_at)
+        .bind(s.created_at)
+        .bind(s.updated_at)
+        .execute(ex)
+        .await
+        .map_err(db("service"))?;
+    Ok(())
+}
+
+/// The update of `update_service` inside `tx` (shared with `apply_config`): false if no such
+/// service (the caller rolls back).
+pub(super) async fn update_service_in(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, s: &Service, release: Option<&ServiceRelease>) -> StoreResult<bool> {
+    let live = s.live_spec.as_ref().map(to_json).transpose()?;
+    let done = sqlx::query(
+        "UPDATE services SET name = $1, status = $2, visibility = $3, approval = $4, spec = $5, live_spec = $6, \
+         version = $7, deprecated_at = $8, sunset_at = $9, updated_at = $10 WHERE id = $11",
+    )
+    .bind(&s.name)
+    .bind(s.status.as_str())
+    .bind(s.visibility.as_str())
+    .bind(s.approval.as_str())
+    .bind(to_json(&s.spec)?)
+    .bind(live)
+    .bind(i64::from(s.version))
+    .bind(s.deprecated_at)
+    .bind(s.sunset_at)
+    .bind(s.updated_at)
+    .bind(s.id)
+    .execute(&mut **tx)
+    .await
+    .map_err(db("service"))?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    if let Some(r) = release {
+        let sql = format!("INSERT INTO service_releases ({RELEASE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(r.id)
+            .bind(r.service_id)
+            .bind(i64::from(r.version))
+            .bind(to_json(&r.spec)?)
+            .bind(&r.note)
+            .bind(&r.created_by)
+            .bind(r.created_at)
+            .execute(&mut **tx)
+            .await
+            .map_err(db("service release"))?;
+    }
+    Ok(true)
+}
+
 impl PostgresStore {
     pub(super) async fn services_create(&self, s: &Service) -> StoreResult<()> {
-        let sql = format!("INSERT INTO services ({SERVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)");
-        let live = s.live_spec.as_ref().map(to_json).transpose()?;
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(s.id)
-            .bind(s.team_id)
-            .bind(s.kind.as_str())
-            .bind(&s.slug)
-            .bind(&s.name)
-            .bind(s.status.as_str())
-            .bind(s.visibility.as_str())
-            .bind(s.approval.as_str())
-            .bind(to_json(&s.spec)?)
-            .bind(live)
-            .bind(i64::from(s.version))
-            .bind(s.deprecated_at)
-            .bind(s.sunset_at)
-            .bind(s.created_at)
-            .bind(s.updated_at)
-            .execute(&self.pool)
-            .await
-            .map_err(db("service"))?;
-        Ok(())
+        insert_service(&self.pool, s).await
     }
 
     pub(super) async fn services_get(&self, id: Option<Id>, slug: Option<&str>) -> StoreResult<Option<Service>> {
@@ -137,41 +184,8 @@ impl PostgresStore {
 
     pub(super) async fn services_update(&self, s: &Service, release: Option<&ServiceRelease>) -> StoreResult<bool> {
         let mut tx = self.tx("service").await?;
-        let live = s.live_spec.as_ref().map(to_json).transpose()?;
-        let done = sqlx::query(
-            "UPDATE services SET name = $1, status = $2, visibility = $3, approval = $4, spec = $5, live_spec = $6, \
-             version = $7, deprecated_at = $8, sunset_at = $9, updated_at = $10 WHERE id = $11",
-        )
-        .bind(&s.name)
-        .bind(s.status.as_str())
-        .bind(s.visibility.as_str())
-        .bind(s.approval.as_str())
-        .bind(to_json(&s.spec)?)
-        .bind(live)
-        .bind(i64::from(s.version))
-        .bind(s.deprecated_at)
-        .bind(s.sunset_at)
-        .bind(s.updated_at)
-        .bind(s.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db("service"))?;
-        if done.rows_affected() == 0 {
+        if !update_service_in(&mut tx, s, release).await? {
             return Ok(false);
-        }
-        if let Some(r) = release {
-            let sql = format!("INSERT INTO service_releases ({RELEASE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(r.id)
-                .bind(r.service_id)
-                .bind(i64::from(r.version))
-                .bind(to_json(&r.spec)?)
-                .bind(&r.note)
-                .bind(&r.created_by)
-                .bind(r.created_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("service release"))?;
         }
         tx.commit().await.map_err(db("service"))?;
         Ok(true)

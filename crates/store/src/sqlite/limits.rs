@@ -54,35 +54,40 @@ fn row_to_limit(row: &SqliteRow) -> StoreResult<Limit> {
     })
 }
 
+/// Insert or update a limit row inside `tx` (shared by `upsert_limit` and `apply_config`).
+pub(super) async fn upsert_in(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, l: &Limit) -> StoreResult<Limit> {
+    let sql = format!(
+        "INSERT INTO limits ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (scope, scope_id, model) DO UPDATE SET rpm = excluded.rpm, \
+         concurrent = excluded.concurrent, tpm = excluded.tpm, tokens_per_day = excluded.tokens_per_day, \
+         tokens_per_month = excluded.tokens_per_month, usd_micros_per_day = excluded.usd_micros_per_day, \
+         usd_micros_per_month = excluded.usd_micros_per_month, updated_at = excluded.updated_at \
+         RETURNING {COLUMNS}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id_text(l.id))
+        .bind(l.scope.as_str())
+        .bind(&l.scope_id)
+        .bind(&l.model)
+        .bind(opt(l.rpm))
+        .bind(opt(l.concurrent))
+        .bind(opt(l.tpm))
+        .bind(opt(l.tokens_per_day))
+        .bind(opt(l.tokens_per_month))
+        .bind(opt(l.usd_micros_per_day))
+        .bind(opt(l.usd_micros_per_month))
+        .bind(micros(l.created_at)?)
+        .bind(micros(l.updated_at)?)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx("limit", e))?;
+    row_to_limit(&row)
+}
+
 impl SqliteStore {
     pub(super) async fn limits_upsert(&self, l: &Limit) -> StoreResult<Limit> {
         let mut tx = self.write_tx("limit").await?;
-        let sql = format!(
-            "INSERT INTO limits ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (scope, scope_id, model) DO UPDATE SET rpm = excluded.rpm, \
-             concurrent = excluded.concurrent, tpm = excluded.tpm, tokens_per_day = excluded.tokens_per_day, \
-             tokens_per_month = excluded.tokens_per_month, usd_micros_per_day = excluded.usd_micros_per_day, \
-             usd_micros_per_month = excluded.usd_micros_per_month, updated_at = excluded.updated_at \
-             RETURNING {COLUMNS}"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id_text(l.id))
-            .bind(l.scope.as_str())
-            .bind(&l.scope_id)
-            .bind(&l.model)
-            .bind(opt(l.rpm))
-            .bind(opt(l.concurrent))
-            .bind(opt(l.tpm))
-            .bind(opt(l.tokens_per_day))
-            .bind(opt(l.tokens_per_month))
-            .bind(opt(l.usd_micros_per_day))
-            .bind(opt(l.usd_micros_per_month))
-            .bind(micros(l.created_at)?)
-            .bind(micros(l.updated_at)?)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| StoreError::from_sqlx("limit", e))?;
-        let stored = row_to_limit(&row)?;
+        let stored = upsert_in(&mut tx, l).await?;
         tx.commit()
             .await
             .map_err(|e| StoreError::from_sqlx("limit", e))?;

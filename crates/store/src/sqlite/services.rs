@@ -88,30 +88,77 @@ fn db(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |e| StoreError::from_sqlx(what, e)
 }
 
+/// Inserts a service row with any executor (the pool, or a transaction of `apply_config`).
+pub(super) async fn insert_service<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(ex: E, s: &Service) -> StoreResult<()> {
+    let sql = format!("INSERT INTO services ({SERVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    let live = s.live_spec.as_ref().map(to_json).transpose()?;
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id_text(s.id))
+        .bind(id_text(s.team_id))
+        .bind(s.kind.as_str())
+        .bind(&s.slug)
+        .bind(&s.name)
+        .bind(s.status.as_str())
+        .bind(s.visibility.as_str())
+        .bind(s.approval.as_str())
+        .bind(to_json(&s.spec)?)
+        .bind(live)
+        .bind(i64::from(s.version))
+        .bind(opt_micros(s.deprecated_at)?)
+        .bind(opt_micros(s.sunset_at)?)
+        .bind(micros(s.created_at)?)
+        .bind(micros(s.updated_at)?)
+        .execute(ex)
+        .await
+        .map_err(db("service"))?;
+    Ok(())
+}
+
+/// The update of `update_service` inside `tx` (shared with `apply_config`): false if no such
+/// service (the caller rolls back).
+pub(super) async fn update_service_in(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, s: &Service, release: Option<&ServiceRelease>) -> StoreResult<bool> {
+    let live = s.live_spec.as_ref().map(to_json).transpose()?;
+    let done = sqlx::query(
+        "UPDATE services SET name = ?, status = ?, visibility = ?, approval = ?, spec = ?, live_spec = ?, \
+         version = ?, deprecated_at = ?, sunset_at = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(&s.name)
+    .bind(s.status.as_str())
+    .bind(s.visibility.as_str())
+    .bind(s.approval.as_str())
+    .bind(to_json(&s.spec)?)
+    .bind(live)
+    .bind(i64::from(s.version))
+    .bind(opt_micros(s.deprecated_at)?)
+    .bind(opt_micros(s.sunset_at)?)
+    .bind(micros(s.updated_at)?)
+    .bind(id_text(s.id))
+    .execute(&mut **tx)
+    .await
+    .map_err(db("service"))?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    if let Some(r) = release {
+        let sql = format!("INSERT INTO service_releases ({RELEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id_text(r.id))
+            .bind(id_text(r.service_id))
+            .bind(i64::from(r.version))
+            .bind(to_json(&r.spec)?)
+            .bind(&r.note)
+            .bind(&r.created_by)
+            .bind(micros(r.created_at)?)
+            .execute(&mut **tx)
+            .await
+            .map_err(db("service release"))?;
+    }
+    Ok(true)
+}
+
 impl SqliteStore {
     pub(super) async fn services_create(&self, s: &Service) -> StoreResult<()> {
-        let sql = format!("INSERT INTO services ({SERVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        let live = s.live_spec.as_ref().map(to_json).transpose()?;
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id_text(s.id))
-            .bind(id_text(s.team_id))
-            .bind(s.kind.as_str())
-            .bind(&s.slug)
-            .bind(&s.name)
-            .bind(s.status.as_str())
-            .bind(s.visibility.as_str())
-            .bind(s.approval.as_str())
-            .bind(to_json(&s.spec)?)
-            .bind(live)
-            .bind(i64::from(s.version))
-            .bind(opt_micros(s.deprecated_at)?)
-            .bind(opt_micros(s.sunset_at)?)
-            .bind(micros(s.created_at)?)
-            .bind(micros(s.updated_at)?)
-            .execute(&self.pool)
-            .await
-            .map_err(db("service"))?;
-        Ok(())
+        insert_service(&self.pool, s).await
     }
 
     pub(super) async fn services_get(&self, id: Option<Id>, slug: Option<&str>) -> StoreResult<Option<Service>> {
@@ -137,41 +184,8 @@ impl SqliteStore {
 
     pub(super) async fn services_update(&self, s: &Service, release: Option<&ServiceRelease>) -> StoreResult<bool> {
         let mut tx = self.write_tx("service").await?;
-        let live = s.live_spec.as_ref().map(to_json).transpose()?;
-        let done = sqlx::query(
-            "UPDATE services SET name = ?, status = ?, visibility = ?, approval = ?, spec = ?, live_spec = ?, \
-             version = ?, deprecated_at = ?, sunset_at = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(&s.name)
-        .bind(s.status.as_str())
-        .bind(s.visibility.as_str())
-        .bind(s.approval.as_str())
-        .bind(to_json(&s.spec)?)
-        .bind(live)
-        .bind(i64::from(s.version))
-        .bind(opt_micros(s.deprecated_at)?)
-        .bind(opt_micros(s.sunset_at)?)
-        .bind(micros(s.updated_at)?)
-        .bind(id_text(s.id))
-        .execute(&mut *tx)
-        .await
-        .map_err(db("service"))?;
-        if done.rows_affected() == 0 {
+        if !update_service_in(&mut tx, s, release).await? {
             return Ok(false);
-        }
-        if let Some(r) = release {
-            let sql = format!("INSERT INTO service_releases ({RELEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)");
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(id_text(r.id))
-                .bind(id_text(r.service_id))
-                .bind(i64::from(r.version))
-                .bind(to_json(&r.spec)?)
-                .bind(&r.note)
-                .bind(&r.created_by)
-                .bind(micros(r.created_at)?)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("service release"))?;
         }
         tx.commit().await.map_err(db("service"))?;
         Ok(true)
