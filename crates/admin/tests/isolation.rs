@@ -710,6 +710,7 @@ async fn public_published_services_are_readable_by_outsiders() {
     let slugs: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|s| s["slug"].as_str().unwrap()).collect();
     assert_eq!(slugs, vec!["pub-svc"]);
     assert!(!listed.to_string().contains("secret-draft-path"));
+}
 
 fn summaries(plan: &Value, key: &str) -> Vec<String> {
     plan[key].as_array().unwrap().iter().map(|i| i["summary"].as_str().unwrap().to_string()).collect()
