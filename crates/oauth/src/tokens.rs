@@ -1210,7 +1210,7 @@ fn usd_of_micros(m: i64) -> f64 {
 /// The inverse of [`usd_of_micros`] for a claim we signed; `None` for negative or absurd values.
 fn micros_of_usd(usd: f64) -> Option<i64> {
     let m = (usd * 1_000_000.0).round();
-    (m.is_finite() && m >= 0.0 && m <= 1e15).then_some(m as i64)
+    (m.is_finite() && (0.0..=1e15).contains(&m)).then_some(m as i64)
 }
 
 /// `aud` as a list (string or array of strings; anything else → empty).
