@@ -362,6 +362,15 @@ mod tests {
     }
 
     #[test]
+    fn htu_of_a_request_over_our_tls_listener_is_https() {
+        let d = dpop(DpopSettings::default(), vec![]);
+        let uri: Uri = "/v1/models".parse().unwrap();
+        let mut ext = peer("192.0.2.9");
+        ext.insert(crate::mtls::TlsConnection);
+        assert_eq!(d.request_uri(&headers(&[("host", "gw.example.com")]), &uri, &ext).as_deref(), Some("https://gw.example.com/v1/models"));
+    }
+
+    #[test]
     fn nonces_of_this_and_the_previous_period_are_accepted_and_others_not() {
         let d = dpop(DpopSettings { public_base_url: None, nonces: true }, vec![]);
         let period = gatehouse_types::now().unix_timestamp().div_euclid(NONCE_PERIOD_SECS);
