@@ -7,8 +7,8 @@
 //!
 //! 1. `Sec-Fetch-Site` (Fetch Metadata), if sent: `same-origin` or `none` (typed by the user);
 //!    `same-site` and `cross-site` are refused.
-//! 2. `Origin` (RFC 6454 §7), if sent: its `host[:port]` equals the request's `Host`; `null` is
-//!    refused.
+//! 2. `Origin` (RFC 6454 §7), if sent: its `host[:port]` equals the request's `Host` (HTTP/2:
+//!    the URI authority); `null` is refused.
 //! 3. `X-CSRF-Token`: exactly the session's token ([`AdminService::csrf_token`], a keyed
 //!    derivation of the cookie value, so nothing extra is stored), compared in constant time.
 //!
@@ -16,7 +16,7 @@
 //! operator token (`Authorization: Bearer …`) are not affected: a browser never adds that
 //! header by itself.
 
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method, Uri, header};
 use gatehouse_types::{ApiError, ErrorCode};
 use subtle::ConstantTimeEq;
 
@@ -41,7 +41,7 @@ pub fn is_safe(method: &Method) -> bool {
 
 /// Checks a cookie-authenticated request (see the module doc). `cookie_value` is the session
 /// cookie the request was authenticated with. Errors: 403 `csrf_failed`.
-pub fn check(svc: &AdminService, method: &Method, headers: &HeaderMap, cookie_value: &str) -> Result<(), ApiError> {
+pub fn check(svc: &AdminService, method: &Method, uri: &Uri, headers: &HeaderMap, cookie_value: &str) -> Result<(), ApiError> {
     if is_safe(method) {
         return Ok(());
     }
@@ -59,7 +59,7 @@ pub fn check(svc: &AdminService, method: &Method, headers: &HeaderMap, cookie_va
         return Err(refused("the request comes from another site (Sec-Fetch-Site)"));
     }
     if let Some(origin) = single(header::ORIGIN.as_str())? {
-        let host = single(header::HOST.as_str())?;
+        let host = single(header::HOST.as_str())?.or_else(|| uri.authority().map(|a| a.as_str()));
         let origin_host = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
         match (origin_host, host) {
             (Some(o), Some(h)) if o.eq_ignore_ascii_case(h.trim()) => {}

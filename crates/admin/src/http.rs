@@ -139,7 +139,7 @@ async fn operator_auth(State(svc): Svc, request: Request, next: Next) -> Respons
         Ok(None) if cookie.is_some() => {
             let value = cookie.unwrap_or_default();
             match svc.authenticate_session(&value).await {
-                Ok(p) => crate::csrf::check(&svc, request.method(), request.headers(), &value).map(|()| {
+                Ok(p) => crate::csrf::check(&svc, request.method(), request.uri(), request.headers(), &value).map(|()| {
                     csrf = Some(crate::csrf::SessionCsrf(svc.csrf_token(&value)));
                     (p.user_id, p)
                 }),

@@ -402,7 +402,7 @@ async fn deleting_an_app_cuts_its_oauth_tokens_subscriptions_and_keys() {
     let resp = token().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let access = resp.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
-    let single = admin.ok("POST", "/tokens/single-use", Some(json!({"name": "once", "app_id": app_id, "scopes": ["services:invoke"]}))).await;
+    let single = admin.ok("POST", "/tokens/single-use", Some(json!({"single_use": true, "name": "once", "app_id": app_id, "scopes": ["services:invoke"]}))).await;
     let single = single["token"].as_str().unwrap().to_string();
     let url = format!("{}/svc/items/items", server.data);
     let get = |t: String| {
