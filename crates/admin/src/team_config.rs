@@ -437,7 +437,7 @@ impl Desired {
             }
             let model = match l.take("model") {
                 None => String::new(),
-                Some(Value::String(s)) if s.chars().count() <= 200 => s,
+                Some(Value::String(s)) if s.chars().count() <= 200 && !s.chars().any(char::is_control) => s,
                 Some(_) => return Err(bad(&l.path("model"), "`model` must be a public model name (\"\" = every model)")),
             };
             let mut values = [None; 7];
