@@ -90,12 +90,28 @@ pub async fn catalog_service_team(svc: &AdminService, key: &str) -> std::result:
     }
 }
 
-/// What a user outside the owning team sees of a catalog service: everything but the draft
-/// `spec` (unpublished edits stay inside the team; `live_spec` is what is served).
+/// What a user outside the owning team sees of a catalog service: the consumer's contract only.
+/// Never the draft `spec` (unpublished edits stay inside the team), and of `live_spec` never
+/// how it is served: no `upstream` (node addresses, `add_headers` values, which may carry an
+/// upstream credential, health checks), no route `rewrite`, no prompt `system` / `template`
+/// (the owner's instructions). Routes, models, prompt names, parameters, variables and output
+/// schemas, docs and the OpenAPI document stay.
 fn catalog_view(s: &Service) -> Value {
     let mut v = view(s);
     if let Value::Object(o) = &mut v {
         o.remove("spec");
+        if let Some(Value::Object(live)) = o.get_mut("live_spec") {
+            live.remove("upstream");
+            for (list, private) in [("routes", &["rewrite"][..]), ("prompts", &["system", "template"][..])] {
+                if let Some(Value::Array(items)) = live.get_mut(list) {
+                    for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                        for k in private {
+                            item.remove(*k);
+                        }
+                    }
+                }
+            }
+        }
     }
     v
 }

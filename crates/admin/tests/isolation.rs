@@ -670,7 +670,10 @@ async fn public_published_services_are_readable_by_outsiders() {
     let w = world().await;
     let app = &w.h.app;
     let alice = token_for(app, "alice", ALICE_PW).await.1;
-    let spec = json!({"routes": [{"methods": ["GET"], "path": "/x"}], "upstream": {"nodes": [{"url": "http://127.0.0.1:9"}]}});
+    let spec = json!({
+        "routes": [{"methods": ["GET"], "path": "/x/{id}", "rewrite": "/internal-rewrite/{id}"}],
+        "upstream": {"nodes": [{"url": "http://10.9.8.7:9"}], "add_headers": {"x-partner-token": "canary-upstream-secret"}}
+    });
     for (slug, visibility) in [("pub-svc", "public"), ("internal-svc", "team"), ("pub-draft", "public")] {
         let body = json!({"team_id": w.team_a, "kind": "rest", "name": slug, "slug": slug, "visibility": visibility, "spec": spec});
         ok(app, "POST", "/admin/v1/services", Auth::Bearer(&alice), Some(body)).await;
@@ -680,7 +683,7 @@ async fn public_published_services_are_readable_by_outsiders() {
     }
     // an unpublished edit of the public service stays inside the team
     let mut draft = spec.clone();
-    draft["routes"][0]["path"] = json!("/secret-draft-path");
+    draft["routes"][0]["path"] = json!("/secret-draft-path/{id}");
     ok(app, "PATCH", "/admin/v1/services/pub-svc", Auth::Bearer(&alice), Some(json!({"spec": draft}))).await;
     let by_id = ok(app, "GET", "/admin/v1/services", Auth::Bearer(&alice), None).await["data"]
         .as_array()
@@ -697,10 +700,16 @@ async fn public_published_services_are_readable_by_outsiders() {
         assert_eq!((v["slug"].as_str(), v["status"].as_str()), (Some("pub-svc"), Some("published")));
         assert!(v.get("spec").is_none() && v["live_spec"].is_object(), "{v}");
         assert!(!text.contains("secret-draft-path"));
+        // the consumer's contract, not how it is served (tester H1: upstream credentials leaked)
+        assert_eq!(v["live_spec"]["routes"][0]["path"], "/x/{id}", "{v}");
+        assert!(v["live_spec"].get("upstream").is_none(), "{v}");
+        for private in ["canary-upstream-secret", "10.9.8.7", "internal-rewrite"] {
+            assert!(!text.contains(private), "{key}: outsiders must not see {private}: {text}");
+        }
     }
     // the owners still see the draft spec
     let own = ok(app, "GET", "/admin/v1/services/pub-svc", Auth::Bearer(&alice), None).await;
-    assert_eq!(own["spec"]["routes"][0]["path"], "/secret-draft-path");
+    assert_eq!(own["spec"]["routes"][0]["path"], "/secret-draft-path/{id}");
     for path in ["/admin/v1/services/internal-svc", "/admin/v1/services/pub-draft", "/admin/v1/services/pub-svc/releases"] {
         let r = call(app, "GET", path, Auth::Bearer(&w.bob_token), None).await;
         assert_eq!(err(&r), (404, "not_found".into()), "{path}");
@@ -710,6 +719,7 @@ async fn public_published_services_are_readable_by_outsiders() {
     let slugs: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|s| s["slug"].as_str().unwrap()).collect();
     assert_eq!(slugs, vec!["pub-svc"]);
     assert!(!listed.to_string().contains("secret-draft-path"));
+    assert!(!listed.to_string().contains("canary-upstream-secret"), "the list uses the same view");
 }
 
 fn summaries(plan: &Value, key: &str) -> Vec<String> {
