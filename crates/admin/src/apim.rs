@@ -64,6 +64,21 @@ pub(crate) fn authorize_team(p: &Principal, team: Id, permission: Permission, fi
     })
 }
 
+/// An `ai` service decides who may call installation-wide public models (admission: once a
+/// non-draft `ai` service exposes a model, only its subscribers may call it, and a retired one
+/// answers 410), so creating one or changing its lifecycle (publish, deprecate, retire,
+/// rollback) needs `models.write` — a system admin — like changing the models themselves.
+/// Team owners publish `rest` and `prompt` services. Errors: 403 `permission_denied` naming
+/// `field`.
+pub(crate) fn ai_service_guard(p: &Principal, kind: ServiceKind, field: &str) -> std::result::Result<(), ApiError> {
+    if kind != ServiceKind::Ai {
+        return Ok(());
+    }
+    authorize(p, Scope::System, Permission::ModelsWrite).map_err(|e| {
+        ApiError::new(e.code, "an `ai` service gates installation-wide public models: only a system admin may create one or change its lifecycle").with_param(field)
+    })
+}
+
 /// The owning team of a service named by id or slug (the route gate's lookup).
 pub async fn service_team(svc: &AdminService, key: &str) -> std::result::Result<Option<Id>, ApiError> {
     match find(svc, key).await {
@@ -208,6 +223,7 @@ async fn create(State(svc): Svc, Extension(p): Op, b: std::result::Result<Bytes,
     svc.store().get_team(team_id).await.map_err(|e| internal("reading a team", &e))?.ok_or_else(|| ApiError::new(ErrorCode::NotFound, "team not found").with_param("team_id"))?;
     f.deny_unknown(&["kind", "name", "slug", "visibility", "approval", "spec"])?;
     let kind = enum_field(&mut f, "kind", ServiceKind::parse, ServiceKind::NAMES)?.ok_or_else(|| bad("kind", "`kind` is required"))?;
+    ai_service_guard(&p, kind, "kind")?;
     let name = f.string("name")?;
     if name.len() > 200 || name.chars().any(char::is_control) {
         return Err(bad("name", "`name` is at most 200 bytes without control characters").into());
@@ -389,6 +405,7 @@ pub(crate) async fn publishable(svc: &AdminService, s: &Service, pending_models:
 
 async fn publish(State(svc): Svc, Extension(p): Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let s = find(&svc, &id).await?;
+    ai_service_guard(&p, s.kind, "id")?;
     let (_, text) = note(b, &[])?;
     not_retired(&s)?;
     let live = publishable(&svc, &s, &[], "spec").await?;
@@ -397,8 +414,9 @@ async fn publish(State(svc): Svc, Extension(p): Op, Path(id): Path<String>, b: s
     Ok(axum::Json(view(&s)).into_response())
 }
 
-async fn deprecate(State(svc): Svc, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn deprecate(State(svc): Svc, Extension(p): Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let mut s = find(&svc, &id).await?;
+    ai_service_guard(&p, s.kind, "id")?;
     let mut f = Fields::from_body(&body(b)?)?;
     f.deny_unknown(&["sunset"])?;
     let sunset = f.opt_time("sunset")?.ok_or_else(|| bad("sunset", "`sunset` (RFC 3339) is required"))?;
@@ -417,8 +435,9 @@ async fn deprecate(State(svc): Svc, Path(id): Path<String>, b: std::result::Resu
     Ok(axum::Json(view(&s)).into_response())
 }
 
-async fn retire(State(svc): Svc, Path(id): Path<String>) -> Result<Response> {
+async fn retire(State(svc): Svc, Extension(p): Op, Path(id): Path<String>) -> Result<Response> {
     let mut s = find(&svc, &id).await?;
+    ai_service_guard(&p, s.kind, "id")?;
     not_retired(&s)?;
     s.status = ServiceStatus::Retired;
     s.updated_at = now();
@@ -428,6 +447,7 @@ async fn retire(State(svc): Svc, Path(id): Path<String>) -> Result<Response> {
 
 async fn rollback(State(svc): Svc, Extension(p): Op, Path(id): Path<String>, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
     let s = find(&svc, &id).await?;
+    ai_service_guard(&p, s.kind, "id")?;
     let (mut f, text) = note(b, &["version"])?;
     let version = f.opt_int("version", 1..=i64::from(u32::MAX))?.ok_or_else(|| bad("version", "`version` is required"))?;
     not_retired(&s)?;

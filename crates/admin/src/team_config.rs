@@ -656,7 +656,12 @@ async fn plan(svc: &AdminService, p: &Principal, cur: &Current, want: &Desired) 
 
     // services
     for d in &want.services {
+        let before = plan.changes.len();
         plan_service(svc, p, cur, d, &pending_models, at, &mut plan).await?;
+        // an `ai` service gates public models installation-wide: changing one needs a system admin
+        if plan.changes.len() > before {
+            crate::apim::ai_service_guard(p, d.kind, &d.path)?;
+        }
     }
     for s in &cur.services {
         if !want.services.iter().any(|d| d.slug == s.slug) {

@@ -850,3 +850,36 @@ async fn team_config_export_plan_apply_by_the_team_owner() {
     let (s, _, v, _) = call(app, "POST", &cfg, as_alice(), Some(json!({"dry_run": true}))).await;
     assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("document")));
 }
+
+/// Tester H3: an `ai` service gates installation-wide public models (once one exposes a model,
+/// only its subscribers may call it; retired, it answers 410), so a team owner must not be able
+/// to create one or change its lifecycle — directly or through the configuration endpoint —
+/// and cut every other team off a model. A system admin may; team owners keep `rest`/`prompt`.
+#[tokio::test]
+async fn ai_services_need_a_system_admin_because_they_gate_public_models() {
+    let w = world().await;
+    let app = &w.h.app;
+    let (_, alice) = token_for(app, "alice", ALICE_PW).await;
+    let body = json!({"team_id": w.team_a, "kind": "ai", "name": "Grab", "slug": "grab", "spec": {"models": ["gpt"]}});
+    let (s, _, v, _) = call(app, "POST", "/admin/v1/services", Auth::Bearer(&alice), Some(body.clone())).await;
+    assert_eq!((s, v["error"]["code"].as_str(), v["error"]["param"].as_str()), (StatusCode::FORBIDDEN, Some("permission_denied"), Some("kind")), "{v}");
+    // created by a system admin inside the team: the owner still cannot publish, deprecate, retire or roll it back
+    ok(app, "POST", "/admin/v1/services", Auth::Bearer(OPERATOR), Some(body)).await;
+    for (path, b) in [
+        ("publish", None),
+        ("deprecate", Some(json!({"sunset": "2099-01-01T00:00:00Z"}))),
+        ("retire", None),
+        ("rollback", Some(json!({"version": 1}))),
+    ] {
+        let (s, _, v, _) = call(app, "POST", &format!("/admin/v1/services/grab/{path}"), Auth::Bearer(&alice), b).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("permission_denied")), "{path}: {v}");
+    }
+    let after = ok(app, "GET", "/admin/v1/services/grab", Auth::Bearer(&alice), None).await;
+    assert_eq!(after["status"], "draft", "nothing changed");
+    // the same through the team's configuration document
+    let cfg = format!("/admin/v1/teams/{}/config", w.team_a);
+    let mut doc = ok(app, "GET", &cfg, Auth::Bearer(&alice), None).await;
+    doc["services"] = json!([{"slug": "grab2", "kind": "ai", "name": "Grab 2", "spec": {"models": ["gpt"]}}]);
+    let (s, _, v, _) = call(app, "POST", &cfg, Auth::Bearer(&alice), Some(json!({"document": doc, "dry_run": true}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("permission_denied")), "{v}");
+}
