@@ -22,7 +22,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use gatehouse_oauth::{Caller, ExchangeRequest, OAuth, OAuthError, VerifyError, grant_types};
+use gatehouse_oauth::{Caller, ExchangeRequest, OAuth, OAuthError, SingleUseClaim, VerifyError, grant_types};
 use gatehouse_store::{Credential, OAuthClient};
 use gatehouse_types::{ApiError, ErrorCode};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -46,38 +46,54 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 /// Verifies an issued token for `/v1/*` and maps it onto a [`Credential`] so the API-key
 /// authorization (models, scopes) applies unchanged: `id` = the token's `jti`, `scopes` and
-/// `models` from the token, `expires_at` = token expiry.
+/// `models` from the token, `expires_at` = token expiry. A single-use token is consumed.
+#[allow(dead_code)]
 pub(crate) async fn authenticate(oauth: &OAuth, token: &str) -> Result<Arc<Credential>, ApiError> {
-    match oauth.verify(token).await {
-        Ok(t) => Ok(Arc::new(Credential {
-            id: t.id,
-            team_id: t.team_id,
-            app_id: t.app_id,
-            name: format!("oauth:{}", t.kind),
-            digest: t.digest.clone().unwrap_or_default(),
-            pepper_version: t.pepper_version,
-            hint: t.hint.clone(),
-            models: t.models.clone(),
-            scopes: t.scopes.clone(),
-            expires_at: Some(t.expires_at),
-            revoked_at: None,
-            last_used_at: None,
-            created_at: t.created_at,
-            // A DPoP-bound token is accepted only with a proof of that key (RFC 9449 §7.2).
-            security: gatehouse_store::CredentialSecurity {
-                dpop_jkt: t.binding_jkt.clone(),
-                // Total-token cap of the token (crate::caps), enforced through the limits path.
-                token_cap: t.max_tokens.and_then(|m| u64::try_from(m).ok()),
-                ..Default::default()
-            },
-        })),
-        Err(VerifyError::Invalid) => Err(ApiError::new(
-            ErrorCode::InvalidToken,
-            "invalid API key: the key is unknown, malformed, expired or revoked",
-        )),
-        Err(VerifyError::Unavailable) => {
-            Err(ApiError::new(ErrorCode::Unavailable, "the gateway cannot verify keys right now; retry later"))
-        }
+    oauth.verify(token).await.map(|t| as_credential(&t)).map_err(verify_error)
+}
+
+/// [`authenticate`] without consuming a single-use token: its [`SingleUseClaim`] comes back for
+/// the caller to redeem once the call is admitted ([`redeem`]; L3).
+pub(crate) async fn authenticate_deferred(oauth: &OAuth, token: &str) -> Result<(Arc<Credential>, Option<SingleUseClaim>), ApiError> {
+    let (t, claim) = oauth.verify_deferred(token).await.map_err(verify_error)?;
+    Ok((as_credential(&t), claim))
+}
+
+/// Consumes a single-use token ([`OAuth::redeem`]): exactly one concurrent caller gets `Ok`, the
+/// others 401 `invalid_token`.
+pub(crate) async fn redeem(oauth: &OAuth, claim: &SingleUseClaim) -> Result<(), ApiError> {
+    oauth.redeem(claim).await.map(|_| ()).map_err(verify_error)
+}
+
+fn as_credential(t: &gatehouse_store::IssuedToken) -> Arc<Credential> {
+    Arc::new(Credential {
+        id: t.id,
+        team_id: t.team_id,
+        app_id: t.app_id,
+        name: format!("oauth:{}", t.kind),
+        digest: t.digest.clone().unwrap_or_default(),
+        pepper_version: t.pepper_version,
+        hint: t.hint.clone(),
+        models: t.models.clone(),
+        scopes: t.scopes.clone(),
+        expires_at: Some(t.expires_at),
+        revoked_at: None,
+        last_used_at: None,
+        created_at: t.created_at,
+        // A DPoP-bound token is accepted only with a proof of that key (RFC 9449 §7.2).
+        security: gatehouse_store::CredentialSecurity {
+            dpop_jkt: t.binding_jkt.clone(),
+            // Total-token cap of the token (crate::caps), enforced through the limits path.
+            token_cap: t.max_tokens.and_then(|m| u64::try_from(m).ok()),
+            ..Default::default()
+        },
+    })
+}
+
+fn verify_error(e: VerifyError) -> ApiError {
+    match e {
+        VerifyError::Invalid => ApiError::new(ErrorCode::InvalidToken, "invalid API key: the key is unknown, malformed, expired or revoked"),
+        VerifyError::Unavailable => ApiError::new(ErrorCode::Unavailable, "the gateway cannot verify keys right now; retry later"),
     }
 }
 

@@ -35,7 +35,7 @@ use moka::sync::Cache;
 use serde_json::Value;
 
 pub use audit::{AuditEvents, EventGate};
-pub use tokens::{Caller, ExchangeRequest, NewClient, TokenResponse, VerifyError};
+pub use tokens::{Caller, ExchangeRequest, NewClient, SingleUseClaim, TokenResponse, VerifyError};
 
 /// Data-plane scopes (RFC 6749 §3.3: case-sensitive).
 pub const DATA_PLANE_SCOPES: [&str; 3] = ["chat:invoke", "embeddings:invoke", "models:read"];

@@ -103,6 +103,19 @@ impl TokenResponse {
     }
 }
 
+/// A verified, not yet consumed single-use token (`gths_…`) from [`OAuth::verify_deferred`]:
+/// redeem it with [`OAuth::redeem`] once the call is admitted. Holds only the token's keyed
+/// digest, never the plaintext.
+pub struct SingleUseClaim {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for SingleUseClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SingleUseClaim")
+    }
+}
+
 /// Why the data plane refuses a token: always 401 `invalid_token` for `Invalid`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyError {
@@ -672,37 +685,79 @@ impl OAuth {
     /// resource: audience = issuer). A single-use token is consumed here (G-9): only one
     /// concurrent caller gets `Ok`. Returns the token record (JWTs: built from the claims).
     pub async fn verify(&self, presented: &str) -> Result<Arc<IssuedToken>, VerifyError> {
+        match self.verify_deferred(presented).await? {
+            (_, Some(claim)) => self.redeem(&claim).await,
+            (t, None) => Ok(t),
+        }
+    }
+
+    /// [`Self::verify`] without consuming a single-use token: every check passes on the stored
+    /// record (not consumed, not revoked or expired, lineage live), and the token comes back with
+    /// a [`SingleUseClaim`] the caller redeems ([`Self::redeem`]) only once the call is admitted
+    /// — after its DPoP proof, IP, scope, model and request validation (L3: a refused call or a
+    /// thief without the DPoP key cannot burn it). Other kinds come back with `None`.
+    pub async fn verify_deferred(&self, presented: &str) -> Result<(Arc<IssuedToken>, Option<SingleUseClaim>), VerifyError> {
         if jws::looks_like_jws(presented) {
             let t = self.verify_jwt(presented).ok_or(VerifyError::Invalid)?;
             if self.denied(&t) || !self.lineage_ok(&t).await.map_err(|_| VerifyError::Unavailable)? {
                 return Err(VerifyError::Invalid);
             }
-            return Ok(Arc::new(t));
+            return Ok((Arc::new(t), None));
         }
         let parsed = token::parse(presented).map_err(|_| VerifyError::Invalid)?;
         if parsed.env != self.deps.env {
             return Err(VerifyError::Invalid);
         }
         let digest = self.deps.peppers.digest(presented);
-        let t = match parsed.kind {
-            TokenKind::Access => self.lookup_access(digest).await?,
-            TokenKind::SingleUse => self.consume(digest).await?,
+        let (t, claim) = match parsed.kind {
+            TokenKind::Access => (self.lookup_access(digest).await?, None),
+            TokenKind::SingleUse => (self.peek_single_use(digest).await?, Some(SingleUseClaim { digest })),
             _ => return Err(VerifyError::Invalid),
         };
+        self.check_issued(&t, parsed.kind).await?;
+        Ok((t, claim))
+    }
+
+    /// Consumes a single-use token checked by [`Self::verify_deferred`] with the store's one
+    /// conditional `UPDATE … RETURNING` (G-9): of any number of concurrent redeemers exactly one
+    /// gets `Ok`; the rest (and any later one) `Invalid`, recorded as `single_use.replay_rejected`.
+    pub async fn redeem(&self, claim: &SingleUseClaim) -> Result<Arc<IssuedToken>, VerifyError> {
+        let t = self.consume(claim.digest).await?;
+        self.check_issued(&t, TokenKind::SingleUse).await?;
+        Ok(t)
+    }
+
+    /// The record of an unconsumed single-use token (store read, no cache: it changes on use).
+    async fn peek_single_use(&self, digest: [u8; 32]) -> Result<Arc<IssuedToken>, VerifyError> {
+        let found = self.deps.store.find_issued_token(&digest).await.map_err(|e| {
+            tracing::error!(error = %e, "single-use token lookup failed");
+            VerifyError::Unavailable
+        })?;
+        let t = found.ok_or(VerifyError::Invalid)?;
+        if t.consumed_at.is_some() {
+            self.deps.events.record("single_use.replay_rejected", Some(t.id), "already_consumed");
+            return Err(VerifyError::Invalid);
+        }
+        Ok(Arc::new(t))
+    }
+
+    /// The checks every opaque token passes: kind, not revoked / expired / deny-listed, the
+    /// audience is this resource, every ancestor live.
+    async fn check_issued(&self, t: &IssuedToken, kind: TokenKind) -> Result<(), VerifyError> {
         let at = now();
-        if t.kind != kind_name(parsed.kind) || t.revoked_at.is_some() || t.expires_at <= at || self.denied(&t) {
+        if t.kind != kind_name(kind) || t.revoked_at.is_some() || t.expires_at <= at || self.denied(t) {
             return Err(VerifyError::Invalid);
         }
         if t.audience.as_deref().is_some_and(|a| a.trim_end_matches('/') != self.issuer().trim_end_matches('/')) {
             return Err(VerifyError::Invalid);
         }
-        if !self.lineage_ok(&t).await.map_err(|e| {
+        if !self.lineage_ok(t).await.map_err(|e| {
             tracing::error!(error = %e, "token lineage lookup failed");
             VerifyError::Unavailable
         })? {
             return Err(VerifyError::Invalid);
         }
-        Ok(t)
+        Ok(())
     }
 
     /// Whether every ancestor of `t` (exchanged tokens up to the root API key) is still live:

@@ -563,3 +563,29 @@ async fn exchanging_a_bound_key_gives_a_token_bound_to_the_same_key_and_a_proof_
     assert_eq!(v["token_type"], "DPoP", "{v}");
     assert_eq!(introspect(&h, &c, v["access_token"].as_str().unwrap()).await["cnf"]["jkt"], other.jkt());
 }
+
+/// L3 (c): a DPoP-bound single-use token has its proof checked before it is consumed: a thief
+/// without the key (as Bearer, with another key's proof, or with no proof) gets 401 and the
+/// token still works once for its holder.
+#[tokio::test]
+async fn l3c_dpop_bound_single_use_token_is_not_burned_by_requests_without_its_key() {
+    let h = Harness::start().await;
+    let c = client(&h, "opaque").await;
+    let k = DpopKey::new();
+    let (_, bound_key) = h.create_key_with(&[], None, |cr| cr.security.dpop_jkt = Some(k.jkt())).await;
+    let want = ("requested_token_type", gatehouse_oauth::token_types::SINGLE_USE);
+    let v: Value = token_request(&h, &c, &[EXCHANGE, API_KEY_TYPE, ("subject_token", bound_key.as_str()), want], None).await.json().await.unwrap();
+    let su = v["access_token"].as_str().unwrap().to_string();
+    assert!(su.starts_with("gths_live_"), "{v}");
+    assert_eq!(v["token_type"], "DPoP", "{v}");
+    // The thief: as Bearer, with a proof of another key, with no proof, with a proof for the token
+    // but another URL.
+    assert_eq!(h.post(CHAT, Some(&su), &chat_body()).await.status(), 401);
+    let thief = DpopKey::new();
+    assert_eq!(dpop_chat(&h, &su, &[&thief.proof("POST", &h.url(CHAT), Some(&su))]).await.status(), 401);
+    assert_eq!(dpop_chat(&h, &su, &[]).await.status(), 401);
+    assert_eq!(dpop_chat(&h, &su, &[&k.proof("POST", &h.url("/v1/embeddings"), Some(&su))]).await.status(), 401);
+    // The holder: exactly one success.
+    assert_eq!(dpop_chat(&h, &su, &[&k.proof("POST", &h.url(CHAT), Some(&su))]).await.status(), 200);
+    assert_eq!(dpop_chat(&h, &su, &[&k.proof("POST", &h.url(CHAT), Some(&su))]).await.status(), 401);
+}
