@@ -43,6 +43,20 @@ pub struct RawConfig {
     pub models: Vec<RawModel>,
     /// Load balancing, failover and per-model routing options (issue 6, [`crate::routing`]).
     pub routing: Option<crate::routing::RawRouting>,
+    /// DPoP on the data plane (RFC 9449; issue 5).
+    pub dpop: Option<RawDpop>,
+}
+
+/// `[dpop]`: DPoP settings of the data plane (RFC 9449). Environment and flags override each key.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpop {
+    /// Public base URL clients use (`https://gw.example.com`): `htu` base and OAuth issuer.
+    pub public_url: Option<String>,
+    /// Demand server nonces (RFC 9449 §8).
+    pub nonces: Option<bool>,
+    /// How long a proof's `jti` is remembered against replay (`"90s"`; 70 s – 10 min).
+    pub replay_window: Option<RawDuration>,
 }
 
 /// A byte size: an integer number of bytes or a string with a unit (`B`, `KB`, `KiB`, `MB`,
@@ -119,6 +133,7 @@ pub struct RawDeployment {
 enum Shape {
     Str,
     Int,
+    Bool,
     IntOrStr,
     Table(&'static [Field]),
     ArrayOf(&'static Shape),
@@ -148,6 +163,8 @@ const UPSTREAM: &[Field] = &[
 ];
 
 const LOG: &[Field] = &[opt("format", Shape::Str), opt("level", Shape::Str)];
+
+const DPOP: &[Field] = &[opt("public_url", Shape::Str), opt("nonces", Shape::Bool), opt("replay_window", Shape::IntOrStr)];
 
 const PROVIDER: Shape = Shape::Table(&[
     req("name", Shape::Str),
@@ -206,6 +223,7 @@ const SCHEMA: &[Field] = &[
     opt("providers", Shape::ArrayOf(&PROVIDER)),
     opt("models", Shape::ArrayOf(&MODEL)),
     opt("routing", Shape::Table(ROUTING)),
+    opt("dpop", Shape::Table(DPOP)),
 ];
 
 /// Parses TOML text into a [`RawConfig`], collecting every syntax, unknown-key, missing-key and
@@ -282,6 +300,7 @@ fn lint_value(value: &toml::Value, shape: &Shape, path: &str, issues: &mut Vec<C
     let ok = match shape {
         Shape::Str => value.is_str(),
         Shape::Int => value.is_integer(),
+        Shape::Bool => value.is_bool(),
         Shape::IntOrStr => value.is_integer() || value.is_str(),
         Shape::Table(fields) => match value.as_table() {
             Some(t) => {
@@ -304,6 +323,7 @@ fn lint_value(value: &toml::Value, shape: &Shape, path: &str, issues: &mut Vec<C
         let expected = match shape {
             Shape::Str => "a string",
             Shape::Int => "an integer",
+            Shape::Bool => "true or false",
             Shape::IntOrStr => "an integer or a string",
             Shape::Table(_) => "a table",
             Shape::ArrayOf(_) => "an array",

@@ -72,21 +72,30 @@ pub struct ServeArgs {
     /// default: in-memory counters, one node).
     #[arg(long, value_name = "URL", env = "GATEHOUSE_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// Public base URL of the data plane: DPoP `htu` base and OAuth issuer (env
+    /// GATEHOUSE_PUBLIC_URL; file `[dpop] public_url`).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Demand DPoP server nonces: true or false (env GATEHOUSE_DPOP_NONCES; file `[dpop] nonces`).
+    #[arg(long, value_name = "BOOL")]
+    dpop_nonces: Option<String>,
+    /// DPoP proof `jti` replay window, 70s–10m (env GATEHOUSE_DPOP_REPLAY_WINDOW; file
+    /// `[dpop] replay_window`; default 90s).
+    #[arg(long, value_name = "DURATION")]
+    dpop_replay_window: Option<String>,
 }
 
 fn config_path(flag: &Option<PathBuf>) -> Option<PathBuf> {
     flag.clone().or_else(|| std::env::var_os("GATEHOUSE_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
 }
 
-fn load_config(store: &StoreArgs, listen: Option<String>, admin_listen: Option<String>, demo: bool) -> Result<Config, ConfigErrors> {
+fn load_config(store: &StoreArgs, flags: Overrides, demo: bool) -> Result<Config, ConfigErrors> {
     let file = config_path(&store.config);
     let cli = Overrides {
         source: OverrideSource::Cli,
         data_dir: store.data_dir.clone(),
         database_url: store.database_url.clone(),
-        listen,
-        admin_listen,
-        ..Default::default()
+        ..flags
     };
     let extra = if demo { vec![DEMO_OPENAI.to_string(), DEMO_ANTHROPIC.to_string()] } else { Vec::new() };
     gatehouse_config::load(&Sources { file: file.as_deref(), env: &ProcessEnv, cli, extra_providers: extra })
@@ -119,7 +128,7 @@ pub fn check_config(file: &Path) -> ExitCode {
 
 /// `gatehouse migrate`.
 pub async fn migrate(args: StoreArgs) -> ExitCode {
-    let config = match load_config(&args, None, None, false) {
+    let config = match load_config(&args, Overrides::default(), false) {
         Ok(c) => c,
         Err(e) => {
             report_config_errors(&e);
@@ -228,7 +237,18 @@ fn secret_env(name: &str) -> Option<SecretString> {
 
 /// `gatehouse serve`.
 pub async fn serve(args: ServeArgs) -> ExitCode {
-    let config = match load_config(&args.store, args.listen.clone(), args.admin_listen.clone(), args.demo) {
+    let config = match load_config(
+        &args.store,
+        Overrides {
+            listen: args.listen.clone(),
+            admin_listen: args.admin_listen.clone(),
+            public_url: args.public_url.clone(),
+            dpop_nonces: args.dpop_nonces.clone(),
+            dpop_replay_window: args.dpop_replay_window.clone(),
+            ..Default::default()
+        },
+        args.demo,
+    ) {
         Ok(c) => c,
         Err(e) => {
             report_config_errors(&e);
@@ -364,13 +384,13 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             stream_drain: config.shutdown_drain,
             body_read_timeout: config.body_read_timeout,
             trusted_proxies: trusted_proxies()?,
-            issuer: issuer_for(&config.listen.to_string()),
+            issuer: issuer_for(config.dpop.public_url.as_deref(), &config.listen.to_string()),
             // Built-in model catalog, overridden by `<data_dir>/models.toml` when present.
             catalog: Arc::new(
                 gatehouse_providers::catalog::Catalog::load(&config.data_dir.join("models.toml")).map_err(|e| e.to_string())?,
             ),
             routing: crate::traffic::routing_settings(&config),
-            dpop: crate::dpop_settings::from_env()?,
+            dpop: crate::dpop_settings::from_config(&config.dpop)?,
             response_cache: Default::default(),
         },
         shutdown: shutdown.clone(),
@@ -484,13 +504,11 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// The OAuth issuer (issue 5): `GATEHOUSE_PUBLIC_URL` if set, else `http://<listen address>`
+/// The OAuth issuer (issue 5): the configured public URL (`[dpop] public_url`, `GATEHOUSE_PUBLIC_URL`, `--public-url`) if set, else `http://<listen address>`
 /// with an unspecified host replaced by `127.0.0.1`.
-fn issuer_for(listen: &str) -> String {
-    if let Ok(url) = std::env::var("GATEHOUSE_PUBLIC_URL")
-        && !url.trim().is_empty()
-    {
-        return url.trim().trim_end_matches('/').to_string();
+fn issuer_for(public_url: Option<&str>, listen: &str) -> String {
+    if let Some(url) = public_url {
+        return url.trim_end_matches('/').to_string();
     }
     let host = listen.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
     format!("http://{host}")

@@ -189,7 +189,7 @@ async fn t27_negative_proofs_over_http_are_401_dpop_invalid_dpop_proof() {
 
 #[tokio::test]
 async fn t27_nonce_required_is_401_use_dpop_nonce_with_the_nonce_then_200() {
-    let h = Harness::start_with(with_dpop(DpopSettings { public_base_url: None, nonces: true })).await;
+    let h = Harness::start_with(with_dpop(DpopSettings { public_base_url: None, nonces: true, ..Default::default() })).await;
     let k = DpopKey::new();
     let (_, key) = h.create_key_with(&[], None, |c| c.security.dpop_jkt = Some(k.jkt())).await;
     let htu = h.url(CHAT);
@@ -233,7 +233,7 @@ async fn t28_proof_by_another_key_than_the_binding_is_401_dpop_invalid_token() {
 
 #[tokio::test]
 async fn t29_htu_with_query_fragment_case_and_default_port_is_200_against_the_public_base_url() {
-    let public = DpopSettings { public_base_url: Some("https://gw.example.com".into()), nonces: false };
+    let public = DpopSettings { public_base_url: Some("https://gw.example.com".into()), nonces: false, ..Default::default() };
     let h = Harness::start_with(with_dpop(public)).await;
     let k = DpopKey::new();
     let (_, key) = h.create_key_with(&[], None, |c| c.security.dpop_jkt = Some(k.jkt())).await;
@@ -454,7 +454,7 @@ async fn token_endpoint_refuses_bad_proofs_and_mismatched_or_malformed_dpop_jkt_
 
 #[tokio::test]
 async fn token_endpoint_with_nonces_answers_400_use_dpop_nonce_with_the_nonce() {
-    let h = Harness::start_with(with_dpop(DpopSettings { public_base_url: None, nonces: true })).await;
+    let h = Harness::start_with(with_dpop(DpopSettings { public_base_url: None, nonces: true, ..Default::default() })).await;
     let c = client(&h, "opaque").await;
     let k = DpopKey::new();
     let endpoint = h.url("/oauth/token");
