@@ -282,11 +282,14 @@ impl OAuth {
         let client = self.deps.store.get_oauth_client(id).await.map_err(|e| Self::unavailable(&e))?;
         // Compute the digest before looking at the result so unknown and wrong-secret cases
         // do the same work.
+        // (T40: the HMAC runs before the unknown-client return, with the current pepper when
+        // there is no client.)
         let ok_format = token::parse(secret.expose_secret())
             .is_ok_and(|p| p.kind == TokenKind::ClientSecret && p.env == self.deps.env);
+        let version = client.as_ref().map_or_else(|| self.deps.peppers.current_version(), |c| c.pepper_version);
+        let digest = self.deps.peppers.digest_with(version, secret.expose_secret()).unwrap_or([0; 32]);
         let Some(client) = client else { return Err(self.client_failure(None, "unknown_client")) };
         let expected = client.secret_digest.clone().unwrap_or_default();
-        let digest = self.deps.peppers.digest_with(client.pepper_version, secret.expose_secret()).unwrap_or([0; 32]);
         let matches: bool = digest.ct_eq(expected.as_slice()).into();
         if !ok_format || !matches || client.auth_method != "client_secret_basic" {
             return Err(self.client_failure(Some(client.id), "bad_secret"));
