@@ -318,7 +318,7 @@ pub async fn auth_middleware(State(state): State<Arc<AppState>>, mut req: Reques
         Ok((token, s)) => {
             scheme = s;
             // A single-use token is only checked here; it is consumed after its DPoP proof and
-            // every policy check (L3), see `redeem_point` below.
+            // every policy check (L3), see `redeems_after_admission`.
             let checked = state.auth.verify_pending(token).await.map(|(credential, p)| {
                 pending = p;
                 credential

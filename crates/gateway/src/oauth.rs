@@ -46,14 +46,9 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 /// Verifies an issued token for `/v1/*` and maps it onto a [`Credential`] so the API-key
 /// authorization (models, scopes) applies unchanged: `id` = the token's `jti`, `scopes` and
-/// `models` from the token, `expires_at` = token expiry. A single-use token is consumed.
-#[allow(dead_code)]
-pub(crate) async fn authenticate(oauth: &OAuth, token: &str) -> Result<Arc<Credential>, ApiError> {
-    oauth.verify(token).await.map(|t| as_credential(&t)).map_err(verify_error)
-}
-
-/// [`authenticate`] without consuming a single-use token: its [`SingleUseClaim`] comes back for
-/// the caller to redeem once the call is admitted ([`redeem`]; L3).
+/// `models` from the token, `expires_at` = token expiry. A single-use token is *not* consumed:
+/// its [`SingleUseClaim`] comes back for the caller to redeem once the call is admitted
+/// ([`redeem`]; L3).
 pub(crate) async fn authenticate_deferred(oauth: &OAuth, token: &str) -> Result<(Arc<Credential>, Option<SingleUseClaim>), ApiError> {
     let (t, claim) = oauth.verify_deferred(token).await.map_err(verify_error)?;
     Ok((as_credential(&t), claim))
