@@ -550,8 +550,8 @@ op!(create_key, post, "/admin/v1/keys", "keys", "Create an API key (the plaintex
 op!(list_keys, get, "/admin/v1/keys", "keys", "List API keys (hints only)", ok = 200 KeyList,
     params(("app_id" = Option<String>, Query, description = "only this app's keys"), ("include_revoked" = Option<bool>, Query, description = "also revoked keys")));
 op!(get_key, get, "/admin/v1/keys/{id}", "keys", "Read an API key (hint only)", ok = 200 Key, params(("id" = String, Path, description = "key id")));
-op!(revoke_key, post, "/admin/v1/keys/{id}/revoke", "keys", "Revoke an API key now", ok = 200 Key, params(("id" = String, Path, description = "key id")));
-op!(rotate_key, post, "/admin/v1/keys/{id}/rotate", "keys", "Rotate an API key with an overlap", ok = 201 RotatedKey, req = RotateBody,
+op!(revoke_key, post, "/admin/v1/keys/{id}/revoke", "keys", "Revoke an API key (or an issued single-use / access token by its id) now", ok = 200 Key, params(("id" = String, Path, description = "key id, or the id of a token issued by the authorization server")));
+op!(rotate_key, post, "/admin/v1/keys/{id}/rotate", "keys", "Rotate an API key with an overlap (once: 409 if already rotated)", ok = 201 RotatedKey, req = RotateBody,
     params(("id" = String, Path, description = "key id")));
 op!(list_providers, get, "/admin/v1/providers", "providers", "List providers (key hints only)", ok = 200 ProviderList);
 op!(upsert_provider, post, "/admin/v1/providers", "providers", "Create or update a provider", ok = 200 / 201 Provider, req = ProviderBody);

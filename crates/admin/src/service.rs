@@ -135,6 +135,27 @@ impl From<&Credential> for KeyView {
     }
 }
 
+impl KeyView {
+    /// An issued token (`gths_…`, `gtha_…`) in the key shape: `name` = `oauth:<kind>`,
+    /// `expires_at` its expiry, `last_used_at` when a single-use token was consumed.
+    pub fn from_issued(t: &gatehouse_store::IssuedToken) -> Self {
+        Self {
+            id: t.id,
+            name: format!("oauth:{}", t.kind),
+            hint: t.hint.clone(),
+            team_id: t.team_id,
+            app_id: t.app_id,
+            models: t.models.clone(),
+            scopes: t.scopes.clone(),
+            security: gatehouse_store::CredentialSecurity { dpop_jkt: t.binding_jkt.clone(), ..Default::default() },
+            expires_at: Some(t.expires_at),
+            revoked_at: t.revoked_at,
+            last_used_at: t.consumed_at,
+            created_at: t.created_at,
+        }
+    }
+}
+
 /// A freshly created key: the plaintext (to show once) and its metadata.
 pub struct CreatedKey {
     pub key: SecretString,
@@ -661,8 +682,16 @@ impl AdminService {
 
     /// Revokes a key now (idempotent) and publishes [`BusEvent::CredentialChanged`] so every
     /// cache drops it before this returns. Errors: 404.
+    ///
+    /// `id` may also be the id (`jti`) of a token issued by the authorization server — a
+    /// single-use `gths_…` made by `keys create --single-use` or exchange, or an access token
+    /// (L3): it is revoked with every token derived from it (`token.revoked`, bus
+    /// `TokenRevoked`) and shown in the key shape (`name` `oauth:<kind>`).
     pub async fn revoke_key(&self, id: Id) -> Result<KeyView, ApiError> {
-        let key = self.load_key(id).await?;
+        let key = match self.deps.store.get_credential(id).await.map_err(|e| internal("reading a key", &e))? {
+            Some(k) => k,
+            None => return self.revoke_issued_by_id(id).await,
+        };
         if key.revoked_at.is_none() {
             self.deps.store.revoke_credential(id, now()).await.map_err(|e| internal("revoking a key", &e))?;
             self.deps.audit.record(
@@ -674,6 +703,23 @@ impl AdminService {
         self.deps.bus.publish(BusEvent::TokenRevoked { id });
         tracing::info!(key_id = %id, "api key revoked");
         self.get_key(id).await
+    }
+
+    /// [`Self::revoke_key`] for an issued token's id. Errors: 404 no such key or token.
+    async fn revoke_issued_by_id(&self, id: Id) -> Result<KeyView, ApiError> {
+        let read = |e: gatehouse_store::StoreError| internal("reading a token", &e);
+        let t = self.deps.store.get_issued_token(id).await.map_err(read)?.ok_or_else(|| not_found("key", "id"))?;
+        if t.revoked_at.is_none() {
+            self.deps.store.revoke_issued_token(id, now()).await.map_err(|e| internal("revoking a token", &e))?;
+            self.deps.audit.record(
+                gatehouse_store::NewAuditEvent::new("token.revoked", "admin").credential(id).reason("operator").details(serde_json::json!({"kind": t.kind})),
+            );
+        }
+        // Every node drops it (and what was derived from it) before the next request.
+        self.deps.bus.publish(BusEvent::TokenRevoked { id });
+        tracing::info!(token_id = %id, kind = %t.kind, "issued token revoked by id");
+        let t = self.deps.store.get_issued_token(id).await.map_err(read)?.ok_or_else(|| not_found("key", "id"))?;
+        Ok(KeyView::from_issued(&t))
     }
 
     // ---------------------------------------------------------------- providers

@@ -417,6 +417,49 @@ async fn rotate_issues_a_successor_once_and_caps_the_old_expiry() {
     assert_eq!(s, StatusCode::CONFLICT);
 }
 
+/// L2: eight concurrent `POST /keys/{id}/rotate` → exactly one 201, seven 409 `conflict`, one
+/// successor; a rotated key cannot be rotated again (rotate its successor instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l2_concurrent_rotations_answer_one_201_and_409_for_the_rest() {
+    let h = harness().await;
+    let old = ok(&h.app, "POST", "/admin/v1/keys", Some(json!({"name": "race"}))).await;
+    let id = old["id"].as_str().unwrap().to_string();
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (app, barrier, id) = (h.app.clone(), barrier.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let (s, _, v, _) = call(&app, "POST", &format!("/admin/v1/keys/{id}/rotate"), Some(OPERATOR), Some(json!({"grace": "1h"}))).await;
+            (s, v)
+        }));
+    }
+    let mut created = Vec::new();
+    let mut conflicts = 0;
+    for t in tasks {
+        let (s, v) = t.await.unwrap();
+        match s {
+            StatusCode::CREATED => created.push(v),
+            StatusCode::CONFLICT => {
+                assert_eq!(v["error"]["code"], "conflict", "{v}");
+                conflicts += 1;
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!((created.len(), conflicts), (1, 7));
+    let keys = ok(&h.app, "GET", "/admin/v1/keys", None).await;
+    let successors: Vec<&Value> = keys["data"].as_array().unwrap().iter().filter(|k| k["rotated_from"] == id.as_str()).collect();
+    assert_eq!(successors.len(), 1, "{keys}");
+    assert_eq!(successors[0]["id"], created[0]["id"]);
+    // sequentially too: the old key is done; its successor rotates normally
+    let (s, _, _, _) = call(&h.app, "POST", &format!("/admin/v1/keys/{id}/rotate"), Some(OPERATOR), None).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let succ = created[0]["id"].as_str().unwrap();
+    let (s, _, _, _) = call(&h.app, "POST", &format!("/admin/v1/keys/{succ}/rotate"), Some(OPERATOR), None).await;
+    assert_eq!(s, StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn report_leak_revokes_matches_and_answers_the_same_either_way() {
     let h = harness().await;

@@ -144,17 +144,24 @@ pub fn open(kp: &dyn KeyProvider, aad: &Aad, sealed: &Sealed) -> Result<SecretSt
     Ok(SecretString::from(text.to_string()))
 }
 
-/// A display hint for a provider key: its first 3 characters, `…`, its last 4
-/// (e.g. `sk-…abcd`); keys shorter than 12 characters show only `…` and the last 2.
+/// A display hint for a provider key that never shows more than a third of it (L5):
+/// * 24 characters or more: the first 3, `…`, the last 4 (e.g. `sk-…abcd`);
+/// * 12–23: `…` and the last 4;
+/// * 8–11: `…` and the last 2;
+/// * shorter: only the length, e.g. `…(5 chars)`.
 pub fn secret_hint(secret: &str) -> String {
     let chars: Vec<char> = secret.chars().collect();
-    if chars.len() < 12 {
-        let tail: String = chars[chars.len().saturating_sub(2)..].iter().collect();
-        return format!("…{tail}");
+    let n = chars.len();
+    let tail = |k: usize| -> String { chars[n - k..].iter().collect() };
+    match n {
+        0..8 => format!("…({n} chars)"),
+        8..12 => format!("…{}", tail(2)),
+        12..24 => format!("…{}", tail(4)),
+        _ => {
+            let head: String = chars[..3].iter().collect();
+            format!("{head}…{}", tail(4))
+        }
     }
-    let head: String = chars[..3].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}…{tail}")
 }
 
 /// AES-256-GCM with AES-256-GCM a random nonce; AEAD primitives (`aes-gcm`, RustCrypto).
@@ -226,8 +233,25 @@ mod tests {
     #[test]
     fn hints_show_little() {
         assert_eq!(secret_hint("sk-proj-abcdefghijklmnop"), "sk-…mnop");
-        assert_eq!(secret_hint("short"), "…rt");
-        assert_eq!(secret_hint(""), "…");
+        assert_eq!(secret_hint("short"), "…(5 chars)");
+        assert_eq!(secret_hint(""), "…(0 chars)");
+    }
+
+    /// L5: a short provider key is never shown whole (nor more than a third of it).
+    #[test]
+    fn l5_short_key_hints_never_show_the_key() {
+        let alphabet: Vec<char> = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".chars().collect();
+        for n in 1..=40 {
+            let key: String = alphabet.iter().cycle().skip(n).take(n).collect();
+            let hint = secret_hint(&key);
+            // Characters of the key in the hint: everything but the ellipsis, or nothing for
+            // the length-only form.
+            let shown = if hint.ends_with(" chars)") { 0 } else { hint.chars().filter(|c| *c != '…').count() };
+            assert!(shown * 3 <= n, "{n} chars: {hint} shows {shown}");
+            assert!(!hint.contains(key.as_str()), "{n}: {hint}");
+        }
+        assert_eq!(secret_hint("abcdefghij"), "…ij");
+        assert_eq!(secret_hint("abcdefghijklmn"), "…klmn");
     }
 
     fn unhex(s: &str) -> Vec<u8> {

@@ -215,6 +215,8 @@ pub struct Config {
     pub routing: routing::RoutingConfig,
     /// `[tls]`: TLS (and mutual TLS) on the data-plane listener; `None` (default): plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// `[dpop]` (issue 5, RFC 9449).
+    pub dpop: DpopConfig,
 }
 
 /// TLS on the data-plane listener (issue 5, RFC 8705). Paths only: the files are read and
@@ -228,6 +230,36 @@ pub struct TlsConfig {
     /// PEM CA bundle client certificates must chain to; when set, client certificates are
     /// requested (optional) for certificate-bound tokens.
     pub client_ca: Option<PathBuf>,
+}
+
+/// DPoP settings of the data plane (RFC 9449), validated: `[dpop]` in the file <
+/// `GATEHOUSE_PUBLIC_URL` / `GATEHOUSE_DPOP_NONCES` / `GATEHOUSE_DPOP_REPLAY_WINDOW` <
+/// `--public-url` / `--dpop-nonces` / `--dpop-replay-window`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopConfig {
+    /// Public base URL of the data plane as clients address it (`https://gw.example.com`, a path
+    /// prefix allowed, no trailing `/`): the `htu` base of proofs and the OAuth issuer. `None`:
+    /// derived from each request's `Host`.
+    pub public_url: Option<String>,
+    /// Demand server nonces in every proof (RFC 9449 §8). Default false.
+    pub nonces: bool,
+    /// How long a proof's `jti` is remembered against replay; at least [`MIN_DPOP_REPLAY_WINDOW`]
+    /// (the proof `iat` acceptance span, 60 s back + 10 s ahead), at most 10 min. Default 90 s.
+    pub replay_window: Duration,
+}
+
+/// Default DPoP `jti` replay window (90 s).
+pub const DEFAULT_DPOP_REPLAY_WINDOW: Duration = Duration::from_secs(90);
+/// Shortest DPoP replay window (70 s): shorter would let a proof be replayed while its `iat` is
+/// still accepted.
+pub const MIN_DPOP_REPLAY_WINDOW: Duration = Duration::from_secs(70);
+/// Longest DPoP replay window (10 min).
+pub const MAX_DPOP_REPLAY_WINDOW: Duration = Duration::from_secs(600);
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        Self { public_url: None, nonces: false, replay_window: DEFAULT_DPOP_REPLAY_WINDOW }
+    }
 }
 
 impl fmt::Debug for Config {
@@ -247,6 +279,7 @@ impl fmt::Debug for Config {
             .field("models", &self.models)
             .field("routing", &self.routing)
             .field("tls", &self.tls)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -295,13 +328,20 @@ pub struct Overrides {
     pub tls_key: Option<String>,
     /// `GATEHOUSE_TLS_CLIENT_CA` / `--tls-client-ca`.
     pub tls_client_ca: Option<String>,
+    /// `GATEHOUSE_PUBLIC_URL` / `--public-url`.
+    pub public_url: Option<String>,
+    /// `GATEHOUSE_DPOP_NONCES` / `--dpop-nonces` (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`).
+    pub dpop_nonces: Option<String>,
+    /// `GATEHOUSE_DPOP_REPLAY_WINDOW` / `--dpop-replay-window`.
+    pub dpop_replay_window: Option<String>,
 }
 
 impl Overrides {
     /// Reads exactly these variables: `GATEHOUSE_DATA_DIR`, `GATEHOUSE_DATABASE_URL`,
     /// `GATEHOUSE_LISTEN`, `GATEHOUSE_ADMIN_LISTEN`, `GATEHOUSE_ENV`, `GATEHOUSE_LOG_FORMAT`,
-    /// `GATEHOUSE_LOG`, `GATEHOUSE_TLS_CERT`, `GATEHOUSE_TLS_KEY`, `GATEHOUSE_TLS_CLIENT_CA`.
-    /// Empty values count as unset.
+    /// `GATEHOUSE_LOG`, `GATEHOUSE_TLS_CERT`, `GATEHOUSE_TLS_KEY`, `GATEHOUSE_TLS_CLIENT_CA`,
+    /// `GATEHOUSE_PUBLIC_URL`, `GATEHOUSE_DPOP_NONCES`, `GATEHOUSE_DPOP_REPLAY_WINDOW`. Empty values
+    /// count as unset.
     pub fn from_env(env: &dyn EnvSource) -> Self {
         let get = |n: &str| env.var(n).filter(|v| !v.is_empty());
         Self {
@@ -316,6 +356,9 @@ impl Overrides {
             tls_cert: get("GATEHOUSE_TLS_CERT"),
             tls_key: get("GATEHOUSE_TLS_KEY"),
             tls_client_ca: get("GATEHOUSE_TLS_CLIENT_CA"),
+            public_url: get("GATEHOUSE_PUBLIC_URL").map(|v| v.trim().to_string()),
+            dpop_nonces: get("GATEHOUSE_DPOP_NONCES").map(|v| v.trim().to_string()),
+            dpop_replay_window: get("GATEHOUSE_DPOP_REPLAY_WINDOW").map(|v| v.trim().to_string()),
         }
     }
 
@@ -623,6 +666,7 @@ fn build(
     let model_names: BTreeSet<String> =
         models.iter().map(|m| m.name.clone()).chain(extra_models(extra_providers)).collect();
     let routing = raw.routing.as_ref().map(|r| routing::build(r, &model_names, issues)).unwrap_or_default();
+    let dpop = build_dpop(raw.dpop.as_ref(), env_over, cli, issues);
 
     // tls
     let rt = raw.tls.clone().unwrap_or_default();
@@ -676,7 +720,65 @@ fn build(
         models,
         routing,
         tls,
+        dpop,
     })
+}
+
+/// `[dpop]` with its environment and command-line overrides (see [`DpopConfig`]).
+fn build_dpop(raw: Option<&raw::RawDpop>, env_over: &Overrides, cli: &Overrides, issues: &mut Vec<ConfigIssue>) -> DpopConfig {
+    let raw = raw.cloned().unwrap_or_default();
+    let mut out = DpopConfig::default();
+    if let Some((url, path)) =
+        pick(raw.public_url.as_ref(), "dpop.public_url", (env_over, env_over.public_url.as_ref(), "GATEHOUSE_PUBLIC_URL", "public-url"), (cli, cli.public_url.as_ref()))
+    {
+        match check_public_url(&url) {
+            Ok(()) => out.public_url = Some(url.trim_end_matches('/').to_string()),
+            Err(e) => issues.push(ConfigIssue::new(path, e)),
+        }
+    }
+    let file_nonces = raw.nonces.map(|b| b.to_string());
+    if let Some((v, path)) =
+        pick(file_nonces.as_ref(), "dpop.nonces", (env_over, env_over.dpop_nonces.as_ref(), "GATEHOUSE_DPOP_NONCES", "dpop-nonces"), (cli, cli.dpop_nonces.as_ref()))
+    {
+        match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => out.nonces = true,
+            "false" | "0" | "no" | "off" => out.nonces = false,
+            _ => issues.push(ConfigIssue::new(path, format!("`{v}` is not true or false"))),
+        }
+    }
+    let file_window = raw.replay_window.as_ref().map(|d| match d {
+        raw::RawDuration::Seconds(n) => n.to_string(),
+        raw::RawDuration::Text(t) => t.clone(),
+    });
+    if let Some((v, path)) = pick(
+        file_window.as_ref(),
+        "dpop.replay_window",
+        (env_over, env_over.dpop_replay_window.as_ref(), "GATEHOUSE_DPOP_REPLAY_WINDOW", "dpop-replay-window"),
+        (cli, cli.dpop_replay_window.as_ref()),
+    ) {
+        let parsed = match v.parse::<i64>() {
+            Ok(n) => parse_duration(&raw::RawDuration::Seconds(n)),
+            Err(_) => parse_duration(&raw::RawDuration::Text(v.clone())),
+        };
+        match parsed {
+            Ok(d) if (MIN_DPOP_REPLAY_WINDOW..=MAX_DPOP_REPLAY_WINDOW).contains(&d) => out.replay_window = d,
+            Ok(_) => issues.push(ConfigIssue::new(path, "must be between 70s and 10m (at least the proof `iat` acceptance span)")),
+            Err(e) => issues.push(ConfigIssue::new(path, e)),
+        }
+    }
+    out
+}
+
+/// An absolute `http(s)://host[:port][/path]` URL without user info, query or fragment.
+fn check_public_url(url: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let bad = "must be an absolute http(s) URL such as https://gw.example.com (no query, fragment or user info)";
+    let Some(rest) = rest else { return Err(bad.into()) };
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') || url.contains(['?', '#', ' ', '\\']) || url.chars().any(char::is_control) {
+        return Err(bad.into());
+    }
+    Ok(())
 }
 
 /// The canonical kind names, comma-separated (for error messages).

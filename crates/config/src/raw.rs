@@ -45,6 +45,8 @@ pub struct RawConfig {
     pub routing: Option<crate::routing::RawRouting>,
     /// TLS on the data-plane listener (issue 5, RFC 8705).
     pub tls: Option<RawTls>,
+    /// DPoP on the data plane (RFC 9449; issue 5).
+    pub dpop: Option<RawDpop>,
 }
 
 /// `[tls]`: PEM file paths.
@@ -57,6 +59,18 @@ pub struct RawTls {
     pub key: Option<String>,
     /// CA bundle for client certificates (mutual TLS; optional for clients).
     pub client_ca: Option<String>,
+}
+
+/// `[dpop]`: DPoP settings of the data plane (RFC 9449). Environment and flags override each key.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpop {
+    /// Public base URL clients use (`https://gw.example.com`): `htu` base and OAuth issuer.
+    pub public_url: Option<String>,
+    /// Demand server nonces (RFC 9449 §8).
+    pub nonces: Option<bool>,
+    /// How long a proof's `jti` is remembered against replay (`"90s"`; 70 s – 10 min).
+    pub replay_window: Option<RawDuration>,
 }
 
 /// A byte size: an integer number of bytes or a string with a unit (`B`, `KB`, `KiB`, `MB`,
@@ -133,6 +147,7 @@ pub struct RawDeployment {
 enum Shape {
     Str,
     Int,
+    Bool,
     IntOrStr,
     Table(&'static [Field]),
     ArrayOf(&'static Shape),
@@ -164,6 +179,7 @@ const UPSTREAM: &[Field] = &[
 const LOG: &[Field] = &[opt("format", Shape::Str), opt("level", Shape::Str)];
 
 const TLS: &[Field] = &[opt("cert", Shape::Str), opt("key", Shape::Str), opt("client_ca", Shape::Str)];
+const DPOP: &[Field] = &[opt("public_url", Shape::Str), opt("nonces", Shape::Bool), opt("replay_window", Shape::IntOrStr)];
 
 const PROVIDER: Shape = Shape::Table(&[
     req("name", Shape::Str),
@@ -223,6 +239,7 @@ const SCHEMA: &[Field] = &[
     opt("models", Shape::ArrayOf(&MODEL)),
     opt("routing", Shape::Table(ROUTING)),
     opt("tls", Shape::Table(TLS)),
+    opt("dpop", Shape::Table(DPOP)),
 ];
 
 /// Parses TOML text into a [`RawConfig`], collecting every syntax, unknown-key, missing-key and
@@ -299,6 +316,7 @@ fn lint_value(value: &toml::Value, shape: &Shape, path: &str, issues: &mut Vec<C
     let ok = match shape {
         Shape::Str => value.is_str(),
         Shape::Int => value.is_integer(),
+        Shape::Bool => value.is_bool(),
         Shape::IntOrStr => value.is_integer() || value.is_str(),
         Shape::Table(fields) => match value.as_table() {
             Some(t) => {
@@ -321,6 +339,7 @@ fn lint_value(value: &toml::Value, shape: &Shape, path: &str, issues: &mut Vec<C
         let expected = match shape {
             Shape::Str => "a string",
             Shape::Int => "an integer",
+            Shape::Bool => "true or false",
             Shape::IntOrStr => "an integer or a string",
             Shape::Table(_) => "a table",
             Shape::ArrayOf(_) => "an array",

@@ -44,6 +44,11 @@ total_timeout = "10m"
 format = "json"
 level = "gatehouse=debug,info"
 
+[dpop]
+public_url = "https://gw.example.com/"
+nonces = true
+replay_window = "2m"
+
 [[providers]]
 name = "openai-main"
 kind = "openai"
@@ -87,6 +92,7 @@ fn a_file_using_every_key_parses() {
     assert_eq!(cfg.upstream.connect, Duration::from_secs(5));
     assert_eq!(cfg.upstream.idle, Duration::from_secs(60));
     assert_eq!(cfg.log.format, LogFormat::Json);
+    assert_eq!(cfg.dpop, DpopConfig { public_url: Some("https://gw.example.com".into()), nonces: true, replay_window: Duration::from_secs(120) });
     assert_eq!(cfg.providers.len(), 2);
     assert_eq!(cfg.providers[0].api_key.as_ref().unwrap().expose_secret(), "sk-from-env");
     assert_eq!(cfg.providers[1].api_key.as_ref().unwrap().expose_secret(), "literal-key");
@@ -370,4 +376,48 @@ fn tls_from_file_env_and_flags_with_pairing_and_file_checks() {
     let p = tmp_file("tls-bad", "[tls]\ncertificate = \"x\"\n");
     let err = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err();
     assert!(err.0.iter().any(|i| i.path == "tls.certificate"), "{err}");
+}
+
+/// Issue 5: `[dpop]` in the file < `GATEHOUSE_PUBLIC_URL` / `GATEHOUSE_DPOP_NONCES` /
+/// `GATEHOUSE_DPOP_REPLAY_WINDOW` < `--public-url` / `--dpop-nonces` / `--dpop-replay-window`.
+#[test]
+fn dpop_settings_file_env_flag_precedence() {
+    assert_eq!(load_with(None, &env(&[]), Overrides::default()).unwrap().dpop, DpopConfig::default());
+    let p = tmp_file("dpop", "[dpop]\npublic_url = \"https://file.example/\"\nnonces = true\nreplay_window = 120\n");
+    let file = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap().dpop;
+    assert_eq!(file, DpopConfig { public_url: Some("https://file.example".into()), nonces: true, replay_window: Duration::from_secs(120) });
+    let vars = env(&[("GATEHOUSE_PUBLIC_URL", "https://env.example"), ("GATEHOUSE_DPOP_NONCES", "false"), ("GATEHOUSE_DPOP_REPLAY_WINDOW", "3m")]);
+    let from_env = load_with(Some(&p), &vars, Overrides::default()).unwrap().dpop;
+    assert_eq!(from_env, DpopConfig { public_url: Some("https://env.example".into()), nonces: false, replay_window: Duration::from_secs(180) });
+    let flags = Overrides {
+        source: OverrideSource::Cli,
+        public_url: Some("http://flag.example:8080/gw".into()),
+        dpop_nonces: Some("on".into()),
+        dpop_replay_window: Some("600".into()),
+        ..Default::default()
+    };
+    let from_flags = load_with(Some(&p), &vars, flags).unwrap().dpop;
+    assert_eq!(from_flags, DpopConfig { public_url: Some("http://flag.example:8080/gw".into()), nonces: true, replay_window: Duration::from_secs(600) });
+}
+
+/// `check-config` reports every bad DPoP setting with the key, variable or flag to blame.
+#[test]
+fn dpop_settings_are_validated_with_their_source_named() {
+    let p = tmp_file("dpop-bad", "[dpop]\npublic_url = \"gw.example.com\"\nnonces = \"sometimes\"\nreplay_window = \"5s\"\n");
+    let errs = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err().to_string();
+    assert!(errs.contains("dpop.nonces"), "{errs}");
+    let p = tmp_file("dpop-bad2", "[dpop]\npublic_url = \"https://u:p@gw.example.com\"\nreplay_window = \"5s\"\nfoo = 1\n");
+    let errs = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err().to_string();
+    assert!(errs.contains("dpop.foo"), "{errs}");
+    let p = tmp_file("dpop-bad3", "[dpop]\npublic_url = \"https://u:p@gw.example.com\"\nreplay_window = \"5s\"\n");
+    let errs = load_with(Some(&p), &env(&[]), Overrides::default()).unwrap_err().to_string();
+    assert!(errs.contains("dpop.public_url") && errs.contains("dpop.replay_window"), "{errs}");
+    let vars = env(&[("GATEHOUSE_PUBLIC_URL", "https://gw.example.com/?x=1"), ("GATEHOUSE_DPOP_NONCES", "maybe"), ("GATEHOUSE_DPOP_REPLAY_WINDOW", "1h")]);
+    let errs = load_with(None, &vars, Overrides::default()).unwrap_err().to_string();
+    for name in ["GATEHOUSE_PUBLIC_URL", "GATEHOUSE_DPOP_NONCES", "GATEHOUSE_DPOP_REPLAY_WINDOW"] {
+        assert!(errs.contains(name), "{name}: {errs}");
+    }
+    let flags = Overrides { source: OverrideSource::Cli, dpop_replay_window: Some("soon".into()), ..Default::default() };
+    let errs = load_with(None, &env(&[]), flags).unwrap_err().to_string();
+    assert!(errs.contains("--dpop-replay-window"), "{errs}");
 }

@@ -51,9 +51,75 @@ pub const TOUCH_INTERVAL: Duration = Duration::from_secs(1);
 pub struct AuthContext {
     /// The stored API key record (digest inside, never the plaintext).
     pub credential: Arc<Credential>,
+    /// A single-use token (`gths_…`) not consumed yet: model handlers redeem it once the call
+    /// is admitted ([`AuthContext::redeem`]; L3). `None` for every other credential.
+    pub pending: Option<Arc<PendingUse>>,
+}
+
+/// A verified single-use token whose consumption waits until the call is admitted (after
+/// request validation, model and scope checks, subscription admission and limits), so a call
+/// refused for the client's own mistake does not burn it (L3). Redeemed at most once.
+pub struct PendingUse {
+    oauth: Arc<gatehouse_oauth::OAuth>,
+    claim: gatehouse_oauth::SingleUseClaim,
+    /// `Some(true)` redeemed by this request, `Some(false)` lost (consumed elsewhere).
+    outcome: tokio::sync::OnceCell<bool>,
+}
+
+impl std::fmt::Debug for PendingUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingUse").field("outcome", &self.outcome.get()).finish()
+    }
+}
+
+impl PendingUse {
+    /// Consumes the token (once per request; later calls repeat the first answer).
+    ///
+    /// Errors: 401 `invalid_token` when another call consumed it first (or it was revoked
+    /// meanwhile), 503 when the store cannot be reached.
+    pub async fn redeem(&self) -> Result<(), ApiError> {
+        let mut failure = None;
+        let won = *self
+            .outcome
+            .get_or_init(|| async {
+                match crate::oauth::redeem(&self.oauth, &self.claim).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                }
+            })
+            .await;
+        match (won, failure) {
+            (true, _) => Ok(()),
+            (false, Some(e)) => Err(e),
+            (false, None) => Err(invalid_token()),
+        }
+    }
+
+    /// Whether a redemption was attempted and lost.
+    fn lost(&self) -> bool {
+        self.outcome.get() == Some(&false)
+    }
+
+    fn attempted(&self) -> bool {
+        self.outcome.initialized()
+    }
 }
 
 impl AuthContext {
+    /// Consumes the request's single-use token, if any (no-op otherwise). Called by every model
+    /// handler right after admission, before the upstream call.
+    ///
+    /// Errors: 401 `invalid_token` (consumed by a concurrent call), 503 store unavailable.
+    pub async fn redeem(&self) -> Result<(), ApiError> {
+        match &self.pending {
+            Some(p) => p.redeem().await,
+            None => Ok(()),
+        }
+    }
+
     /// Whether this key may use public model `model` (empty allow-list = every model).
     pub fn allows_model(&self, model: &str) -> bool {
         self.credential.models.is_empty() || self.credential.models.iter().any(|m| m == model)
@@ -156,14 +222,30 @@ impl Authenticator {
     /// `suspended`, `expired`) so the caller can audit it; the client still gets the one
     /// generic `invalid_token`.
     pub async fn verify_detailed(&self, token: &str) -> Result<Arc<Credential>, (ApiError, Option<(Arc<Credential>, &'static str)>)> {
+        let (credential, pending) = self.verify_pending(token).await?;
+        if let Some(p) = pending {
+            p.redeem().await.map_err(|e| (e, None))?;
+        }
+        Ok(credential)
+    }
+
+    /// [`Self::verify_detailed`], leaving a single-use token unconsumed: it comes back as a
+    /// [`PendingUse`] to redeem once the call is admitted (L3).
+    pub async fn verify_pending(
+        &self,
+        token: &str,
+    ) -> Result<(Arc<Credential>, Option<Arc<PendingUse>>), (ApiError, Option<(Arc<Credential>, &'static str)>)> {
         match gatehouse_auth::parse(token) {
             Ok(p) if p.kind == TokenKind::ApiKey && p.env == self.env => {}
             // OAuth access tokens (`gtha_`), single-use tokens (`gths_`) and JWTs (issue 5).
             Ok(p) if matches!(p.kind, TokenKind::Access | TokenKind::SingleUse) && let Some(o) = &self.oauth => {
-                return crate::oauth::authenticate(o, token).await.map_err(|e| (e, None));
+                let (credential, claim) = crate::oauth::authenticate_deferred(o, token).await.map_err(|e| (e, None))?;
+                let pending = claim.map(|claim| Arc::new(PendingUse { oauth: o.clone(), claim, outcome: tokio::sync::OnceCell::new() }));
+                return Ok((credential, pending));
             }
             Err(_) if gatehouse_oauth::jws::looks_like_jws(token) && let Some(o) = &self.oauth => {
-                return crate::oauth::authenticate(o, token).await.map_err(|e| (e, None));
+                let (credential, _) = crate::oauth::authenticate_deferred(o, token).await.map_err(|e| (e, None))?;
+                return Ok((credential, None));
             }
             _ => return Err((invalid_token(), None)),
         }
@@ -183,7 +265,7 @@ impl Authenticator {
         }
         // Dropped when the channel is full: last_used_at is advisory.
         let _ = self.touch.try_send((credential.id, at));
-        Ok(credential)
+        Ok((credential, None))
     }
 
     async fn lookup(&self, token: &str) -> Result<Option<Arc<Credential>>, ApiError> {
@@ -231,10 +313,17 @@ pub async fn auth_middleware(State(state): State<Arc<AppState>>, mut req: Reques
     let dialect = Dialect::of(req.method(), req.uri().path());
     let mut client = crate::security::ClientInfo::of(&req, &state.settings.trusted_proxies);
     let mut scheme = Scheme::Bearer;
+    let mut pending = None;
     let verified = match crate::dialect::extract_credential_scheme(req.headers(), req.uri(), dialect) {
         Ok((token, s)) => {
             scheme = s;
-            match state.auth.verify_detailed(token).await {
+            // A single-use token is only checked here; it is consumed after its DPoP proof and
+            // every policy check (L3), see `redeems_after_admission`.
+            let checked = state.auth.verify_pending(token).await.map(|(credential, p)| {
+                pending = p;
+                credential
+            });
+            match checked {
                 // `Authorization: DPoP`: the proof and the key binding (RFC 9449 §7.1).
                 Ok(credential) if s == Scheme::DPoP => {
                     let bound = credential.security.dpop_jkt.as_deref();
@@ -268,6 +357,13 @@ pub async fn auth_middleware(State(state): State<Arc<AppState>>, mut req: Reques
         Ok(credential) => state.anomaly.after_success(&client, &credential).await.map(|()| credential),
         Err(e) => Err(e),
     };
+    // A single-use token on a route whose handler does not redeem it after admission is
+    // consumed now, after every check above.
+    let deferred = pending.is_some() && redeems_after_admission(req.method(), req.uri().path());
+    let verified = match (verified, &pending) {
+        (Ok(credential), Some(p)) if !deferred => p.redeem().await.map(|()| credential),
+        (v, _) => v,
+    };
     match verified {
         Ok(credential) => {
             if let Some(rec) = req.extensions().get::<CallRecorder>() {
@@ -277,8 +373,21 @@ pub async fn auth_middleware(State(state): State<Arc<AppState>>, mut req: Reques
                     d.credential_id = Some(credential.id);
                 });
             }
-            req.extensions_mut().insert(AuthContext { credential });
-            let resp = next.run(req).await;
+            req.extensions_mut().insert(AuthContext { credential, pending: pending.clone() });
+            let mut resp = next.run(req).await;
+            if let Some(p) = pending.filter(|_| deferred) {
+                if p.lost() && resp.status() == http::StatusCode::UNAUTHORIZED {
+                    // Another call consumed the token between our check and the handler's
+                    // redemption: the same 401 as an upfront refusal, challenge included.
+                    let e = invalid_token();
+                    resp = crate::security::with_scope_challenge(render_error(dialect, &e), &e);
+                    resp = if scheme == Scheme::DPoP { crate::dpop::dpop_challenge(resp, &e, None) } else { crate::dpop::offer_dpop(resp, &e) };
+                } else if !p.attempted() && resp.status().is_success() {
+                    // Fail closed if a handler answered without redeeming: burn it now.
+                    tracing::warn!("single-use token not redeemed by its handler; consumed after the answer");
+                    let _ = p.redeem().await;
+                }
+            }
             // A fresh nonce rides on every answer when nonces are on (RFC 9449 §8.2).
             let nonce = (scheme == Scheme::DPoP && state.dpop.nonces()).then(|| state.dpop.current_nonce());
             crate::dpop::with_nonce(resp, nonce)
@@ -293,6 +402,14 @@ pub async fn auth_middleware(State(state): State<Arc<AppState>>, mut req: Reques
             }
         }
     }
+}
+
+/// Routes whose handlers redeem a single-use token themselves right after admission
+/// ([`AuthContext::redeem`] in `handlers::admit`): the model calls (`POST` below `/v1`,
+/// `/v1beta`, `/openai` and `/prompts`). Everything else (`GET /v1/models`, REST services under
+/// `/svc`) consumes it in the middleware once every check passed.
+fn redeems_after_admission(method: &http::Method, path: &str) -> bool {
+    method == http::Method::POST && !path.starts_with("/svc/")
 }
 
 /// Writes `last_used_at` in batches (latest use per key) every [`TOUCH_INTERVAL`], and once

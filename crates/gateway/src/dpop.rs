@@ -57,14 +57,27 @@ pub const NONCE_PERIOD_SECS: i64 = 60;
 pub const CHALLENGE_DPOP_BARE: &str = "DPoP realm=\"gatehouse\", algs=\"ES256 EdDSA\"";
 
 /// DPoP settings of the data plane.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DpopSettings {
     /// Public base URL of the data plane as clients address it (`https://gw.example.com`), used
     /// for `htu`; `None` (default): derived from each request's `Host`.
     pub public_base_url: Option<String>,
     /// Demand server nonces in every proof (RFC 9449 §8, §9). Default off.
     pub nonces: bool,
+    /// How long a proof's `jti` is remembered against replay (RFC 9449 §11.1). Default
+    /// [`REPLAY_WINDOW`] (90 s); never shorter than the `iat` acceptance span (70 s).
+    pub replay_window: std::time::Duration,
 }
+
+impl Default for DpopSettings {
+    fn default() -> Self {
+        Self { public_base_url: None, nonces: false, replay_window: REPLAY_WINDOW }
+    }
+}
+
+/// Shortest replay window used whatever the settings say: the proof `iat` acceptance span
+/// (60 s back + 10 s ahead), so a proof can never be replayed while its `iat` is accepted.
+const REPLAY_MIN: std::time::Duration = std::time::Duration::from_secs(70);
 
 /// Why a DPoP request was refused: the client-facing error and the audit reason.
 #[derive(Debug, Clone)]
@@ -177,7 +190,7 @@ impl Dpop {
     }
 
     async fn remember(&self, verified: &proof::VerifiedProof) -> Result<(), Denial> {
-        match self.replay.first_use(&verified.replay_key(), REPLAY_WINDOW).await {
+        match self.replay.first_use(&verified.replay_key(), self.settings.replay_window.max(REPLAY_MIN)).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(invalid_proof("dpop_replay")),
             Err(e) => {
@@ -344,7 +357,7 @@ mod tests {
 
     #[test]
     fn htu_from_the_configured_base_url_wins_over_the_host_header() {
-        let d = dpop(DpopSettings { public_base_url: Some("https://gw.example.com/".into()), nonces: false }, vec![]);
+        let d = dpop(DpopSettings { public_base_url: Some("https://gw.example.com/".into()), nonces: false, ..Default::default() }, vec![]);
         let uri: Uri = "/v1/chat/completions?x=1".parse().unwrap();
         let got = d.request_uri(&headers(&[("host", "evil.example")]), &uri, &Extensions::new());
         assert_eq!(got.as_deref(), Some("https://gw.example.com/v1/chat/completions"));
@@ -372,7 +385,7 @@ mod tests {
 
     #[test]
     fn nonces_of_this_and_the_previous_period_are_accepted_and_others_not() {
-        let d = dpop(DpopSettings { public_base_url: None, nonces: true }, vec![]);
+        let d = dpop(DpopSettings { public_base_url: None, nonces: true, ..Default::default() }, vec![]);
         let period = gatehouse_types::now().unix_timestamp().div_euclid(NONCE_PERIOD_SECS);
         assert!(d.nonce_ok(Some(&d.current_nonce())));
         assert!(d.nonce_ok(Some(&d.nonce_for(period - 1))));
@@ -380,7 +393,7 @@ mod tests {
         assert!(!d.nonce_ok(Some("made-up")));
         assert!(!d.nonce_ok(None));
         // Another master key, other nonces.
-        let other = dpop(DpopSettings { public_base_url: None, nonces: true }, vec![]);
+        let other = dpop(DpopSettings { public_base_url: None, nonces: true, ..Default::default() }, vec![]);
         assert!(!d.nonce_ok(Some(&other.current_nonce())));
     }
 

@@ -199,7 +199,12 @@ pub(crate) fn primary_model(plan: &Plan) -> String {
     plan.primary().map(|c| c.upstream_model.clone()).unwrap_or_default()
 }
 
-/// Rate limits, quotas and budgets (`limits` module doc).
+/// Rate limits, quotas and budgets (`limits` module doc), then — the call being admitted — the
+/// single-use token of the request is consumed ([`AuthContext::redeem`], L3): a call refused
+/// before this point (validation 400, model/scope 403, subscription, limits) leaves it usable.
+///
+/// Errors: the limiter's (429 …); 401 `invalid_token` when a concurrent call consumed the
+/// single-use token first (the admission is then released).
 pub(crate) async fn admit(
     state: &AppState,
     auth: &AuthContext,
@@ -210,7 +215,14 @@ pub(crate) async fn admit(
 ) -> Result<Option<Admission>, ApiError> {
     let provider = rec.snapshot().provider.unwrap_or_default();
     let call = CallInfo { auth, model, provider: &provider, upstream_model, estimate };
-    state.limiter.admit(&call, rec).await
+    let admission = state.limiter.admit(&call, rec).await?;
+    if let Err(e) = auth.redeem().await {
+        if let Some(a) = &admission {
+            a.nothing_consumed();
+        }
+        return Err(e);
+    }
+    Ok(admission)
 }
 
 /// One direct upstream call failed before an answer (handlers that do not go through

@@ -27,7 +27,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use gatehouse_oauth::{Caller, ExchangeRequest, OAuth, OAuthError, RequestBinding, VerifyError, grant_types};
+use gatehouse_oauth::{Caller, ExchangeRequest, Lineage, OAuth, OAuthError, RequestBinding, SingleUseClaim, VerifyError, grant_types};
 use gatehouse_store::{Credential, OAuthClient};
 use gatehouse_types::{ApiError, ErrorCode};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -54,58 +54,69 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// `models` from the token, `expires_at` = token expiry. A derived token never escapes its
 /// lineage (issue 5): the root API key's IP allow-list (H4) and key-scope limits (H5,
 /// `limit_key`) apply, and the token caps and spend caps of the token and of every ancestor
-/// are charged together (H6, `crate::caps`).
-pub(crate) async fn authenticate(oauth: &OAuth, token: &str) -> Result<Arc<Credential>, ApiError> {
+/// are charged together (H6, `crate::caps`). A single-use token is *not* consumed: its
+/// [`SingleUseClaim`] comes back for the caller to redeem once the call is admitted
+/// ([`redeem`]; L3).
+pub(crate) async fn authenticate_deferred(oauth: &OAuth, token: &str) -> Result<(Arc<Credential>, Option<SingleUseClaim>), ApiError> {
+    let (t, lineage, claim) = oauth.verify_deferred(token).await.map_err(verify_error)?;
+    Ok((as_credential(&t, &lineage), claim))
+}
+
+/// Consumes a single-use token ([`OAuth::redeem`]): exactly one concurrent caller gets `Ok`, the
+/// others 401 `invalid_token`.
+pub(crate) async fn redeem(oauth: &OAuth, claim: &SingleUseClaim) -> Result<(), ApiError> {
+    oauth.redeem(claim).await.map(|_| ()).map_err(verify_error)
+}
+
+fn as_credential(t: &gatehouse_store::IssuedToken, lineage: &Lineage) -> Arc<Credential> {
     let positive = |v: i64| u64::try_from(v).ok();
-    match oauth.verify_lineage(token).await {
-        Ok((t, lineage)) => Ok(Arc::new(Credential {
-            id: t.id,
-            team_id: t.team_id,
-            app_id: t.app_id,
-            name: format!("oauth:{}", t.kind),
-            digest: t.digest.clone().unwrap_or_default(),
-            pepper_version: t.pepper_version,
-            hint: t.hint.clone(),
-            models: t.models.clone(),
-            scopes: t.scopes.clone(),
-            expires_at: Some(t.expires_at),
-            revoked_at: None,
-            last_used_at: None,
-            created_at: t.created_at,
-            // A DPoP-bound token is accepted only with a proof of that key (RFC 9449 §7.2).
-            security: gatehouse_store::CredentialSecurity {
-                dpop_jkt: t.binding_jkt.clone(),
-                ip_allow: lineage.ip_allow().to_vec(),
-                limit_key: lineage.root_key.as_ref().map(|k| k.id),
-                // Token and spend caps of the token and its ancestors (crate::caps), enforced
-                // through the limits path.
-                token_caps: t
-                    .max_tokens
-                    .map(|m| (t.id, m))
-                    .into_iter()
-                    .chain(lineage.token_caps())
-                    .filter_map(|(id, m)| positive(m).map(|m| (id, m)))
-                    .collect(),
-                spend_caps: t
-                    .max_spend_micros
-                    .map(|m| (t.id, m))
-                    .into_iter()
-                    .chain(lineage.spend_caps())
-                    .filter_map(|(id, m)| positive(m).map(|m| (id, m)))
-                    .collect(),
-                // A certificate-bound token only over a connection with that certificate
-                // (RFC 8705 §3).
-                mtls_x5t: t.binding_x5t.clone(),
-                ..Default::default()
-            },
-        })),
-        Err(VerifyError::Invalid) => Err(ApiError::new(
-            ErrorCode::InvalidToken,
-            "invalid API key: the key is unknown, malformed, expired or revoked",
-        )),
-        Err(VerifyError::Unavailable) => {
-            Err(ApiError::new(ErrorCode::Unavailable, "the gateway cannot verify keys right now; retry later"))
-        }
+    Arc::new(Credential {
+        id: t.id,
+        team_id: t.team_id,
+        app_id: t.app_id,
+        name: format!("oauth:{}", t.kind),
+        digest: t.digest.clone().unwrap_or_default(),
+        pepper_version: t.pepper_version,
+        hint: t.hint.clone(),
+        models: t.models.clone(),
+        scopes: t.scopes.clone(),
+        expires_at: Some(t.expires_at),
+        revoked_at: None,
+        last_used_at: None,
+        created_at: t.created_at,
+        // A DPoP-bound token is accepted only with a proof of that key (RFC 9449 §7.2).
+        security: gatehouse_store::CredentialSecurity {
+            dpop_jkt: t.binding_jkt.clone(),
+            ip_allow: lineage.ip_allow().to_vec(),
+            limit_key: lineage.root_key.as_ref().map(|k| k.id),
+            // Token and spend caps of the token and its ancestors (crate::caps), enforced
+            // through the limits path.
+            token_caps: t
+                .max_tokens
+                .map(|m| (t.id, m))
+                .into_iter()
+                .chain(lineage.token_caps())
+                .filter_map(|(id, m)| positive(m).map(|m| (id, m)))
+                .collect(),
+            spend_caps: t
+                .max_spend_micros
+                .map(|m| (t.id, m))
+                .into_iter()
+                .chain(lineage.spend_caps())
+                .filter_map(|(id, m)| positive(m).map(|m| (id, m)))
+                .collect(),
+            // A certificate-bound token only over a connection with that certificate
+            // (RFC 8705 §3).
+            mtls_x5t: t.binding_x5t.clone(),
+            ..Default::default()
+        },
+    })
+}
+
+fn verify_error(e: VerifyError) -> ApiError {
+    match e {
+        VerifyError::Invalid => ApiError::new(ErrorCode::InvalidToken, "invalid API key: the key is unknown, malformed, expired or revoked"),
+        VerifyError::Unavailable => ApiError::new(ErrorCode::Unavailable, "the gateway cannot verify keys right now; retry later"),
     }
 }
 

@@ -39,7 +39,7 @@ use serde_json::Value;
 
 pub use audit::{AuditEvents, EventGate};
 pub use lineage::{Ancestor, LINEAGE_TTL, Lineage, RootKey};
-pub use tokens::{Caller, ExchangeRequest, NewClient, RequestBinding, TokenResponse, VerifyError};
+pub use tokens::{Caller, ExchangeRequest, NewClient, RequestBinding, SingleUseClaim, TokenResponse, VerifyError};
 
 /// Data-plane scopes (RFC 6749 §3.3: case-sensitive): the same set API keys may carry
 /// (`services:invoke` admits REST services under `/svc/…`, issue 7).

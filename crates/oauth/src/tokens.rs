@@ -131,6 +131,19 @@ impl TokenResponse {
     }
 }
 
+/// A verified, not yet consumed single-use token (`gths_…`) from [`OAuth::verify_deferred`]:
+/// redeem it with [`OAuth::redeem`] once the call is admitted. Holds only the token's keyed
+/// digest, never the plaintext.
+pub struct SingleUseClaim {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for SingleUseClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SingleUseClaim")
+    }
+}
+
 /// Why the data plane refuses a token: always 401 `invalid_token` for `Invalid`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyError {
@@ -327,11 +340,14 @@ impl OAuth {
         let client = self.deps.store.get_oauth_client(id).await.map_err(|e| Self::unavailable(&e))?;
         // Compute the digest before looking at the result so unknown and wrong-secret cases
         // do the same work.
+        // (T40: the HMAC runs before the unknown-client return, with the current pepper when
+        // there is no client.)
         let ok_format = token::parse(secret.expose_secret())
             .is_ok_and(|p| p.kind == TokenKind::ClientSecret && p.env == self.deps.env);
+        let version = client.as_ref().map_or_else(|| self.deps.peppers.current_version(), |c| c.pepper_version);
+        let digest = self.deps.peppers.digest_with(version, secret.expose_secret()).unwrap_or([0; 32]);
         let Some(client) = client else { return Err(self.client_failure(None, "unknown_client")) };
         let expected = client.secret_digest.clone().unwrap_or_default();
-        let digest = self.deps.peppers.digest_with(client.pepper_version, secret.expose_secret()).unwrap_or([0; 32]);
         let matches: bool = digest.ct_eq(expected.as_slice()).into();
         if !ok_format || !matches || client.auth_method != "client_secret_basic" {
             return Err(self.client_failure(Some(client.id), "bad_secret"));
@@ -838,41 +854,82 @@ impl OAuth {
     /// and the root API key) so the data plane can apply the root key's IP allow-list and
     /// limits and every ancestor's caps (issue 5 H4–H6). The lineage is cached
     /// ([`crate::lineage`]): a second call with the same token reads nothing from the store.
+    /// A single-use token is consumed here.
     pub async fn verify_lineage(&self, presented: &str) -> Result<(Arc<IssuedToken>, Arc<Lineage>), VerifyError> {
+        match self.verify_deferred(presented).await? {
+            (_, lineage, Some(claim)) => Ok((self.redeem(&claim).await?, lineage)),
+            (t, lineage, None) => Ok((t, lineage)),
+        }
+    }
+
+    /// [`Self::verify_lineage`] without consuming a single-use token: every check passes on the
+    /// stored record (not consumed, not revoked or expired, lineage live), and the token comes
+    /// back with a [`SingleUseClaim`] the caller redeems ([`Self::redeem`]) only once the call is
+    /// admitted — after its DPoP proof, IP, scope, model and request validation (L3: a refused
+    /// call or a thief without the DPoP key cannot burn it). Other kinds come back with `None`.
+    pub async fn verify_deferred(&self, presented: &str) -> Result<(Arc<IssuedToken>, Arc<Lineage>, Option<SingleUseClaim>), VerifyError> {
         if jws::looks_like_jws(presented) {
             let t = self.verify_jwt(presented).ok_or(VerifyError::Invalid)?;
             if self.denied(&t) {
                 return Err(VerifyError::Invalid);
             }
             let lineage = self.lineage(t.parent_id).await.map_err(|_| VerifyError::Unavailable)?.ok_or(VerifyError::Invalid)?;
-            return Ok((Arc::new(t), lineage));
+            return Ok((Arc::new(t), lineage, None));
         }
         let parsed = token::parse(presented).map_err(|_| VerifyError::Invalid)?;
         if parsed.env != self.deps.env {
             return Err(VerifyError::Invalid);
         }
         let digest = self.deps.peppers.digest(presented);
-        let t = match parsed.kind {
-            TokenKind::Access => self.lookup_access(digest).await?,
-            TokenKind::SingleUse => self.consume(digest).await?,
+        let (t, claim) = match parsed.kind {
+            TokenKind::Access => (self.lookup_access(digest).await?, None),
+            TokenKind::SingleUse => (self.peek_single_use(digest).await?, Some(SingleUseClaim { digest })),
             _ => return Err(VerifyError::Invalid),
         };
+        let lineage = self.check_issued(&t, parsed.kind).await?;
+        Ok((t, lineage, claim))
+    }
+
+    /// Consumes a single-use token checked by [`Self::verify_deferred`] with the store's one
+    /// conditional `UPDATE … RETURNING` (G-9): of any number of concurrent redeemers exactly one
+    /// gets `Ok`; the rest (and any later one) `Invalid`, recorded as `single_use.replay_rejected`.
+    pub async fn redeem(&self, claim: &SingleUseClaim) -> Result<Arc<IssuedToken>, VerifyError> {
+        let t = self.consume(claim.digest).await?;
+        self.check_issued(&t, TokenKind::SingleUse).await?;
+        Ok(t)
+    }
+
+    /// The record of an unconsumed single-use token (store read, no cache: it changes on use).
+    async fn peek_single_use(&self, digest: [u8; 32]) -> Result<Arc<IssuedToken>, VerifyError> {
+        let found = self.deps.store.find_issued_token(&digest).await.map_err(|e| {
+            tracing::error!(error = %e, "single-use token lookup failed");
+            VerifyError::Unavailable
+        })?;
+        let t = found.ok_or(VerifyError::Invalid)?;
+        if t.consumed_at.is_some() {
+            self.deps.events.record("single_use.replay_rejected", Some(t.id), "already_consumed");
+            return Err(VerifyError::Invalid);
+        }
+        Ok(Arc::new(t))
+    }
+
+    /// The checks every opaque token passes: kind, not revoked / expired / deny-listed, the
+    /// audience is this resource, every ancestor live; returns its (cached) lineage.
+    async fn check_issued(&self, t: &IssuedToken, kind: TokenKind) -> Result<Arc<Lineage>, VerifyError> {
         let at = now();
-        if t.kind != kind_name(parsed.kind) || t.revoked_at.is_some() || t.expires_at <= at || self.denied(&t) {
+        if t.kind != kind_name(kind) || t.revoked_at.is_some() || t.expires_at <= at || self.denied(t) {
             return Err(VerifyError::Invalid);
         }
         if t.audience.as_deref().is_some_and(|a| a.trim_end_matches('/') != self.issuer().trim_end_matches('/')) {
             return Err(VerifyError::Invalid);
         }
-        let lineage = self
-            .lineage(t.parent_id)
+        self.lineage(t.parent_id)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "token lineage lookup failed");
                 VerifyError::Unavailable
             })?
-            .ok_or(VerifyError::Invalid)?;
-        Ok((t, lineage))
+            .ok_or(VerifyError::Invalid)
     }
 
     async fn lookup_access(&self, digest: [u8; 32]) -> Result<Arc<IssuedToken>, VerifyError> {

@@ -1,41 +1,30 @@
-//! DPoP settings of the data plane from the environment (issue 5; RFC 9449):
+//! DPoP settings of the data plane (issue 5; RFC 9449), from the validated configuration
+//! (`[dpop]` in the TOML file < environment < `serve` flags; see [`gatehouse_config::DpopConfig`]):
 //!
-//! * `GATEHOUSE_PUBLIC_URL` — the public base URL clients use (`https://gw.example.com`, a path
-//!   prefix allowed). DPoP `htu` is checked against `<GATEHOUSE_PUBLIC_URL><request path>`; it is
-//!   also the OAuth issuer. Unset: `htu` is derived from each request's `Host` (and
-//!   `X-Forwarded-Host`/`-Proto` from trusted proxies) — set it in production so a proof made for
-//!   another host is never accepted.
-//! * `GATEHOUSE_DPOP_NONCES` — `true`/`1` demands server nonces (`DPoP-Nonce`, `use_dpop_nonce`);
-//!   default `false`.
+//! * `public_url` / `GATEHOUSE_PUBLIC_URL` / `--public-url` — the public base URL clients use
+//!   (`https://gw.example.com`, a path prefix allowed). DPoP `htu` is checked against
+//!   `<public_url><request path>`; it is also the OAuth issuer. Unset: `htu` is derived from each
+//!   request's `Host` (and `X-Forwarded-Host`/`-Proto` from trusted proxies) — set it in
+//!   production so a proof made for another host is never accepted.
+//! * `nonces` / `GATEHOUSE_DPOP_NONCES` / `--dpop-nonces` — demand server nonces (`DPoP-Nonce`,
+//!   `use_dpop_nonce`); default `false`.
+//! * `replay_window` / `GATEHOUSE_DPOP_REPLAY_WINDOW` / `--dpop-replay-window` — how long a
+//!   proof's `jti` is remembered against replay; 70 s – 10 min, default 90 s.
 
+use gatehouse_config::DpopConfig;
 use gatehouse_gateway::dpop::DpopSettings;
 
-/// Reads the variables of the module doc.
+/// The gateway's DPoP settings from the configuration.
 ///
-/// Errors: a `GATEHOUSE_PUBLIC_URL` that is not an absolute `http(s)://host[:port][/path]` URL
-/// without query, fragment or user info; a `GATEHOUSE_DPOP_NONCES` that is not a boolean.
-pub fn from_env() -> Result<DpopSettings, String> {
-    let get = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    parse(get("GATEHOUSE_PUBLIC_URL"), get("GATEHOUSE_DPOP_NONCES"))
-}
-
-fn parse(public_url: Option<String>, nonces: Option<String>) -> Result<DpopSettings, String> {
-    let public_base_url = match public_url {
+/// Errors: a public URL that the `htu` normalisation cannot use (the configuration already
+/// refused anything that is not an absolute `http(s)` URL without query, fragment or user info).
+pub fn from_config(c: &DpopConfig) -> Result<DpopSettings, String> {
+    let public_base_url = match &c.public_url {
         None => None,
-        Some(u) => {
-            let ok = !u.contains(['?', '#', ' ']) && gatehouse_auth::dpop::normalize_htu(&u).is_some();
-            if !ok {
-                return Err("GATEHOUSE_PUBLIC_URL must be an absolute http(s) URL such as https://gw.example.com".into());
-            }
-            Some(u.trim_end_matches('/').to_string())
-        }
+        Some(u) if gatehouse_auth::dpop::normalize_htu(u).is_some() => Some(u.trim_end_matches('/').to_string()),
+        Some(_) => return Err("the DPoP public URL must be an absolute http(s) URL such as https://gw.example.com".into()),
     };
-    let nonces = match nonces.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("false" | "0" | "no" | "off") => false,
-        Some("true" | "1" | "yes" | "on") => true,
-        Some(_) => return Err("GATEHOUSE_DPOP_NONCES must be true or false".into()),
-    };
-    Ok(DpopSettings { public_base_url, nonces })
+    Ok(DpopSettings { public_base_url, nonces: c.nonces, replay_window: c.replay_window })
 }
 
 #[cfg(test)]
@@ -44,14 +33,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_valid_values_and_clear_errors() {
-        let d = parse(None, None).unwrap();
-        assert_eq!((d.public_base_url, d.nonces), (None, false));
-        let d = parse(Some("https://GW.example.com/".into()), Some("TRUE".into())).unwrap();
-        assert_eq!((d.public_base_url.as_deref(), d.nonces), (Some("https://GW.example.com"), true));
-        assert!(parse(Some("gw.example.com".into()), None).unwrap_err().contains("GATEHOUSE_PUBLIC_URL"));
-        assert!(parse(Some("https://gw.example.com/?a=1".into()), None).is_err());
-        assert!(parse(Some("https://u:p@gw.example.com".into()), None).is_err());
-        assert!(parse(None, Some("sometimes".into())).unwrap_err().contains("GATEHOUSE_DPOP_NONCES"));
+    fn settings_follow_the_configuration() {
+        let d = from_config(&DpopConfig::default()).unwrap();
+        assert_eq!((d.public_base_url, d.nonces, d.replay_window.as_secs()), (None, false, 90));
+        let c = DpopConfig { public_url: Some("https://GW.example.com/".into()), nonces: true, replay_window: std::time::Duration::from_secs(120) };
+        let d = from_config(&c).unwrap();
+        assert_eq!((d.public_base_url.as_deref(), d.nonces, d.replay_window.as_secs()), (Some("https://GW.example.com"), true, 120));
     }
 }

@@ -83,6 +83,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_on_broken_pipe();
+    }
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::serve(args).await,
@@ -105,4 +108,23 @@ fn main() -> ExitCode {
             Command::Subscriptions(args) => cli::apim::subscriptions(args).await,
         }
     })
+}
+
+/// For the CLI commands: a reader that went away (`gatehouse audit | head -1`) ends the process
+/// quietly with status 0, as `head`'s other producers do, instead of a panic message (L5).
+///
+/// Rust ignores SIGPIPE, so `println!` on a closed pipe panics with "failed printing to stdout:
+/// Broken pipe"; restoring SIGPIPE's default would need `unsafe` (forbidden here) and must not
+/// happen in `serve` anyway (a client closing its socket would kill the server). This hook
+/// recognises exactly that panic and exits; every other panic keeps the default report.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied()).unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && (msg.contains("Broken pipe") || msg.contains("os error 32")) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

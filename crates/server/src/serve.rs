@@ -72,6 +72,17 @@ pub struct ServeArgs {
     /// default: in-memory counters, one node).
     #[arg(long, value_name = "URL", env = "GATEHOUSE_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// Public base URL of the data plane: DPoP `htu` base and OAuth issuer (env
+    /// GATEHOUSE_PUBLIC_URL; file `[dpop] public_url`).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Demand DPoP server nonces: true or false (env GATEHOUSE_DPOP_NONCES; file `[dpop] nonces`).
+    #[arg(long, value_name = "BOOL")]
+    dpop_nonces: Option<String>,
+    /// DPoP proof `jti` replay window, 70s–10m (env GATEHOUSE_DPOP_REPLAY_WINDOW; file
+    /// `[dpop] replay_window`; default 90s).
+    #[arg(long, value_name = "DURATION")]
+    dpop_replay_window: Option<String>,
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -97,18 +108,13 @@ fn config_path(flag: &Option<PathBuf>) -> Option<PathBuf> {
     flag.clone().or_else(|| std::env::var_os("GATEHOUSE_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
 }
 
-fn load_config(store: &StoreArgs, listen: Option<String>, admin_listen: Option<String>, demo: bool, tls: &TlsArgs) -> Result<Config, ConfigErrors> {
+fn load_config(store: &StoreArgs, flags: Overrides, demo: bool) -> Result<Config, ConfigErrors> {
     let file = config_path(&store.config);
     let cli = Overrides {
         source: OverrideSource::Cli,
         data_dir: store.data_dir.clone(),
         database_url: store.database_url.clone(),
-        listen,
-        admin_listen,
-        tls_cert: tls.tls_cert.clone(),
-        tls_key: tls.tls_key.clone(),
-        tls_client_ca: tls.tls_client_ca.clone(),
-        ..Default::default()
+        ..flags
     };
     let extra = if demo { vec![DEMO_OPENAI.to_string(), DEMO_ANTHROPIC.to_string()] } else { Vec::new() };
     gatehouse_config::load(&Sources { file: file.as_deref(), env: &ProcessEnv, cli, extra_providers: extra })
@@ -159,7 +165,7 @@ pub fn check_config(file: &Path) -> ExitCode {
 
 /// `gatehouse migrate`.
 pub async fn migrate(args: StoreArgs) -> ExitCode {
-    let config = match load_config(&args, None, None, false, &TlsArgs::default()) {
+    let config = match load_config(&args, Overrides::default(), false) {
         Ok(c) => c,
         Err(e) => {
             report_config_errors(&e);
@@ -268,7 +274,21 @@ fn secret_env(name: &str) -> Option<SecretString> {
 
 /// `gatehouse serve`.
 pub async fn serve(args: ServeArgs) -> ExitCode {
-    let config = match load_config(&args.store, args.listen.clone(), args.admin_listen.clone(), args.demo, &args.tls) {
+    let config = match load_config(
+        &args.store,
+        Overrides {
+            listen: args.listen.clone(),
+            admin_listen: args.admin_listen.clone(),
+            public_url: args.public_url.clone(),
+            dpop_nonces: args.dpop_nonces.clone(),
+            dpop_replay_window: args.dpop_replay_window.clone(),
+            tls_cert: args.tls.tls_cert.clone(),
+            tls_key: args.tls.tls_key.clone(),
+            tls_client_ca: args.tls.tls_client_ca.clone(),
+            ..Default::default()
+        },
+        args.demo,
+    ) {
         Ok(c) => c,
         Err(e) => {
             report_config_errors(&e);
@@ -405,13 +425,13 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             stream_drain: config.shutdown_drain,
             body_read_timeout: config.body_read_timeout,
             trusted_proxies: trusted_proxies()?,
-            issuer: issuer_for(&config.listen.to_string(), config.tls.is_some()),
+            issuer: issuer_for(config.dpop.public_url.as_deref(), &config.listen.to_string(), config.tls.is_some()),
             // Built-in model catalog, overridden by `<data_dir>/models.toml` when present.
             catalog: Arc::new(
                 gatehouse_providers::catalog::Catalog::load(&config.data_dir.join("models.toml")).map_err(|e| e.to_string())?,
             ),
             routing: crate::traffic::routing_settings(&config),
-            dpop: crate::dpop_settings::from_env()?,
+            dpop: crate::dpop_settings::from_config(&config.dpop)?,
             response_cache: Default::default(),
         },
         shutdown: shutdown.clone(),
@@ -547,14 +567,12 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// The OAuth issuer (issue 5): `GATEHOUSE_PUBLIC_URL` if set, else `http://<listen address>`
-/// (`https://` when the data plane serves TLS) with an unspecified host replaced by
-/// `127.0.0.1`.
-fn issuer_for(listen: &str, tls: bool) -> String {
-    if let Ok(url) = std::env::var("GATEHOUSE_PUBLIC_URL")
-        && !url.trim().is_empty()
-    {
-        return url.trim().trim_end_matches('/').to_string();
+/// The OAuth issuer (issue 5): the configured public URL (`[dpop] public_url`,
+/// `GATEHOUSE_PUBLIC_URL`, `--public-url`) if set, else `http://<listen address>` (`https://`
+/// when the data plane serves TLS) with an unspecified host replaced by `127.0.0.1`.
+fn issuer_for(public_url: Option<&str>, listen: &str, tls: bool) -> String {
+    if let Some(url) = public_url {
+        return url.trim_end_matches('/').to_string();
     }
     let host = listen.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
     format!("{}://{host}", if tls { "https" } else { "http" })
@@ -587,10 +605,8 @@ mod tests {
 
     #[test]
     fn the_default_issuer_follows_the_listener_scheme() {
-        if std::env::var_os("GATEHOUSE_PUBLIC_URL").is_some() {
-            return;
-        }
-        assert_eq!(issuer_for("0.0.0.0:8443", true), "https://127.0.0.1:8443");
-        assert_eq!(issuer_for("0.0.0.0:8080", false), "http://127.0.0.1:8080");
+        assert_eq!(issuer_for(None, "0.0.0.0:8443", true), "https://127.0.0.1:8443");
+        assert_eq!(issuer_for(None, "0.0.0.0:8080", false), "http://127.0.0.1:8080");
+        assert_eq!(issuer_for(Some("https://gw.example.com/"), "0.0.0.0:8080", false), "https://gw.example.com");
     }
 }

@@ -175,8 +175,10 @@ pub trait Store: Send + Sync + 'static {
     // --- issue 5 (token security, part b): key rotation and suspension (`sqlite/security.rs`,
     // `postgres/security.rs`). ---
     /// Rotation with overlap, one transaction: inserts `successor` and sets the old key's
-    /// `expires_at = min(expires_at, old_expires_at)`. Returns false (and changes nothing) if the
-    /// old key does not exist or is revoked or suspended. `Conflict` on a duplicate digest.
+    /// `expires_at = min(expires_at, old_expires_at)` and its `rotated_to` column (compare-and-set
+    /// on `rotated_to IS NULL`). Returns false (and changes nothing) if the old key does not exist,
+    /// is revoked or suspended, or already has a successor: of any number of concurrent
+    /// rotations of one key exactly one returns true (L2). `Conflict` on a duplicate digest.
     async fn rotate_credential(&self, old: Id, successor: &Credential, old_expires_at: Timestamp) -> StoreResult<bool>;
     /// Sets `security.suspended_at` if not yet set. Returns false if no such credential.
     async fn suspend_credential(&self, id: Id, at: Timestamp) -> StoreResult<bool>;

@@ -62,14 +62,21 @@ impl SqliteStore {
 
     /// Opens (creating if missing, with its parent directory) the database file at `path`:
     /// WAL journal, `synchronous=NORMAL`, foreign keys on, busy timeout 5 s, 4 connections.
+    ///
+    /// A directory it creates is mode 0700 and a database file it creates 0600 (L5: key digests,
+    /// sealed provider keys and the audit log are nobody else's business); SQLite gives the
+    /// `-wal` and `-shm` files the database file's mode. Existing files are left as they are
+    /// (a warning if group or others can read them).
     pub async fn open(path: &Path) -> StoreResult<Self> {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| {
+            create_private_dir(parent).map_err(|e| {
                 StoreError::Database(format!("cannot create directory {}: {e}", parent.display()))
             })?;
         }
+        create_private_file(path)
+            .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", path.display())))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -124,6 +131,38 @@ impl SqliteStore {
             .begin()
             .await
             .map_err(|e| StoreError::from_sqlx(what, e))
+    }
+}
+
+/// `create_dir_all` with mode 0700 for every directory it creates (unix).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Creates the database file with mode 0600 if it does not exist yet (before SQLite opens it,
+/// so it is never readable by others, not even briefly); warns about an existing file that
+/// group or others can read.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            if let Ok(meta) = std::fs::metadata(path)
+                && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0
+            {
+                tracing::warn!(path = %path.display(), "the database file is readable by group or others; chmod 600 it");
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -1369,6 +1408,30 @@ mod tests {
         assert_eq!(sqlite_path("sqlite::memory:").unwrap(), None);
         assert!(sqlite_path("sqlite://").is_err());
         assert!(sqlite_path("postgres://x").is_err());
+    }
+
+    /// L5: a database the store creates is 0600 (and its WAL/SHM files), a directory it
+    /// creates 0700.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn l5_new_database_files_are_0600_and_new_directories_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("gh-perm-{}", uuid::Uuid::now_v7().simple()));
+        let path = root.join("nested").join("gatehouse.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.migrate().await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("nested")), 0o700);
+        let mut files = 0;
+        for entry in std::fs::read_dir(root.join("nested")).unwrap() {
+            let p = entry.unwrap().path();
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+            files += 1;
+        }
+        assert!(files >= 2, "the database and its WAL files exist while open");
+        drop(store);
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -1580,11 +1580,17 @@ async fn credential_security_round_trips_rotates_and_suspends(store: Arc<dyn Sto
     assert!(store.rotate_credential(old.id, &successor, grace_end).await.unwrap());
     assert_eq!(store.get_credential(old.id).await.unwrap().unwrap().expires_at, Some(grace_end));
     assert_eq!(store.get_credential(successor.id).await.unwrap().unwrap(), successor);
-    // a later grace never extends the expiry
+    // L2: a key is rotated once; a second rotation changes nothing (no second successor, the
+    // expiry stays)
     let mut third = credential(&a, 43);
     third.security.rotated_from = Some(old.id);
-    assert!(store.rotate_credential(old.id, &third, grace_end + Duration::days(1)).await.unwrap());
+    assert!(!store.rotate_credential(old.id, &third, now_us()).await.unwrap());
+    assert!(store.get_credential(third.id).await.unwrap().is_none());
     assert_eq!(store.get_credential(old.id).await.unwrap().unwrap().expires_at, Some(grace_end));
+    // the successor itself can be rotated
+    // (with a grace ending after its own expiry: a grace never extends the expiry)
+    assert!(store.rotate_credential(successor.id, &third, successor.expires_at.unwrap() + Duration::days(10)).await.unwrap());
+    assert_eq!(store.get_credential(successor.id).await.unwrap().unwrap().expires_at, successor.expires_at);
 
     // revoked or unknown: nothing changes, the successor is not inserted
     store.revoke_credential(third.id, now_us()).await.unwrap();
@@ -1594,9 +1600,11 @@ async fn credential_security_round_trips_rotates_and_suspends(store: Arc<dyn Sto
     assert!(!store.rotate_credential(new_id(), &fourth, grace_end).await.unwrap());
     assert!(store.get_credential(fourth.id).await.unwrap().is_none());
     // duplicate digest → Conflict, old key untouched
+    let fresh = credential(&a, 46);
+    store.create_credential(&fresh).await.unwrap();
     let dup = credential(&a, 42);
-    assert!(matches!(store.rotate_credential(successor.id, &dup, now_us()).await, Err(StoreError::Conflict(_))));
-    assert_eq!(store.get_credential(successor.id).await.unwrap().unwrap().expires_at, successor.expires_at);
+    assert!(matches!(store.rotate_credential(fresh.id, &dup, now_us()).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.get_credential(fresh.id).await.unwrap().unwrap().expires_at, fresh.expires_at);
 
     // suspension
     let at = now_us();
@@ -1608,6 +1616,42 @@ async fn credential_security_round_trips_rotates_and_suspends(store: Arc<dyn Sto
     assert!(!store.rotate_credential(successor.id, &suspended_rotation, at).await.unwrap());
 }
 store_test!(credential_security_round_trips_rotates_and_suspends);
+
+/// L2: eight concurrent rotations of one key → exactly one successor (compare-and-set in the
+/// store), the other seven change nothing.
+async fn l2_concurrent_rotations_create_exactly_one_successor(store: Arc<dyn Store>) {
+    let t = team("rot-race");
+    store.create_team(&t).await.unwrap();
+    let a = app(t.id, "rot-race-app");
+    store.create_app(&a).await.unwrap();
+    let old = credential(&a, 60);
+    store.create_credential(&old).await.unwrap();
+    let grace_end = now_us() + Duration::hours(1);
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        let mut successor = credential(&a, 61 + i);
+        successor.security.rotated_from = Some(old.id);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            (successor.id, store.rotate_credential(old.id, &successor, grace_end).await.unwrap())
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (id, won) = task.await.unwrap();
+        if won {
+            winners.push(id);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one rotation wins");
+    let keys = store.list_credentials(&CredentialFilter { app_id: Some(a.id), include_revoked: true, ..Default::default() }).await.unwrap();
+    let successors: Vec<Id> = keys.iter().filter(|k| k.security.rotated_from == Some(old.id)).map(|k| k.id).collect();
+    assert_eq!(successors, winners, "only the winner's successor exists");
+    assert_eq!(store.get_credential(old.id).await.unwrap().unwrap().expires_at, Some(grace_end));
+}
+store_test!(l2_concurrent_rotations_create_exactly_one_successor);
 
 // ---------------------------------------------------------------------------------------------
 // issue 6: limits

@@ -247,7 +247,7 @@ pub fn token_from_json(body: &[u8]) -> Result<SecretString, ApiError> {
 
 /// Maps an authorization-server error onto the admin error table (descriptions never carry a
 /// secret: they are fixed text or echo scope / model names).
-fn from_oauth(e: OAuthError) -> ApiError {
+pub(super) fn from_oauth(e: OAuthError) -> ApiError {
     match e.error {
         "temporarily_unavailable" => ApiError::new(ErrorCode::Unavailable, e.description),
         "server_error" => ApiError::internal(),

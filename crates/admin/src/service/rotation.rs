@@ -96,7 +96,11 @@ impl AdminService {
     /// that the old key fails with `invalid_token`. Records `key.rotated` and drops the old key
     /// from every auth cache.
     ///
-    /// Errors: 400 grace too long, 404 unknown key, 409 the key is revoked or suspended.
+    /// A key has at most one successor: rotating it again, or concurrently, answers 409 (L2;
+    /// compare-and-set in [`gatehouse_store::Store::rotate_credential`]).
+    ///
+    /// Errors: 400 grace too long, 404 unknown key, 409 the key is expired, revoked, suspended or
+    /// already rotated.
     pub async fn rotate_key(&self, id: Id, grace: Option<Duration>) -> Result<(CreatedKey, KeyView), ApiError> {
         let grace = grace.unwrap_or(DEFAULT_GRACE);
         if grace > MAX_GRACE {
@@ -144,7 +148,13 @@ impl AdminService {
         }
         let rotated = rotated?;
         if !rotated {
-            return Err(ApiError::new(gatehouse_types::ErrorCode::Conflict, "a revoked or suspended key cannot be rotated").with_param("id"));
+            // Compare-and-set in the store: a concurrent rotation won, or the key was rotated,
+            // revoked or suspended meanwhile (L2).
+            return Err(ApiError::new(
+                gatehouse_types::ErrorCode::Conflict,
+                "this key was already rotated (rotate its successor), or it is revoked or suspended",
+            )
+            .with_param("id"));
         }
         self.deps.bus.publish(BusEvent::CredentialChanged { id: old.id, digest: old.digest.clone() });
         self.deps.audit.record(
@@ -178,41 +188,38 @@ impl AdminService {
         Ok(ids)
     }
 
-    /// Handles a leak report: every string that is a well-formed Gatehouse API key of this
-    /// deployment (format and CRC32 checked offline first) and matches a stored key gets that
-    /// key revoked (bus event, `key.revoked` with reason `leak_report`). One `leak.reported`
-    /// event records the counts. Returns how many strings were received — never which matched.
+    /// Handles a leak report (`token-security.md` §2.5 "Leak response"): every string that is a
+    /// well-formed Gatehouse credential of this deployment (format and CRC32 checked offline
+    /// first, no store access otherwise) and matches a live stored credential is revoked:
+    ///
+    /// * `gthk_` API key: revoked, bus event, `key.revoked` (reason `leak_report`); tokens
+    ///   exchanged from it die with it;
+    /// * `gtha_` access / `gths_` single-use token: revoked with its derived tokens, `token.revoked`
+    ///   (actor `leak-report`, reason `leak_report`);
+    /// * `gthc_` OAuth client secret: the client and every token it obtained are revoked,
+    ///   `oauth_client.revoked` (actor `leak-report`, reason `leak_report`);
+    /// * `gtho_` operator token: revoked, `operator_token.revoked` (reason `leak_report`).
+    ///
+    /// One `leak.reported` event records the counts. Returns how many strings were received —
+    /// never which matched (M3).
     pub async fn report_leak(&self, tokens: &[String], source: Option<&str>) -> Result<usize, ApiError> {
         let mut well_formed = 0usize;
         let mut revoked = 0usize;
         for t in tokens {
-            match token::parse(t) {
-                Ok(p) if p.kind == TokenKind::ApiKey && p.env == self.deps.env => well_formed += 1,
-                Ok(p) if p.kind == TokenKind::Operator && p.env == self.deps.env => {
-                    well_formed += 1;
-                    if self.revoke_operator_token_plaintext(t, "leak-report", "leak_report").await?.is_some() {
-                        revoked += 1;
-                    }
-                    continue;
-                }
+            let kind = match token::parse(t) {
+                Ok(p) if p.env == self.deps.env => p.kind,
                 _ => continue,
-            }
-            let mut found = None;
-            for version in (1..=self.deps.peppers.current_version()).rev() {
-                let Some(d) = self.deps.peppers.digest_with(version, t) else { continue };
-                if let Some(c) = self.deps.store.find_credential(&d).await.map_err(|e| internal("looking up a reported key", &e))? {
-                    found = Some(c);
-                    break;
-                }
-            }
-            let Some(c) = found else { continue };
-            if c.revoked_at.is_none() {
-                self.deps.store.revoke_credential(c.id, now()).await.map_err(|e| internal("revoking a reported key", &e))?;
+            };
+            well_formed += 1;
+            let hit = match kind {
+                TokenKind::ApiKey => self.revoke_leaked_key(t).await?,
+                TokenKind::Operator => self.revoke_operator_token_plaintext(t, "leak-report", "leak_report").await?.is_some(),
+                TokenKind::Access | TokenKind::SingleUse => self.revoke_leaked_token(t).await?,
+                TokenKind::ClientSecret => self.revoke_leaked_client_secret(t).await?,
+            };
+            if hit {
                 revoked += 1;
-                self.deps.audit.record(NewAuditEvent::new(kinds::KEY_REVOKED, "leak-report").credential(c.id).reason("leak_report"));
             }
-            self.deps.bus.publish(BusEvent::CredentialChanged { id: c.id, digest: c.digest.clone() });
-            self.deps.bus.publish(BusEvent::TokenRevoked { id: c.id });
         }
         let source: Option<String> = source.map(|s| s.chars().take(128).collect());
         self.deps.audit.record(
@@ -221,6 +228,72 @@ impl AdminService {
         );
         Ok(tokens.len())
     }
+
+    /// A reported `gthk_` key: revoked if stored and live. True if this call revoked it.
+    async fn revoke_leaked_key(&self, t: &str) -> Result<bool, ApiError> {
+        let mut found = None;
+        for version in (1..=self.deps.peppers.current_version()).rev() {
+            let Some(d) = self.deps.peppers.digest_with(version, t) else { continue };
+            if let Some(c) = self.deps.store.find_credential(&d).await.map_err(|e| internal("looking up a reported key", &e))? {
+                found = Some(c);
+                break;
+            }
+        }
+        let Some(c) = found else { return Ok(false) };
+        let mut hit = false;
+        if c.revoked_at.is_none() {
+            self.deps.store.revoke_credential(c.id, now()).await.map_err(|e| internal("revoking a reported key", &e))?;
+            hit = true;
+            self.deps.audit.record(NewAuditEvent::new(kinds::KEY_REVOKED, "leak-report").credential(c.id).reason("leak_report"));
+        }
+        self.deps.bus.publish(BusEvent::CredentialChanged { id: c.id, digest: c.digest.clone() });
+        self.deps.bus.publish(BusEvent::TokenRevoked { id: c.id });
+        Ok(hit)
+    }
+
+    /// A reported `gtha_` / `gths_` token: revoked (with everything derived from it) if it is
+    /// live. Nothing to do on a node without an authorization server (no such tokens exist).
+    async fn revoke_leaked_token(&self, t: &str) -> Result<bool, ApiError> {
+        let Some(oauth) = self.oauth.get() else { return Ok(false) };
+        let revoked = oauth.revoke_detailed(t, &gatehouse_oauth::Caller::Operator).await.map_err(super::oauth_clients::from_oauth)?;
+        let Some((id, kind)) = revoked else { return Ok(false) };
+        self.deps.audit.record(
+            NewAuditEvent::new(TOKEN_REVOKED, "leak-report").credential(id).reason("leak_report").details(json!({"kind": kind})),
+        );
+        Ok(true)
+    }
+
+    /// A reported `gthc_` client secret: the live client whose secret digest matches is revoked
+    /// with every token it obtained. Clients have no digest index (their secrets are only ever
+    /// presented with the client id), so this compares against each live `client_secret_basic`
+    /// client, in constant time per comparison.
+    async fn revoke_leaked_client_secret(&self, t: &str) -> Result<bool, ApiError> {
+        let clients = self.deps.store.list_oauth_clients(false).await.map_err(|e| internal("reading oauth clients", &e))?;
+        let matched = clients.into_iter().find(|c| {
+            let Some(expected) = c.secret_digest.as_deref() else { return false };
+            self.deps.peppers.digest_with(c.pepper_version, t).is_some_and(|d| constant_time_eq(&d, expected))
+        });
+        let Some(client) = matched else { return Ok(false) };
+        // The authorization server's own revoke_client does the same two steps; going to the
+        // store here keeps one audit record (actor `leak-report`) and works without one.
+        let found = self.deps.store.revoke_oauth_client(client.id, now()).await.map_err(|e| internal("revoking an oauth client", &e))?;
+        self.deps.bus.publish(BusEvent::TokenRevoked { id: client.id });
+        if found {
+            self.deps.audit.record(NewAuditEvent::new(OAUTH_CLIENT_REVOKED, "leak-report").credential(client.id).reason("leak_report"));
+            tracing::info!(client_id = %client.id, "oauth client revoked after a leak report");
+        }
+        Ok(found)
+    }
+}
+
+/// Audit type of a revoked access / single-use token (same name as the authorization server's).
+const TOKEN_REVOKED: &str = "token.revoked";
+/// Audit type of a revoked OAuth client (same name as the authorization server's).
+const OAUTH_CLIENT_REVOKED: &str = "oauth_client.revoked";
+
+/// Byte-string equality whose running time depends only on the lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Reads a leak report body: GitHub's secret-scanning shape `[{"token", "type", "url",

@@ -48,7 +48,12 @@ impl AdminService {
     /// The team of an API key, `None` if there is no such key.
     pub async fn key_team(&self, id: Id) -> Result<Option<Id>, ApiError> {
         let key = self.deps.store.get_credential(id).await.map_err(|e| internal("reading a key", &e))?;
-        Ok(key.map(|k| k.team_id))
+        if let Some(k) = key {
+            return Ok(Some(k.team_id));
+        }
+        // An issued token's id (`keys revoke` of a single-use token, L3).
+        let token = self.deps.store.get_issued_token(id).await.map_err(|e| internal("reading a token", &e))?;
+        Ok(token.map(|t| t.team_id))
     }
 
     /// The team of an OAuth client, `None` if there is no such client (issue 7).

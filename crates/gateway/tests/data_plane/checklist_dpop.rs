@@ -189,7 +189,7 @@ async fn t27_negative_proofs_over_http_are_401_dpop_invalid_dpop_proof() {
 
 #[tokio::test]
 async fn t27_nonce_required_is_401_use_dpop_nonce_with_the_nonce_then_200() {
-    let h = Harness::start_with(with_dpop(DpopSettings { public_base_url: None, nonces: true })).await;
+    let h = Harness::start_with(with_dpop(DpopSettings { public_base_url: None, nonces: true, ..Default::default() })).await;
     let k = DpopKey::new();
     let (_, key) = h.create_key_with(&[], None, |c| c.security.dpop_jkt = Some(k.jkt())).await;
     let htu = h.url(CHAT);
@@ -233,7 +233,7 @@ async fn t28_proof_by_another_key_than_the_binding_is_401_dpop_invalid_token() {
 
 #[tokio::test]
 async fn t29_htu_with_query_fragment_case_and_default_port_is_200_against_the_public_base_url() {
-    let public = DpopSettings { public_base_url: Some("https://gw.example.com".into()), nonces: false };
+    let public = DpopSettings { public_base_url: Some("https://gw.example.com".into()), nonces: false, ..Default::default() };
     let h = Harness::start_with(with_dpop(public)).await;
     let k = DpopKey::new();
     let (_, key) = h.create_key_with(&[], None, |c| c.security.dpop_jkt = Some(k.jkt())).await;
@@ -455,7 +455,7 @@ async fn token_endpoint_refuses_bad_proofs_and_mismatched_or_malformed_dpop_jkt_
 
 #[tokio::test]
 async fn token_endpoint_with_nonces_answers_400_use_dpop_nonce_with_the_nonce() {
-    let h = Harness::start_with(with_dpop(DpopSettings { public_base_url: None, nonces: true })).await;
+    let h = Harness::start_with(with_dpop(DpopSettings { public_base_url: None, nonces: true, ..Default::default() })).await;
     let c = client(&h, "opaque").await;
     let k = DpopKey::new();
     let endpoint = h.url("/oauth/token");
@@ -563,4 +563,30 @@ async fn exchanging_a_bound_key_gives_a_token_bound_to_the_same_key_and_a_proof_
     let v: Value = token_request(&h, &c, &[EXCHANGE, API_KEY_TYPE, ("subject_token", h.key.as_str())], Some(&proof)).await.json().await.unwrap();
     assert_eq!(v["token_type"], "DPoP", "{v}");
     assert_eq!(introspect(&h, &c, v["access_token"].as_str().unwrap()).await["cnf"]["jkt"], other.jkt());
+}
+
+/// L3 (c): a DPoP-bound single-use token has its proof checked before it is consumed: a thief
+/// without the key (as Bearer, with another key's proof, or with no proof) gets 401 and the
+/// token still works once for its holder.
+#[tokio::test]
+async fn l3c_dpop_bound_single_use_token_is_not_burned_by_requests_without_its_key() {
+    let h = Harness::start().await;
+    let c = client(&h, "opaque").await;
+    let k = DpopKey::new();
+    let (_, bound_key) = h.create_key_with(&[], None, |cr| cr.security.dpop_jkt = Some(k.jkt())).await;
+    let want = ("requested_token_type", gatehouse_oauth::token_types::SINGLE_USE);
+    let v: Value = token_request(&h, &c, &[EXCHANGE, API_KEY_TYPE, ("subject_token", bound_key.as_str()), want], None).await.json().await.unwrap();
+    let su = v["access_token"].as_str().unwrap().to_string();
+    assert!(su.starts_with("gths_live_"), "{v}");
+    assert_eq!(v["token_type"], "DPoP", "{v}");
+    // The thief: as Bearer, with a proof of another key, with no proof, with a proof for the token
+    // but another URL.
+    assert_eq!(h.post(CHAT, Some(&su), &chat_body()).await.status(), 401);
+    let thief = DpopKey::new();
+    assert_eq!(dpop_chat(&h, &su, &[&thief.proof("POST", &h.url(CHAT), Some(&su))]).await.status(), 401);
+    assert_eq!(dpop_chat(&h, &su, &[]).await.status(), 401);
+    assert_eq!(dpop_chat(&h, &su, &[&k.proof("POST", &h.url("/v1/embeddings"), Some(&su))]).await.status(), 401);
+    // The holder: exactly one success.
+    assert_eq!(dpop_chat(&h, &su, &[&k.proof("POST", &h.url(CHAT), Some(&su))]).await.status(), 200);
+    assert_eq!(dpop_chat(&h, &su, &[&k.proof("POST", &h.url(CHAT), Some(&su))]).await.status(), 401);
 }

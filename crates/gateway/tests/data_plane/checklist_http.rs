@@ -306,3 +306,85 @@ async fn t39_oversized_authorization_is_400_or_431_and_never_echoed() {
     let text = resp.text().await.unwrap();
     assert!(!text.contains(&"a".repeat(64)));
 }
+
+// ------------------------------------------------------------------ T32: raw HTTP/1.1 framing
+
+/// Writes `request` on a fresh TCP connection to the data plane and reads until the server
+/// closes it (every byte it sent).
+async fn raw_exchange(h: &Harness, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = h.url("").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    // Reading to EOF is the assertion that the connection is closed: a kept-alive connection
+    // would leave this waiting (the harness's test timeout then fails the test).
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await.expect("the server must close the connection").unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_lines(resp: &str) -> Vec<&str> {
+    resp.lines().filter(|l| l.starts_with("HTTP/1.")).collect()
+}
+
+/// T32: a header name followed by a space before the colon (RFC 9112 §5.1: MUST be rejected
+/// with 400) → 400 and the connection closed; the credential is never looked at.
+#[tokio::test]
+async fn t32_space_before_the_colon_is_400_and_the_connection_closes() {
+    let h = Harness::start().await;
+    let body = chat_body().to_string();
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization : Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        h.key,
+        body.len()
+    );
+    let resp = raw_exchange(&h, req.as_bytes()).await;
+    assert_eq!(status_lines(&resp), vec!["HTTP/1.1 400 Bad Request"], "{resp}");
+    assert_eq!(h.mock.calls(), 0);
+}
+
+/// T32: an obs-fold continuation line in a request (RFC 9112 §5.2: a server MUST reject it with
+/// 400 or replace it with spaces) → 400 and the connection closed.
+#[tokio::test]
+async fn t32_obs_fold_header_is_400_and_the_connection_closes() {
+    let h = Harness::start().await;
+    let body = chat_body().to_string();
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {}\r\nX-Folded: a\r\n  b\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        h.key,
+        body.len()
+    );
+    let resp = raw_exchange(&h, req.as_bytes()).await;
+    assert_eq!(status_lines(&resp), vec!["HTTP/1.1 400 Bad Request"], "{resp}");
+    assert_eq!(h.mock.calls(), 0);
+}
+
+/// T32: `Content-Length` together with `Transfer-Encoding: chunked`. The checklist asks for 400
+/// + close; hyper (the HTTP/1 server under axum) takes the other branch RFC 9112 §6.3 allows: it
+/// drops `Content-Length`, reads the body as chunked ("the Transfer-Encoding overrides the
+/// Content-Length") and closes the connection after the response (the §6.3 MUST). hyper strips
+/// the `Content-Length` before any middleware runs, so refusing with 400 would need our own
+/// HTTP/1 parser; it would also not add safety, because the gateway never forwards client
+/// framing (upstream requests are rebuilt, and the REST proxy drops `Content-Length` and
+/// `Transfer-Encoding` as hop-by-hop). What this test pins down is what matters for smuggling:
+/// the body is framed by `Transfer-Encoding` only (the misleading length 3 is ignored), a
+/// request smuggled behind it on the same connection is never answered, and the connection is
+/// closed.
+#[tokio::test]
+async fn t32_content_length_with_chunked_is_framed_by_chunked_only_and_the_connection_closes() {
+    let h = Harness::start().await;
+    let body = chat_body().to_string();
+    let smuggled = format!("GET /v1/models HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {}\r\n\r\n", h.key);
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n{smuggled}",
+        h.key,
+        body.len()
+    );
+    let resp = raw_exchange(&h, req.as_bytes()).await;
+    // One answer only: the chat call, read by chunked framing (with Content-Length: 3 the body
+    // would be `{"m` and the answer a 400).
+    assert_eq!(status_lines(&resp), vec!["HTTP/1.1 200 OK"], "{resp}");
+    assert!(resp.to_ascii_lowercase().contains("connection: close"), "{resp}");
+    assert!(!resp.contains("\"object\":\"list\""), "the smuggled request was answered: {resp}");
+    assert_eq!(h.mock.calls(), 1);
+}

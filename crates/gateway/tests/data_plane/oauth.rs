@@ -455,3 +455,64 @@ async fn services_invoke_is_an_oauth_scope_and_passes_the_svc_scope_check() {
     let meta: Value = h.client.get(h.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
     assert!(meta["scopes_supported"].as_array().unwrap().iter().any(|s| s == "services:invoke"));
 }
+
+async fn single_use(h: &Harness, scopes: &[&str], models: &[&str]) -> String {
+    let t = admin(h)
+        .mint_single_use(
+            h.team_id,
+            h.app_id,
+            "once",
+            scopes.iter().map(|s| s.to_string()).collect(),
+            models.iter().map(|s| s.to_string()).collect(),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    t.access_token.expose_secret().to_string()
+}
+
+/// L3 (b): calls refused for the client's own mistake before reaching the upstream — request
+/// validation (400), a model outside the token (403), a scope it lacks (403) — do not consume a
+/// single-use token; the first admitted call does, and the next one is 401.
+#[tokio::test]
+async fn l3b_single_use_token_is_not_consumed_by_calls_refused_before_the_upstream() {
+    let h = Harness::start().await;
+    let su = single_use(&h, &["chat:invoke"], &["demo"]).await;
+    let invalid = json!({"model": "demo", "temperature": 7, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(h.post("/v1/chat/completions", Some(&su), &invalid).await.status(), 400);
+    let other_model = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(h.post("/v1/chat/completions", Some(&su), &other_model).await.status(), 403);
+    assert_eq!(h.post("/v1/embeddings", Some(&su), &json!({"model": "demo", "input": "x"})).await.status(), 403);
+    let garbage = h.client.post(h.url("/v1/chat/completions")).bearer_auth(&su).header("content-type", "application/json").body("{").send().await.unwrap();
+    assert_eq!(garbage.status(), 400);
+    assert_eq!(chat_with(&h, &su).await.status(), 200);
+    assert_invalid_token(chat_with(&h, &su).await).await;
+}
+
+/// L3 (b) under contention: with consumption moved after admission, 30 concurrent calls still
+/// give exactly one 200; every other one is 401 with the `invalid_token` challenge.
+#[tokio::test]
+async fn l3b_deferred_single_use_still_succeeds_exactly_once_under_30_parallel_calls() {
+    let h = Arc::new(Harness::start().await);
+    let su = single_use(&h, &[], &[]).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(30));
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let (h, su, barrier) = (h.clone(), su.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let r = chat_with(&h, &su).await;
+            let challenge = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), challenge)
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (200, _) => ok += 1,
+            (401, Some(c)) => assert_eq!(c, "Bearer realm=\"gatehouse\", error=\"invalid_token\""),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+}

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod canary;
+mod h5ops;
 mod support;
 
 use reqwest::Method;

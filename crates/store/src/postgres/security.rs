@@ -44,8 +44,10 @@ pub(super) async fn write(tx: &mut Transaction<'static, Postgres>, c: &Credentia
     Ok(())
 }
 
-/// One transaction: insert `successor`, then cap the old key's expiry; nothing changes if the
-/// old key is unknown, revoked or suspended (returns false).
+/// One transaction: insert `successor`, then cap the old key's expiry and record the successor
+/// in `rotated_to` (compare-and-set: only while `rotated_to IS NULL`); nothing changes if the old
+/// key is unknown, revoked, suspended or already rotated (returns false), so concurrent
+/// rotations of one key create exactly one successor (L2).
 pub(super) async fn rotate(store: &PostgresStore, old: Id, successor: &Credential, old_expires_at: Timestamp) -> StoreResult<bool> {
     let err = |e| StoreError::from_sqlx("credential", e);
     let mut tx = store.tx("credential").await?;
@@ -72,11 +74,12 @@ pub(super) async fn rotate(store: &PostgresStore, old: Id, successor: &Credentia
     .map_err(err)?;
     write(&mut tx, c).await?;
     let changed = sqlx::query(
-        "UPDATE credentials SET expires_at = LEAST(COALESCE(expires_at, $1), $1) \
-         WHERE id = $2 AND revoked_at IS NULL AND suspended_at IS NULL",
+        "UPDATE credentials SET expires_at = LEAST(COALESCE(expires_at, $1), $1), rotated_to = $3 \
+         WHERE id = $2 AND revoked_at IS NULL AND suspended_at IS NULL AND rotated_to IS NULL",
     )
     .bind(old_expires_at)
     .bind(old)
+    .bind(c.id)
     .execute(&mut *tx)
     .await
     .map_err(err)?
