@@ -54,6 +54,7 @@ fn t40(c: &mut Criterion) {
                 models: vec![],
                 audiences: vec![],
                 access_ttl: Duration::from_secs(600),
+                tls_client_certificate_bound_access_tokens: false,
             })
             .await
             .unwrap();
