@@ -231,6 +231,11 @@ async fn approve(State(svc): Svc, Extension(p): Op, Path(id): Path<String>, b: s
     let mut f = opt_body(b, &["reason", "expires_at"])?;
     let why = reason(&mut f, false)?;
     let exp = future(&mut f)?;
+    // a service retired while the request waited can no longer be subscribed to
+    let service = svc.store().get_service(s.service_id).await.map_err(|e| internal("reading a service", &e))?;
+    if service.is_some_and(|x| x.status == gatehouse_store::ServiceStatus::Retired) {
+        return Err(ApiError::new(ErrorCode::Conflict, "the service is retired: reject or cancel the request").into());
+    }
     let s = decide(&svc, &p, s, &[SubscriptionStatus::Pending], SubscriptionStatus::Active, why, exp).await?;
     Ok(axum::Json(view(&s)).into_response())
 }

@@ -216,4 +216,9 @@ async fn subscriptions_visibility_approval_and_compare_and_set() {
     let cancelled = ok(&h, "GET", &format!("/subscriptions?app_id={app_id}&status=cancelled"), None).await;
     assert_eq!(cancelled["data"].as_array().unwrap().len(), 1);
     assert_eq!(ok(&h, "GET", "/subscriptions?status=active", None).await["data"].as_array().unwrap().len(), 1);
+    // a request left pending while its service was retired cannot be approved any more
+    let late = ok(&h, "POST", "/subscriptions", Some(json!({"app_id": app_id, "service": "internal"}))).await;
+    ok(&h, "POST", "/services/internal/retire", None).await;
+    fails(&h, "POST", &format!("/subscriptions/{}/approve", late["id"].as_str().unwrap()), None, 409, None).await;
+    ok(&h, "POST", &format!("/subscriptions/{}/reject", late["id"].as_str().unwrap()), Some(json!({"reason": "retired"}))).await;
 }
