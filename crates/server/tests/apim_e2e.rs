@@ -16,13 +16,11 @@ use std::time::{Duration, Instant};
 use axum::extract::Request;
 use serde_json::{Value, json};
 
+#[path = "common/spawn.rs"]
+#[allow(dead_code)] // only the shared scrub list is used here
+mod spawn;
+
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
-const SCRUB: &[&str] = &[
-    "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "GATEHOUSE_CONFIG",
-    "GATEHOUSE_DATA_DIR", "GATEHOUSE_DATABASE_URL", "GATEHOUSE_LISTEN", "GATEHOUSE_ADMIN_LISTEN",
-    "GATEHOUSE_MASTER_KEY", "GATEHOUSE_OPERATOR_TOKEN", "GATEHOUSE_ADMIN_PASSWORD", "GATEHOUSE_ADMIN_URL",
-    "GATEHOUSE_ADMIN_TOKEN", "GATEHOUSE_ENV", "GATEHOUSE_LOG", "GATEHOUSE_LOG_FORMAT",
-];
 
 struct Server {
     child: Child,
@@ -45,7 +43,7 @@ fn start(data_dir: &Path) -> Server {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    for v in SCRUB {
+    for v in spawn::SCRUB {
         cmd.env_remove(v);
     }
     let mut child = cmd.spawn().unwrap();

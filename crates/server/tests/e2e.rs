@@ -16,26 +16,6 @@ mod spawn;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
-/// Variables of the developer's shell that would change what the server does.
-const SCRUB: &[&str] = &[
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "GATEHOUSE_CONFIG",
-    "GATEHOUSE_DATA_DIR",
-    "GATEHOUSE_DATABASE_URL",
-    "GATEHOUSE_LISTEN",
-    "GATEHOUSE_ADMIN_LISTEN",
-    "GATEHOUSE_MASTER_KEY",
-    "GATEHOUSE_OPERATOR_TOKEN",
-    "GATEHOUSE_ADMIN_PASSWORD",
-    "GATEHOUSE_ADMIN_URL",
-    "GATEHOUSE_ADMIN_TOKEN",
-    "GATEHOUSE_ENV",
-    "GATEHOUSE_LOG",
-    "GATEHOUSE_LOG_FORMAT",
-];
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("gh-e2e-{tag}-{}", uuid::Uuid::now_v7().simple()));
@@ -53,7 +33,7 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path, database_url: Option<&str>) -> Server {
-        let (mut child, stdout, stderr) = spawn::spawn_serve(BIN, SCRUB, data_dir, database_url);
+        let (mut child, stdout, stderr) = spawn::spawn_serve(BIN, spawn::SCRUB, data_dir, database_url);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = stdout.lock().unwrap().clone();
@@ -110,7 +90,7 @@ impl Drop for Server {
 fn cli(admin: &str, token: &str, args: &[&str]) -> (bool, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(args);
-    for v in SCRUB {
+    for v in spawn::SCRUB {
         cmd.env_remove(v);
     }
     let out = cmd.env("GATEHOUSE_ADMIN_URL", admin).env("GATEHOUSE_ADMIN_TOKEN", token).output().unwrap();
@@ -354,7 +334,7 @@ fn check_config_reports_every_error_and_ok() {
 #[test]
 fn cli_without_token_fails_clearly() {
     let mut cmd = Command::new(BIN);
-    for v in SCRUB {
+    for v in spawn::SCRUB {
         cmd.env_remove(v);
     }
     let out = cmd.args(["keys", "list"]).output().unwrap();

@@ -17,30 +17,6 @@ mod spawn;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
-const SCRUB: &[&str] = &[
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "GATEHOUSE_CONFIG",
-    "GATEHOUSE_DATA_DIR",
-    "GATEHOUSE_DATABASE_URL",
-    "GATEHOUSE_LISTEN",
-    "GATEHOUSE_ADMIN_LISTEN",
-    "GATEHOUSE_MASTER_KEY",
-    "GATEHOUSE_OPERATOR_TOKEN",
-    "GATEHOUSE_ADMIN_PASSWORD",
-    "GATEHOUSE_ADMIN_URL",
-    "GATEHOUSE_ADMIN_TOKEN",
-    "GATEHOUSE_ENV",
-    "GATEHOUSE_LOG",
-    "GATEHOUSE_LOG_FORMAT",
-    "GATEHOUSE_PUBLIC_URL",
-    "GATEHOUSE_TRUSTED_PROXIES",
-    "GATEHOUSE_TLS_CERT",
-    "GATEHOUSE_TLS_KEY",
-    "GATEHOUSE_TLS_CLIENT_CA",
-];
 
 struct Server {
     child: Child,
@@ -59,7 +35,7 @@ impl Drop for Server {
 }
 
 fn start(data_dir: &Path, extra: &[&str]) -> Server {
-    let (mut child, stdout, stderr) = spawn::spawn_serve_with(BIN, SCRUB, data_dir, None, extra);
+    let (mut child, stdout, stderr) = spawn::spawn_serve_with(BIN, spawn::SCRUB, data_dir, None, extra);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = stdout.lock().unwrap().clone();
@@ -80,7 +56,7 @@ fn start(data_dir: &Path, extra: &[&str]) -> Server {
 fn cli(s: &Server, args: &[&str]) -> String {
     let mut cmd = Command::new(BIN);
     cmd.args(args);
-    for v in SCRUB {
+    for v in spawn::SCRUB {
         cmd.env_remove(v);
     }
     let out = cmd.env("GATEHOUSE_ADMIN_URL", &s.admin).env("GATEHOUSE_ADMIN_TOKEN", &s.token).output().unwrap();

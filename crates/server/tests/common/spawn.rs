@@ -6,6 +6,37 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+/// Variables of the developer's shell that would change what a spawned server or CLI does;
+/// every test binary removes all of them.
+#[allow(dead_code)] // not every test binary spawns the CLI itself
+pub const SCRUB: &[&str] = &[
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "GATEHOUSE_CONFIG",
+    "GATEHOUSE_DATA_DIR",
+    "GATEHOUSE_DATABASE_URL",
+    "GATEHOUSE_LISTEN",
+    "GATEHOUSE_ADMIN_LISTEN",
+    "GATEHOUSE_MASTER_KEY",
+    "GATEHOUSE_OPERATOR_TOKEN",
+    "GATEHOUSE_ADMIN_PASSWORD",
+    "GATEHOUSE_ADMIN_URL",
+    "GATEHOUSE_ADMIN_TOKEN",
+    "GATEHOUSE_ENV",
+    "GATEHOUSE_LOG",
+    "GATEHOUSE_LOG_FORMAT",
+    "GATEHOUSE_PUBLIC_URL",
+    "GATEHOUSE_TRUSTED_PROXIES",
+    "GATEHOUSE_TLS_CERT",
+    "GATEHOUSE_TLS_KEY",
+    "GATEHOUSE_TLS_CLIENT_CA",
+    "GATEHOUSE_DPOP_NONCES",
+    "GATEHOUSE_DPOP_REPLAY_WINDOW",
+    "GATEHOUSE_REDIS_URL",
+];
+
 /// Spawns `BIN serve --demo` with debug logging, `data_dir` and optionally `--database-url`,
 /// without the environment variables named in `scrub`. Returns the child and its stdout and
 /// stderr, appended to by background threads until the process closes them.

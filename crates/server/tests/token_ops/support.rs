@@ -15,26 +15,6 @@ mod spawn;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
-/// Variables of the developer's shell that would change what the server or CLI does.
-const SCRUB: &[&str] = &[
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "GATEHOUSE_CONFIG",
-    "GATEHOUSE_DATA_DIR",
-    "GATEHOUSE_DATABASE_URL",
-    "GATEHOUSE_LISTEN",
-    "GATEHOUSE_ADMIN_LISTEN",
-    "GATEHOUSE_MASTER_KEY",
-    "GATEHOUSE_OPERATOR_TOKEN",
-    "GATEHOUSE_ADMIN_PASSWORD",
-    "GATEHOUSE_ADMIN_URL",
-    "GATEHOUSE_ADMIN_TOKEN",
-    "GATEHOUSE_ENV",
-    "GATEHOUSE_LOG",
-    "GATEHOUSE_LOG_FORMAT",
-];
 
 pub fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("gh-tokops-{tag}-{}", uuid::Uuid::now_v7().simple()));
@@ -58,7 +38,7 @@ pub struct Server {
 impl Server {
     /// `gatehouse serve --demo` with debug logging; `database_url` None = SQLite in `data_dir`.
     pub async fn start(data_dir: &Path, database_url: Option<&str>) -> Server {
-        let (mut child, stdout, stderr) = spawn::spawn_serve(BIN, SCRUB, data_dir, database_url);
+        let (mut child, stdout, stderr) = spawn::spawn_serve(BIN, spawn::SCRUB, data_dir, database_url);
         let deadline = Instant::now() + Duration::from_secs(60);
         let (data, admin) = loop {
             let text = stdout.lock().unwrap().clone();
@@ -109,7 +89,7 @@ impl Server {
     pub fn cli(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)], secret_output: bool) -> (bool, String, String) {
         let mut cmd = Command::new(BIN);
         cmd.args(args);
-        for v in SCRUB {
+        for v in spawn::SCRUB {
             cmd.env_remove(v);
         }
         cmd.env("GATEHOUSE_ADMIN_URL", &self.admin).env("GATEHOUSE_ADMIN_TOKEN", &self.token);
