@@ -479,10 +479,33 @@ fn id_str(id: Id) -> String {
     id.hyphenated().to_string()
 }
 
+/// The 429 of a limit row's bucket. `used` is the bucket's amount before the call. For token and
+/// spend windows whose remainder is not 0 but less than this call's reservation
+/// (`hit.bucket.cost`: the input estimate plus the output bound), the message says how much the
+/// call needs and how much is left (L1) instead of "reached".
 fn denial(hit: &LimitBucket, used: u64, retry_after_ms: u64) -> ApiError {
     let secs = retry_after_ms.div_ceil(1000).max(1);
     let scope = hit.scope.as_str();
     let limit = hit.bucket.limit;
+    let left = limit.saturating_sub(used);
+    let need = hit.bucket.cost;
+    let th = crate::caps::thousands;
+    let tokens_short = |what: &str| {
+        format!(
+            "{what} on this {scope}: this call needs ~{} tokens but {} are left (limit {}); lower max_tokens or retry in {secs}s.",
+            th(need),
+            th(left),
+            th(limit)
+        )
+    };
+    let spend_short = |what: &str| {
+        format!(
+            "{what} on this {scope}: this call needs ~{} USD but {} USD are left (limit {} USD); lower max_tokens.",
+            usd(need),
+            usd(left),
+            usd(limit)
+        )
+    };
     let (code, message) = match hit.metric {
         Metric::Rpm => (
             ErrorCode::RateLimitExceeded,
@@ -496,24 +519,28 @@ fn denial(hit: &LimitBucket, used: u64, retry_after_ms: u64) -> ApiError {
                 "Too many concurrent requests on this {scope}: limit {limit}. Retry when a request has finished."
             ),
         ),
+        Metric::Tpm if left > 0 => (ErrorCode::RateLimitExceeded, tokens_short("Tokens per minute")),
         Metric::Tpm => (
             ErrorCode::RateLimitExceeded,
             format!(
                 "Rate limit reached for tokens per minute on this {scope}: limit {limit}, used {used}; this request needs more. Retry in {secs}s."
             ),
         ),
+        Metric::TokensPerDay if left > 0 => (ErrorCode::RateLimitExceeded, tokens_short("Daily token quota")),
         Metric::TokensPerDay => (
             ErrorCode::RateLimitExceeded,
             format!(
                 "Daily token quota reached on this {scope}: limit {limit}, used {used}. Retry in {secs}s."
             ),
         ),
+        Metric::TokensPerMonth if left > 0 => (ErrorCode::RateLimitExceeded, tokens_short("Monthly token quota")),
         Metric::TokensPerMonth => (
             ErrorCode::RateLimitExceeded,
             format!(
                 "Monthly token quota reached on this {scope}: limit {limit}, used {used}. Retry in {secs}s."
             ),
         ),
+        Metric::UsdPerDay if left > 0 => (ErrorCode::InsufficientQuota, spend_short("Daily spend budget")),
         Metric::UsdPerDay => (
             ErrorCode::InsufficientQuota,
             format!(
@@ -522,6 +549,7 @@ fn denial(hit: &LimitBucket, used: u64, retry_after_ms: u64) -> ApiError {
                 usd(used)
             ),
         ),
+        Metric::UsdPerMonth if left > 0 => (ErrorCode::InsufficientQuota, spend_short("Monthly spend budget")),
         Metric::UsdPerMonth => (
             ErrorCode::InsufficientQuota,
             format!(
@@ -714,6 +742,7 @@ pub fn hold_until_end(stream: ChatStream, admission: Option<Admission>) -> ChatS
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -724,5 +753,44 @@ mod tests {
         assert_eq!(format_reset(11_001), "12s");
         assert_eq!(format_reset(90_000), "1m30s");
         assert_eq!(usd(5_000_000), "5.000000");
+    }
+
+    fn hit(metric: Metric, limit: u64, cost: u64) -> LimitBucket {
+        let mut b = limit_buckets(&Limit {
+            id: gatehouse_types::new_id(),
+            scope: LimitScope::Key,
+            scope_id: "k".into(),
+            model: String::new(),
+            rpm: None,
+            concurrent: None,
+            tpm: None,
+            tokens_per_day: Some(limit),
+            tokens_per_month: None,
+            usd_micros_per_day: Some(limit),
+            usd_micros_per_month: None,
+            created_at: gatehouse_types::now(),
+            updated_at: gatehouse_types::now(),
+        })
+        .into_iter()
+        .find(|b| b.metric == metric)
+        .unwrap();
+        b.bucket.cost = cost;
+        b
+    }
+
+    #[test]
+    fn a_call_larger_than_what_is_left_says_so() {
+        let e = denial(&hit(Metric::TokensPerDay, 20, 4106), 0, 5_000);
+        assert_eq!(e.code, ErrorCode::RateLimitExceeded);
+        assert_eq!(
+            e.message,
+            "Daily token quota on this key: this call needs ~4,106 tokens but 20 are left (limit 20); lower max_tokens or retry in 5s."
+        );
+        let e = denial(&hit(Metric::UsdPerDay, 1_000, 3_000), 400, 5_000);
+        assert_eq!(e.code, ErrorCode::InsufficientQuota);
+        assert!(e.message.contains("needs ~0.003000 USD but 0.000600 USD are left"), "{}", e.message);
+        // Reached: the old wording.
+        let e = denial(&hit(Metric::TokensPerDay, 20, 5), 20, 5_000);
+        assert_eq!(e.message, "Daily token quota reached on this key: limit 20, used 20. Retry in 5s.");
     }
 }
