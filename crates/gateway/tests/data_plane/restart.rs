@@ -72,3 +72,57 @@ async fn a_used_up_token_cap_and_a_daily_quota_still_hold_after_a_restart() {
     // The root key itself has no limits: the restarted gateway serves.
     assert_eq!(chat_with(&h, &h.key).await.status(), 200);
 }
+
+const CATALOG: &str = r#"models = [
+  { id = "mock-gpt", provider = "mock", context = 32000, max_output = 4000, input = 1000.0, output = 2000.0 },
+]"#;
+
+/// Every seeded bucket equals what the live counters held before the restart: the shared caps
+/// of a derived token's ancestors (tokens and spend), a monthly spend budget of the app, and a
+/// team's model-specific row next to its general row (most specific wins: the general bucket
+/// gets no `demo` calls).
+#[tokio::test]
+async fn seeded_counters_equal_the_live_ones_for_shared_caps_spend_and_specific_rows() {
+    let catalog = Arc::new(gatehouse_providers::catalog::Catalog::parse(CATALOG, "test").unwrap());
+    let settings = || gatehouse_gateway::GatewaySettings { catalog: catalog.clone(), ..gatehouse_gateway::GatewaySettings::default() };
+    let live = Arc::new(MemoryCounters::new());
+    let mut h = Harness::start_with(Options { settings: settings(), counters: Some(live.clone() as Arc<dyn Counters>), ..Options::default() }).await;
+    let team = id(h.team_id);
+    set_limit(&h, LimitScope::Team, &team, "", |l| l.tokens_per_month = Some(1_000_000)).await;
+    set_limit(&h, LimitScope::Team, &team, "demo", |l| l.tokens_per_month = Some(1_000_000)).await;
+    set_limit(&h, LimitScope::App, &id(h.app_id), "", |l| l.usd_micros_per_month = Some(1_000_000_000)).await;
+    let c = client(&h, &[], &[], "opaque").await;
+    let parent = token(&h, &c, &exchange(&h.key, &[KEY_TYPE, ("max_tokens", "100000"), ("max_spend", "100")])).await["access_token"].as_str().unwrap().to_string();
+    let child = token(&h, &c, &exchange(&parent, &[])).await["access_token"].as_str().unwrap().to_string();
+    let jti = |t: String| {
+        let (h, c) = (&h, &c);
+        async move { form(h, "/oauth/introspect", Some(c), &[("token", &t)]).await.json::<Value>().await.unwrap()["jti"].as_str().unwrap().to_string() }
+    };
+    let (pj, cj) = (jti(parent.clone()).await, jti(child.clone()).await);
+    let mut tokens = 0;
+    for t in [&child, &child, &parent] {
+        tokens += total_tokens(chat_with(&h, t).await).await;
+    }
+    let keys = [
+        (format!("cap:tokens:{pj}"), Window::Month),
+        (format!("cap:tokens:{cj}"), Window::Month),
+        (format!("cap:spend:{pj}"), Window::Month),
+        (format!("cap:spend:{cj}"), Window::Month),
+        (bucket_key(Metric::TokensPerMonth, LimitScope::Team, &team, ""), Window::Month),
+        (bucket_key(Metric::TokensPerMonth, LimitScope::Team, &team, "demo"), Window::Month),
+        (bucket_key(Metric::UsdPerMonth, LimitScope::App, &id(h.app_id), ""), Window::Month),
+    ];
+    let seeded = Arc::new(MemoryCounters::new());
+    h.restart(Options { settings: settings(), counters: Some(seeded.clone() as Arc<dyn Counters>), ..Options::default() }).await;
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    for (k, w) in &keys {
+        before.push(used(live.as_ref(), k.clone(), *w).await);
+        after.push(used(seeded.as_ref(), k.clone(), *w).await);
+    }
+    // Parent: all three calls; child: its two; the general team row: none (demo has its own row).
+    assert_eq!(before[0], tokens, "{before:?}");
+    assert!(before[1] > 0 && before[1] < tokens && before[2] > 0 && before[3] > 0 && before[4] == 0, "{before:?}");
+    assert_eq!(before[5], tokens);
+    assert_eq!(after, before);
+}
