@@ -377,8 +377,8 @@ impl Limiter {
             let mut next = Some(id);
             for _ in 0..MAX_CHAIN {
                 let Some(cur) = next else { break };
-                if !tokens.contains_key(&cur) {
-                    tokens.insert(cur, self.store.get_issued_token(cur).await?);
+                if let std::collections::hash_map::Entry::Vacant(e) = tokens.entry(cur) {
+                    e.insert(self.store.get_issued_token(cur).await?);
                 }
                 match tokens.get(&cur).and_then(Option::as_ref) {
                     Some(t) => {
