@@ -67,16 +67,46 @@ pub fn set_cost(buckets: &mut [LimitBucket], estimate: &TokenEstimate, input_spe
     }
 }
 
-/// 429 `insufficient_quota` for a token whose cap (or an ancestor's) is used up (no
-/// `Retry-After`).
+/// 429 `insufficient_quota` for a token whose cap (or an ancestor's) has no room for the call
+/// (no `Retry-After`). `used` is the bucket's amount before the call. Two messages: the cap is
+/// used up (`used ≥ cap`), or something is left but this call's reservation (`hit.bucket.cost`,
+/// the input estimate, tokens or USD micros) alone needs more — then the message says how much
+/// the call needs and how much is left (L1), so the client knows to shorten the request. Only
+/// amounts, never a token or its id.
 pub fn denial(hit: &LimitBucket, used: u64) -> ApiError {
     let limit = hit.bucket.limit;
-    let message = if hit.metric.is_spend() {
-        format!("This token's spend cap of {} USD is used up ({} USD used); obtain a new token.", usd(limit), usd(used))
-    } else {
-        format!("This token's cap of {limit} tokens is used up ({used} used); obtain a new token.")
+    let left = limit.saturating_sub(used);
+    let need = hit.bucket.cost;
+    let message = match (hit.metric.is_spend(), left > 0) {
+        (true, false) => format!("This token's spend cap of {} USD is used up ({} USD used); obtain a new token.", usd(limit), usd(used)),
+        (true, true) => format!(
+            "This call needs ~{} USD but {} USD are left of this token's spend cap of {} USD; shorten the request or obtain a new token.",
+            usd(need),
+            usd(left),
+            usd(limit)
+        ),
+        (false, false) => format!("This token's cap of {} tokens is used up ({} used); obtain a new token.", thousands(limit), thousands(used)),
+        (false, true) => format!(
+            "This call needs ~{} tokens but {} are left of this token's cap of {} tokens; shorten the request or obtain a new token.",
+            thousands(need),
+            thousands(left),
+            thousands(limit)
+        ),
     };
     ApiError::new(ErrorCode::InsufficientQuota, message)
+}
+
+/// `4106` → `4,106` (refusal messages).
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 fn usd(micros: u64) -> String {
@@ -105,5 +135,35 @@ impl CapUsage for CounterUsage {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn hit(metric: Metric, prefix: &str, limit: u64, cost: u64) -> LimitBucket {
+        let mut b = bucket(metric, prefix, gatehouse_types::new_id(), limit);
+        b.bucket.cost = cost;
+        b
+    }
+
+    #[test]
+    fn refusals_say_what_the_call_needs_and_what_is_left() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(4106), "4,106");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        // The estimate alone is more than what is left: no "used up (0 used)" (L1).
+        let e = denial(&hit(Metric::TokensPerMonth, CAP_PREFIX, 20, 4106), 0);
+        assert_eq!(e.code, ErrorCode::InsufficientQuota);
+        assert_eq!(e.message, "This call needs ~4,106 tokens but 20 are left of this token's cap of 20 tokens; shorten the request or obtain a new token.");
+        let e = denial(&hit(Metric::UsdPerMonth, SPEND_CAP_PREFIX, 1_000_000, 1_500_000), 250_000);
+        assert!(e.message.contains("needs ~1.500000 USD but 0.750000 USD are left"), "{}", e.message);
+        // Really used up.
+        let e = denial(&hit(Metric::TokensPerMonth, CAP_PREFIX, 20, 5), 23);
+        assert_eq!(e.message, "This token's cap of 20 tokens is used up (23 used); obtain a new token.");
+        assert!(denial(&hit(Metric::UsdPerMonth, SPEND_CAP_PREFIX, 10, 5), 10).message.contains("is used up"));
     }
 }

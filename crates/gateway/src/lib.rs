@@ -153,11 +153,15 @@ pub struct TrafficDeps {
     pub prices: Option<Arc<dyn Prices>>,
     /// DPoP `jti` replay windows (issue 5): memory on one node, Redis shared by several.
     pub replay: Arc<dyn ReplayCache>,
+    /// Seed `counters` from the call log at start ([`limits::Limiter::seed_from_call_log`]), so
+    /// day/month quotas and token/spend caps survive a restart. True for the in-memory default;
+    /// false for Redis counters (already durable and shared by every node).
+    pub seed_from_call_log: bool,
 }
 
 impl Default for TrafficDeps {
     fn default() -> Self {
-        Self { counters: Arc::new(MemoryCounters::new()), prices: None, replay: Arc::new(MemoryReplayCache::default()) }
+        Self { counters: Arc::new(MemoryCounters::new()), prices: None, replay: Arc::new(MemoryReplayCache::default()), seed_from_call_log: true }
     }
 }
 
@@ -221,6 +225,12 @@ impl Gateway {
         let prices = traffic.prices.unwrap_or_else(|| deps.settings.catalog.clone() as Arc<dyn Prices>);
         let counters = traffic.counters.clone();
         let limiter = Limiter::load(deps.store.clone(), traffic.counters, prices, tracker.clone(), lease_ttl).await?;
+        if traffic.seed_from_call_log {
+            // In-memory counters start empty: continue the current day/month and every cap
+            // where the call log left them (h5seed).
+            let seeded = limiter.seed_from_call_log().await?;
+            tracing::info!(buckets = seeded, "limit counters seeded from the call log");
+        }
         let oauth = Arc::new(gatehouse_oauth::OAuth::new(gatehouse_oauth::OAuthDeps {
             store: deps.store.clone(),
             bus: deps.bus.clone(),

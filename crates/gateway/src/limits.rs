@@ -330,14 +330,182 @@ impl Limiter {
     }
 }
 
+/// What the call-log seeding knows of one credential id (an API key or an issued token).
+#[derive(Default)]
+struct Chain {
+    /// The key-scope id its calls are limited under (the root API key of a derived token,
+    /// else the credential itself; as [`Limiter::applicable`]).
+    key: Option<Id>,
+    /// Tokens of the chain (itself and its ancestors) with a token cap / a spend cap.
+    token_caps: Vec<Id>,
+    spend_caps: Vec<Id>,
+}
+
+/// Longest parent chain followed when seeding (a guard against a cycle in bad data).
+const MAX_CHAIN: usize = 64;
+
+impl Limiter {
+    /// Seeds the counters from the durable call log (h5seed): with in-memory counters a restart
+    /// would otherwise give every day/month quota and every token/spend cap a fresh budget.
+    /// One aggregate query ([`Store::call_usage`]) over the current UTC month (the day part
+    /// separately) is charged, without any limit, to:
+    /// * the day and month token/spend buckets of every limit row (team, app, key — a derived
+    ///   token's calls under its root key — and model), honouring "most specific wins" as
+    ///   [`Self::applicable`] does;
+    /// * the token-cap and spend-cap buckets (`crate::caps`, monthly window) of the token used
+    ///   and of every capped token it was exchanged from (its parents, read once per id).
+    ///
+    /// Minute windows and concurrency are not seeded (they are over after a restart). Call once,
+    /// before serving, on counters that are not shared (never on Redis: already durable).
+    /// Returns the number of buckets seeded. Errors: the store could not be read.
+    pub async fn seed_from_call_log(&self) -> Result<usize, StoreError> {
+        let now = time::OffsetDateTime::now_utc();
+        let day_start = now.replace_time(time::Time::MIDNIGHT);
+        let month_start = day_start.replace_day(1).unwrap_or(day_start);
+        let usage = self.store.call_usage(month_start, day_start).await?;
+        if usage.is_empty() {
+            return Ok(0);
+        }
+        let table = self.current().await;
+        let mut tokens: HashMap<Id, Option<gatehouse_store::IssuedToken>> = HashMap::new();
+        let mut chains: HashMap<Id, Chain> = HashMap::new();
+        for id in usage.iter().filter_map(|u| u.credential_id) {
+            if chains.contains_key(&id) {
+                continue;
+            }
+            let mut chain = Chain::default();
+            let mut next = Some(id);
+            for _ in 0..MAX_CHAIN {
+                let Some(cur) = next else { break };
+                if let std::collections::hash_map::Entry::Vacant(e) = tokens.entry(cur) {
+                    e.insert(self.store.get_issued_token(cur).await?);
+                }
+                match tokens.get(&cur).and_then(Option::as_ref) {
+                    Some(t) => {
+                        if t.max_tokens.is_some_and(|m| m > 0) {
+                            chain.token_caps.push(cur);
+                        }
+                        if t.max_spend_micros.is_some_and(|m| m > 0) {
+                            chain.spend_caps.push(cur);
+                        }
+                        next = t.parent_id;
+                    }
+                    // Not an issued token: an API key, the root of the chain.
+                    None => {
+                        chain.key = Some(cur);
+                        next = None;
+                    }
+                }
+            }
+            // A token not derived from a key is limited under its own id.
+            chain.key.get_or_insert(id);
+            chains.insert(id, chain);
+        }
+        let mut amounts: HashMap<(String, gatehouse_store::counters::Window), u64> = HashMap::new();
+        let mut add = |key: String, window, amount: u64| {
+            if amount > 0 {
+                *amounts.entry((key, window)).or_default() += amount;
+            }
+        };
+        for ((scope, scope_id, model), row) in &table.rows {
+            for b in limit_buckets(row) {
+                let day = match b.metric {
+                    Metric::TokensPerDay | Metric::UsdPerDay => true,
+                    Metric::TokensPerMonth | Metric::UsdPerMonth => false,
+                    _ => continue,
+                };
+                for u in &usage {
+                    let subject = match scope {
+                        LimitScope::Team => u.team_id.map(id_str),
+                        LimitScope::App => u.app_id.map(id_str),
+                        LimitScope::Key => u.credential_id.and_then(|c| chains.get(&c)).and_then(|c| c.key).map(id_str),
+                        LimitScope::Model => u.model.clone(),
+                    };
+                    if subject.as_deref() != Some(scope_id.as_str()) {
+                        continue;
+                    }
+                    let called = u.model.clone().unwrap_or_default();
+                    if model.is_empty() {
+                        // A general row counts only the models without a specific row setting
+                        // the same metric (most specific wins).
+                        let specific = *scope != LimitScope::Model
+                            && table
+                                .rows
+                                .get(&(*scope, scope_id.clone(), called))
+                                .is_some_and(|r| b.metric.of(r).is_some());
+                        if specific {
+                            continue;
+                        }
+                    } else if called != *model {
+                        continue;
+                    }
+                    let amount = match (b.metric.is_spend(), day) {
+                        (false, true) => u.tokens_day,
+                        (false, false) => u.tokens_month,
+                        (true, true) => u.cost_micros_day,
+                        (true, false) => u.cost_micros_month,
+                    };
+                    add(b.bucket.key.clone(), b.bucket.window, amount);
+                }
+            }
+        }
+        for u in &usage {
+            let Some(chain) = u.credential_id.and_then(|c| chains.get(&c)) else { continue };
+            for id in &chain.token_caps {
+                add(format!("{}{}", crate::caps::CAP_PREFIX, id_str(*id)), Metric::TokensPerMonth.window(), u.tokens_month);
+            }
+            for id in &chain.spend_caps {
+                add(format!("{}{}", crate::caps::SPEND_CAP_PREFIX, id_str(*id)), Metric::UsdPerMonth.window(), u.cost_micros_month);
+            }
+        }
+        let buckets: Vec<Bucket> = amounts
+            .into_iter()
+            .map(|((key, window), cost)| Bucket { key, window, limit: u64::MAX, cost })
+            .collect();
+        if buckets.is_empty() {
+            return Ok(0);
+        }
+        match self.counters.acquire(&buckets, "call-log-seed", self.lease_ttl).await {
+            Ok(_) => Ok(buckets.len()),
+            Err(e) => {
+                tracing::error!(error = %e, "seeding the limit counters from the call log failed");
+                Ok(0)
+            }
+        }
+    }
+}
+
 fn id_str(id: Id) -> String {
     id.hyphenated().to_string()
 }
 
+/// The 429 of a limit row's bucket. `used` is the bucket's amount before the call. For token and
+/// spend windows whose remainder is not 0 but less than this call's reservation
+/// (`hit.bucket.cost`: the input estimate plus the output bound), the message says how much the
+/// call needs and how much is left (L1) instead of "reached".
 fn denial(hit: &LimitBucket, used: u64, retry_after_ms: u64) -> ApiError {
     let secs = retry_after_ms.div_ceil(1000).max(1);
     let scope = hit.scope.as_str();
     let limit = hit.bucket.limit;
+    let left = limit.saturating_sub(used);
+    let need = hit.bucket.cost;
+    let th = crate::caps::thousands;
+    let tokens_short = |what: &str| {
+        format!(
+            "{what} on this {scope}: this call needs ~{} tokens but {} are left (limit {}); lower max_tokens or retry in {secs}s.",
+            th(need),
+            th(left),
+            th(limit)
+        )
+    };
+    let spend_short = |what: &str| {
+        format!(
+            "{what} on this {scope}: this call needs ~{} USD but {} USD are left (limit {} USD); lower max_tokens.",
+            usd(need),
+            usd(left),
+            usd(limit)
+        )
+    };
     let (code, message) = match hit.metric {
         Metric::Rpm => (
             ErrorCode::RateLimitExceeded,
@@ -351,24 +519,28 @@ fn denial(hit: &LimitBucket, used: u64, retry_after_ms: u64) -> ApiError {
                 "Too many concurrent requests on this {scope}: limit {limit}. Retry when a request has finished."
             ),
         ),
+        Metric::Tpm if left > 0 => (ErrorCode::RateLimitExceeded, tokens_short("Tokens per minute")),
         Metric::Tpm => (
             ErrorCode::RateLimitExceeded,
             format!(
                 "Rate limit reached for tokens per minute on this {scope}: limit {limit}, used {used}; this request needs more. Retry in {secs}s."
             ),
         ),
+        Metric::TokensPerDay if left > 0 => (ErrorCode::RateLimitExceeded, tokens_short("Daily token quota")),
         Metric::TokensPerDay => (
             ErrorCode::RateLimitExceeded,
             format!(
                 "Daily token quota reached on this {scope}: limit {limit}, used {used}. Retry in {secs}s."
             ),
         ),
+        Metric::TokensPerMonth if left > 0 => (ErrorCode::RateLimitExceeded, tokens_short("Monthly token quota")),
         Metric::TokensPerMonth => (
             ErrorCode::RateLimitExceeded,
             format!(
                 "Monthly token quota reached on this {scope}: limit {limit}, used {used}. Retry in {secs}s."
             ),
         ),
+        Metric::UsdPerDay if left > 0 => (ErrorCode::InsufficientQuota, spend_short("Daily spend budget")),
         Metric::UsdPerDay => (
             ErrorCode::InsufficientQuota,
             format!(
@@ -377,6 +549,7 @@ fn denial(hit: &LimitBucket, used: u64, retry_after_ms: u64) -> ApiError {
                 usd(used)
             ),
         ),
+        Metric::UsdPerMonth if left > 0 => (ErrorCode::InsufficientQuota, spend_short("Monthly spend budget")),
         Metric::UsdPerMonth => (
             ErrorCode::InsufficientQuota,
             format!(
@@ -569,6 +742,7 @@ pub fn hold_until_end(stream: ChatStream, admission: Option<Admission>) -> ChatS
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -579,5 +753,44 @@ mod tests {
         assert_eq!(format_reset(11_001), "12s");
         assert_eq!(format_reset(90_000), "1m30s");
         assert_eq!(usd(5_000_000), "5.000000");
+    }
+
+    fn hit(metric: Metric, limit: u64, cost: u64) -> LimitBucket {
+        let mut b = limit_buckets(&Limit {
+            id: gatehouse_types::new_id(),
+            scope: LimitScope::Key,
+            scope_id: "k".into(),
+            model: String::new(),
+            rpm: None,
+            concurrent: None,
+            tpm: None,
+            tokens_per_day: Some(limit),
+            tokens_per_month: None,
+            usd_micros_per_day: Some(limit),
+            usd_micros_per_month: None,
+            created_at: gatehouse_types::now(),
+            updated_at: gatehouse_types::now(),
+        })
+        .into_iter()
+        .find(|b| b.metric == metric)
+        .unwrap();
+        b.bucket.cost = cost;
+        b
+    }
+
+    #[test]
+    fn a_call_larger_than_what_is_left_says_so() {
+        let e = denial(&hit(Metric::TokensPerDay, 20, 4106), 0, 5_000);
+        assert_eq!(e.code, ErrorCode::RateLimitExceeded);
+        assert_eq!(
+            e.message,
+            "Daily token quota on this key: this call needs ~4,106 tokens but 20 are left (limit 20); lower max_tokens or retry in 5s."
+        );
+        let e = denial(&hit(Metric::UsdPerDay, 1_000, 3_000), 400, 5_000);
+        assert_eq!(e.code, ErrorCode::InsufficientQuota);
+        assert!(e.message.contains("needs ~0.003000 USD but 0.000600 USD are left"), "{}", e.message);
+        // Reached: the old wording.
+        let e = denial(&hit(Metric::TokensPerDay, 20, 5), 20, 5_000);
+        assert_eq!(e.message, "Daily token quota reached on this key: limit 20, used 20. Retry in 5s.");
     }
 }

@@ -17,6 +17,8 @@ pub async fn traffic_deps(redis_url: Option<&str>) -> Result<TrafficDeps, String
             .await
             .map_err(|e| format!("cannot use Redis for rate limits: {e}"))?;
         deps.counters = Arc::new(counters);
+        // Redis counters are durable and shared: no seeding from the call log.
+        deps.seed_from_call_log = false;
         tracing::info!("rate-limit counters in Redis");
         // DPoP `jti` replay windows shared by every node (issue 5).
         let replay = RedisReplayCache::connect(url.trim(), REDIS_PREFIX)

@@ -151,6 +151,10 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_call_logs(&self, logs: &[CallLog]) -> StoreResult<()>;
     /// Filtered, newest first, keyset-paged by (`before` id).
     async fn query_call_logs(&self, query: &CallLogQuery) -> StoreResult<Vec<CallLog>>;
+    /// Tokens and cost of the calls logged at or after `month_start`, grouped by (team, app,
+    /// credential, model), with the part logged at or after `day_start` (one aggregate query over
+    /// `call_logs_created`). Calls without a price count 0 cost.
+    async fn call_usage(&self, month_start: Timestamp, day_start: Timestamp) -> StoreResult<Vec<CallUsage>>;
 
     // --- audits ---
     /// For tests and audits only (never served over HTTP): every text-typed column (TEXT,

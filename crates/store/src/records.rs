@@ -251,6 +251,27 @@ pub struct CallLog {
     pub cache_hit: bool,
 }
 
+/// Usage recorded in the call log by one (team, app, credential, requested model) since the
+/// start of a month, with the part since the start of a day ([`crate::Store::call_usage`]).
+/// Used to seed in-memory limit counters after a restart (issue 5 / h5seed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallUsage {
+    pub team_id: Option<Id>,
+    pub app_id: Option<Id>,
+    /// The API key's id, or an issued token's id (`jti`).
+    pub credential_id: Option<Id>,
+    /// Model as requested by the client.
+    pub model: Option<String>,
+    /// `prompt_tokens + completion_tokens` since the month start.
+    pub tokens_month: u64,
+    /// The same since the day start.
+    pub tokens_day: u64,
+    /// `cost_usd` in USD micros (each call rounded to the micro), since the month start.
+    pub cost_micros_month: u64,
+    /// The same since the day start.
+    pub cost_micros_day: u64,
+}
+
 /// Filter and page for [`crate::Store::query_call_logs`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CallLogQuery {

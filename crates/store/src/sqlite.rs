@@ -24,7 +24,7 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use crate::{
-    App, CallLog, CallLogQuery, Credential, CredentialFilter, Deployment, INSERT_CHUNK, Model,
+    App, CallLog, CallLogQuery, CallUsage, Credential, CredentialFilter, Deployment, INSERT_CHUNK, Model,
     OperatorToken, Provider, ProviderCredential, Store, StoreError, StoreResult, Team, User,
     i64_to_u64, page_size, quote_ident, u64_to_i64,
 };
@@ -1188,6 +1188,32 @@ impl Store for SqliteStore {
     }
 
     // --- audits ---
+
+    async fn call_usage(&self, month_start: Timestamp, day_start: Timestamp) -> StoreResult<Vec<CallUsage>> {
+        // Tokens are prompt + completion; cost is cost_usd in micros (NULL = 0).
+        const SQL: &str = "SELECT team_id, app_id, credential_id, model, COALESCE(SUM((prompt_tokens + completion_tokens)), 0) AS tm, COALESCE(SUM(CASE WHEN created_at >= ?2 THEN (prompt_tokens + completion_tokens) ELSE 0 END), 0) AS td, COALESCE(SUM(CAST(ROUND(COALESCE(cost_usd, 0) * 1000000) AS INTEGER)), 0) AS cm, COALESCE(SUM(CASE WHEN created_at >= ?2 THEN CAST(ROUND(COALESCE(cost_usd, 0) * 1000000) AS INTEGER) ELSE 0 END), 0) AS cd FROM call_logs WHERE created_at >= ?1 GROUP BY team_id, app_id, credential_id, model";
+        let rows = sqlx::query(SQL)
+            .bind(micros(month_start)?)
+            .bind(micros(day_start)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("call usage", e))?;
+        rows.iter()
+            .map(|r| {
+                let n = |name: &str| col::<i64>(r, name).map(i64_to_u64);
+                Ok(CallUsage {
+                    team_id: col_opt_id(r, "team_id")?,
+                    app_id: col_opt_id(r, "app_id")?,
+                    credential_id: col_opt_id(r, "credential_id")?,
+                    model: col(r, "model")?,
+                    tokens_month: n("tm")?,
+                    tokens_day: n("td")?,
+                    cost_micros_month: n("cm")?,
+                    cost_micros_day: n("cd")?,
+                })
+            })
+            .collect()
+    }
 
     async fn debug_dump(&self) -> StoreResult<String> {
         let mut tx = self.read_tx("dump").await?;

@@ -908,6 +908,54 @@ async fn provider_delete_cascades(s: Arc<dyn Store>) {
 }
 store_test!(provider_delete_cascades);
 
+/// `call_usage` (h5seed): sums per (team, app, credential, model) since the month start, the
+/// day part separately, older rows left out, cost in micros (no price = 0).
+async fn call_usage_sums_windows(s: Arc<dyn Store>) {
+    let now = now_us();
+    let (month_start, day_start) = (now - Duration::days(3), now - Duration::hours(2));
+    let team = new_id();
+    let (key, token) = (new_id(), new_id());
+    let mk = |i: u64, at: Timestamp, cred: Id, model: &str, cost: Option<f64>| {
+        let mut l = call_log(i, at);
+        l.team_id = Some(team);
+        l.app_id = Some(team);
+        l.credential_id = Some(cred);
+        l.model = Some(model.into());
+        l.cost_usd = cost;
+        l
+    };
+    s.insert_call_logs(&[
+        mk(1, now - Duration::days(4), key, "demo", Some(1.0)), // before the month: ignored
+        mk(2, now - Duration::days(1), key, "demo", Some(0.25)), // month only: 6 tokens
+        mk(3, now - Duration::hours(1), key, "demo", Some(0.000_001)), // month + day: 9 tokens
+        mk(4, now - Duration::minutes(5), key, "other", None), // other model, no price
+        mk(5, now - Duration::minutes(1), token, "demo", Some(0.5)),
+    ])
+    .await
+    .unwrap();
+    let mut got: Vec<_> = s
+        .call_usage(month_start, day_start)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|u| u.team_id == Some(team))
+        .map(|u| {
+            assert_eq!(u.app_id, Some(team));
+            (u.credential_id.unwrap() == token, u.model.unwrap(), u.tokens_month, u.tokens_day, u.cost_micros_month, u.cost_micros_day)
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (false, "demo".to_string(), 15, 9, 250_001, 1),
+            (false, "other".to_string(), 12, 12, 0, 0),
+            (true, "demo".to_string(), 15, 15, 500_000, 500_000),
+        ]
+    );
+}
+store_test!(call_usage_sums_windows);
+
 async fn call_logs_batch_and_filters(s: Arc<dyn Store>) {
     s.insert_call_logs(&[]).await.unwrap();
     let base = now_us() - Duration::hours(1);

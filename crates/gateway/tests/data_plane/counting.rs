@@ -236,6 +236,9 @@ impl Store for CountingStore {
     async fn query_call_logs(&self, query: &CallLogQuery) -> StoreResult<Vec<CallLog>> {
         self.inner.query_call_logs(query).await
     }
+    async fn call_usage(&self, month_start: Timestamp, day_start: Timestamp) -> StoreResult<Vec<gatehouse_store::CallUsage>> {
+        self.inner.call_usage(month_start, day_start).await
+    }
     async fn debug_dump(&self) -> StoreResult<String> {
         self.count(false);
         self.inner.debug_dump().await

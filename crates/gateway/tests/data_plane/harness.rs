@@ -227,6 +227,44 @@ impl Harness {
         self.post("/v1/chat/completions", Some(&self.key), &body).await
     }
 
+    /// A restart over the same data dir (h5seed): stops the server, closes the gateway (the call
+    /// log is flushed), then starts a new gateway (HTTP, `opts`) on the same store, peppers and
+    /// keys, on a new port; in-process state (counters, caches) starts anew.
+    pub async fn restart(&mut self, opts: Options) {
+        self.finish().await;
+        let shutdown = CancellationToken::new();
+        let audit = gatehouse_store::AuditSink::spawn(self.store.clone()).0;
+        let deps = GatewayDeps {
+            store: self.store.clone(),
+            bus: self.bus.clone(),
+            peppers: self.peppers.clone(),
+            key_provider: self.key_provider.clone(),
+            upstream: Upstream::new(opts.timeouts).unwrap(),
+            settings: opts.settings,
+            shutdown: shutdown.clone(),
+            audit: audit.clone(),
+        };
+        let mut traffic = gatehouse_gateway::TrafficDeps::default();
+        if let Some(c) = opts.counters {
+            traffic.counters = c;
+        }
+        if let Some(p) = opts.prices {
+            traffic.prices = Some(p);
+        }
+        let gateway = Gateway::with_traffic(deps, traffic).await.unwrap();
+        let router = gateway.router();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let token = shutdown.clone();
+        self.server = Some(tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(token.cancelled_owned()).await.unwrap();
+        }));
+        self.base = format!("http://{addr}");
+        self.gateway = Some(gateway);
+        self.shutdown = shutdown;
+        self.audit = audit;
+    }
+
     /// Stops the server (graceful), closes the gateway (flushes the call log) and returns
     /// every call-log record, oldest first.
     pub async fn finish(&mut self) -> Vec<CallLog> {

@@ -27,4 +27,5 @@ mod token_caps;
 mod limits;
 mod oauth;
 mod outbound;
+mod restart;
 mod routing;
