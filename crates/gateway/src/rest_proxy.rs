@@ -252,7 +252,7 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
         None => (rest, "/"),
     };
     let app_id = auth.credential.app_id;
-    let service = state.admission.admit_service(app_id, slug, ServiceKind::Rest).await?;
+    let service = state.admission.admit_service(app_id, auth.credential.team_id, slug, ServiceKind::Rest).await?;
     rec.update(|d| {
         d.provider = Some(format!("svc:{}", service.slug));
     });

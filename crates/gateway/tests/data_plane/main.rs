@@ -28,3 +28,4 @@ mod limits;
 mod oauth;
 mod outbound;
 mod routing;
+mod services;
