@@ -2,9 +2,10 @@
 //! `tenancy_http.rs`; a deleted app's keys are revoked, so its subscriptions stop admitting):
 //!
 //! * `POST /subscriptions` — `{"app_id", "service" (id or slug), "reason"?, "expires_at"?}` →
-//!   201. `auto` approval: `active` at once; `manual`: `pending`. 404 if the service is not
-//!   visible to the app's team, 409 if it is not published/deprecated or if the app already
-//!   has a pending/active subscription to it.
+//!   201. `auto` approval: `active` at once; `manual`: `pending`. 404 (the unknown-service
+//!   answer) if the service is another team's draft or `team`-visibility service, 409 if the
+//!   app's own team's service is not published/deprecated or if the app already has a
+//!   pending/active subscription to it.
 //! * `GET /subscriptions[?app_id&service_id&status]`, `GET /subscriptions/{id}` — `status`
 //!   shows `expired` for an active subscription past `expires_at`.
 //! * `POST /subscriptions/{id}/approve` — `{"reason"?, "expires_at"?}` pending → active.
@@ -31,7 +32,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use gatehouse_store::{
     App, ApprovalMode, BusEvent, ServiceStatus, StoreError, Subscription, SubscriptionFilter, SubscriptionStatus,
-    Visibility,
 };
 use gatehouse_types::{ApiError, ErrorCode, Id, new_id, now};
 use serde_json::{Value, json};
@@ -97,7 +97,9 @@ async fn request(State(svc): Svc, Extension(p): Op, b: std::result::Result<Bytes
     let a = app(&svc, app_id).await?;
     authorize_team(&p, a.team_id, Permission::SubscriptionsRequest, "app_id", "app")?;
     let s = find(&svc, &service_key).await.map_err(|e| e.with_param("service"))?;
-    if s.visibility == Visibility::Team && s.team_id != a.team_id {
+    // Another team's draft or team-only service answers exactly like an unknown one (its
+    // existence is not the caller's business); the own team's drafts keep their 409 below.
+    if s.team_id != a.team_id && !crate::apim::in_catalog(&s) {
         return Err(ApiError::new(ErrorCode::NotFound, "service not found").with_param("service").into());
     }
     if !matches!(s.status, ServiceStatus::Published | ServiceStatus::Deprecated) {

@@ -185,13 +185,21 @@ async fn subscriptions_visibility_approval_and_compare_and_set() {
     fails(&h, "POST", "/subscriptions", Some(json!({"app_id": "x", "service": "internal"})), 400, Some("app_id")).await;
     fails(&h, "POST", "/subscriptions", Some(json!({"app_id": app_id, "service": "ghost"})), 404, Some("service")).await;
     fails(&h, "POST", "/subscriptions", Some(json!({"app_id": app_id, "service": "open", "expires_at": "2001-01-01T00:00:00Z"})), 400, Some("expires_at")).await;
+
+    // another team's app: the drafts (public or not) answer exactly like an unknown service
+    let other = Team { id: gatehouse_types::new_id(), name: "other".into(), created_at: gatehouse_types::now() };
+    h.store.create_team(&other).await.unwrap();
+    let foreign = ok(&h, "POST", "/apps", Some(json!({"name": "foreign", "team_id": other.id}))).await;
+    let unknown = op(&h, "POST", "/subscriptions", Some(json!({"app_id": foreign["id"], "service": "ghost"}))).await;
+    assert_eq!(unknown.0.as_u16(), 404, "{unknown:?}");
+    for slug in ["internal", "open"] {
+        assert_eq!(op(&h, "POST", "/subscriptions", Some(json!({"app_id": foreign["id"], "service": slug}))).await, unknown, "{slug}");
+    }
     ok(&h, "POST", "/services/internal/publish", None).await;
     ok(&h, "POST", "/services/open/publish", None).await;
 
     // a team-only service is invisible to another team's app
-    let other = Team { id: gatehouse_types::new_id(), name: "other".into(), created_at: gatehouse_types::now() };
-    h.store.create_team(&other).await.unwrap();
-    let foreign = ok(&h, "POST", "/apps", Some(json!({"name": "foreign", "team_id": other.id}))).await;
+    assert_eq!(op(&h, "POST", "/subscriptions", Some(json!({"app_id": foreign["id"], "service": "internal"}))).await, unknown);
     fails(&h, "POST", "/subscriptions", Some(json!({"app_id": foreign["id"], "service": "internal"})), 404, Some("service")).await;
     assert_eq!(ok(&h, "POST", "/subscriptions", Some(json!({"app_id": foreign["id"], "service": "open"}))).await["status"], "active");
 

@@ -6,7 +6,8 @@
 //! once some non-draft `ai` service exposes that model. Models no service exposes stay open to
 //! every valid key, so existing deployments and keys keep working until a team publishes a
 //! service for their models. REST services (`/svc/…`) and prompt APIs (`/prompts/…`) always
-//! require a subscription.
+//! require a subscription; drafts and other teams' `team`-visibility services (unless the app
+//! is subscribed) answer 404 exactly like an unknown slug, so their existence is not observable.
 //!
 //! The table (services with their live spec, active subscriptions) is a snapshot of the store,
 //! reloaded before the next request after `BusEvent::ServicesChanged` / `Resync` (the memory
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use gatehouse_store::{
-    BusEvent, ServiceKind, ServiceStatus, Store, StoreError, SubscriptionFilter, SubscriptionStatus,
+    BusEvent, ServiceKind, ServiceStatus, Store, StoreError, SubscriptionFilter, SubscriptionStatus, Visibility,
 };
 use gatehouse_types::apim::ServiceSpec;
 use gatehouse_types::{ApiError, ErrorCode, Id, Timestamp, now};
@@ -33,6 +34,8 @@ pub struct LiveService {
     pub kind: ServiceKind,
     pub slug: String,
     pub status: ServiceStatus,
+    /// `team`: only the owning team's apps (and apps already subscribed) can see it exists.
+    pub visibility: Visibility,
     /// Release number of `spec`.
     pub version: u32,
     pub deprecated_at: Option<Timestamp>,
@@ -135,6 +138,7 @@ async fn load(store: &dyn Store) -> Result<Table, StoreError> {
             kind: s.kind,
             slug: s.slug.clone(),
             status: s.status,
+            visibility: s.visibility,
             version: s.version,
             deprecated_at: s.deprecated_at,
             sunset_at: s.sunset_at,
@@ -247,16 +251,19 @@ impl Admission {
         Err(not_subscribed(&format!("the model `{shown}`")))
     }
 
-    /// Admission to the service `slug` of `kind` by `app`.
+    /// Admission to the service `slug` of `kind` by `app` of team `team`.
     ///
-    /// Errors: 404 `not_found` (no such non-draft service of that kind); 410 `service_retired`;
+    /// Errors: 404 `not_found` (no such non-draft service of that kind, or a `team`-visibility
+    /// service of another team the app is not subscribed to: answered exactly like an unknown
+    /// slug so other teams' internal services cannot be discovered); 410 `service_retired`;
     /// 403 `subscription_required`; 503 if the table cannot be reloaded.
-    pub async fn admit_service(&self, app: Id, slug: &str, kind: ServiceKind) -> Result<Arc<LiveService>, ApiError> {
+    pub async fn admit_service(&self, app: Id, team: Id, slug: &str, kind: ServiceKind) -> Result<Arc<LiveService>, ApiError> {
         let t = self.current().await?;
         let s = t
             .by_slug
             .get(slug)
             .filter(|s| s.kind == kind)
+            .filter(|s| s.visibility == Visibility::Public || s.team_id == team || t.subscribed(app, s.id, now()))
             .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such service"))?;
         if s.status == ServiceStatus::Retired {
             return Err(retired());

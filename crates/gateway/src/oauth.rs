@@ -170,7 +170,8 @@ fn parse_form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, Strin
     Ok(out)
 }
 
-/// Exactly one client authentication method (RFC 6749 §2.3).
+/// Exactly one client authentication method (RFC 6749 §2.3). With HTTP Basic, a body
+/// `client_id` naming another client is 400 `invalid_request` (RFC 6749 §3.2.1).
 async fn authenticate_client(oauth: &OAuth, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<OAuthClient, OAuthError> {
     let auth: Vec<&HeaderValue> = headers.get_all(header::AUTHORIZATION).iter().collect();
     if auth.len() > 1 {
@@ -192,7 +193,15 @@ async fn authenticate_client(oauth: &OAuth, headers: &HeaderMap, form: &HashMap<
     let assertion = form.get("client_assertion");
     match (basic, assertion) {
         (Some(_), Some(_)) => Err(OAuthError::new("invalid_request", "use exactly one client authentication method")),
-        (Some(b), None) => oauth.authenticate_basic(b).await,
+        (Some(b), None) => {
+            let client = oauth.authenticate_basic(b).await?;
+            // RFC 6749 §3.2.1 / §2.3.1: a body `client_id` next to HTTP Basic must name the same
+            // client (checked after authentication, so a wrong secret stays `invalid_client`).
+            if form.get("client_id").is_some_and(|c| c.parse::<gatehouse_types::Id>().ok() != Some(client.id)) {
+                return Err(OAuthError::new("invalid_request", "client_id does not match the authenticated client"));
+            }
+            Ok(client)
+        }
         (None, Some(a)) => {
             if form.get("client_assertion_type").map(String::as_str) != Some(gatehouse_oauth::JWT_BEARER_ASSERTION) {
                 return Err(OAuthError::new("invalid_request", "client_assertion_type must be the RFC 7523 jwt-bearer type"));

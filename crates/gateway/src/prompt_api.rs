@@ -134,7 +134,7 @@ pub async fn handle(
 }
 
 async fn call(state: &AppState, auth: &AuthContext, rec: &CallRecorder, slug: &str, name: &str, body: Body) -> Result<Response, ApiError> {
-    let service = state.admission.admit_service(auth.credential.app_id, slug, ServiceKind::Prompt).await?;
+    let service = state.admission.admit_service(auth.credential.app_id, auth.credential.team_id, slug, ServiceKind::Prompt).await?;
     let prompt = service
         .spec
         .prompts

@@ -10,9 +10,12 @@
 //!   `api_key`, `access_token` parameters;
 //! * the client's headers are copied **except** the credential headers (`Authorization`,
 //!   `x-api-key`, `api-key`, `x-goog-api-key`, `DPoP`, `Proxy-Authorization`), hop-by-hop
-//!   headers, `Host`, `Content-Length`, client-sent `x-request-id` / `x-gatehouse-app-id`, and
-//!   the service's `remove_headers`; then `add_headers` are set; then the gateway sets
-//!   `x-request-id` (this call's id) and `x-gatehouse-app-id` (the calling app);
+//!   headers (the standard set and every header the client's `Connection` names, RFC 9110
+//!   §7.6.1), `Host`, `Content-Length`, client-sent `x-request-id` / `x-gatehouse-app-id`, the
+//!   admin console's `gatehouse_session` cookie (other cookies are kept), and the service's
+//!   `remove_headers`; then `add_headers` are set; then the gateway sets `x-request-id` (this
+//!   call's id), `x-gatehouse-app-id` (the calling app) and `X-Forwarded-For` / `-Proto` /
+//!   `-Host` ([`forwarded_headers`]: the client's values are kept only from a trusted proxy);
 //! * timeout `timeout_ms` per attempt; on a connection error, timeout or 502/503/504 another
 //!   node is tried up to `retries` times, only for idempotent methods (RFC 9110 §9.2.2);
 //! * the body is bounded by the data plane's body limit; redirects are passed back, never
@@ -49,8 +52,23 @@ use crate::request::read_body;
 /// Header carrying the calling app's id to the upstream.
 pub const APP_ID_HEADER: &str = "x-gatehouse-app-id";
 
-const HOP_BY_HOP: [&str; 9] =
-    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "content-length"];
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "content-length",
+];
+/// Set by the gateway from the connection ([`forwarded_headers`]); the client's copies are
+/// believed only from a trusted proxy.
+const FORWARDED: [&str; 4] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"];
+/// The admin console's session cookie (`gatehouse_admin::service::tenancy::SESSION_COOKIE`).
+const SESSION_COOKIE: &str = "gatehouse_session";
 const CREDENTIAL_HEADERS: [&str; 6] = ["authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "dpop"];
 const DROPPED_QUERY: [&str; 3] = ["key", "api_key", "access_token"];
 
@@ -234,7 +252,7 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
         None => (rest, "/"),
     };
     let app_id = auth.credential.app_id;
-    let service = state.admission.admit_service(app_id, slug, ServiceKind::Rest).await?;
+    let service = state.admission.admit_service(app_id, auth.credential.team_id, slug, ServiceKind::Rest).await?;
     rec.update(|d| {
         d.provider = Some(format!("svc:{}", service.slug));
     });
@@ -251,19 +269,9 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
     let query = filtered_query(parts.uri.query());
     let bytes: Bytes = read_body(body, state.settings.body_limit_bytes).await?;
 
-    let mut headers = HeaderMap::new();
-    for (name, value) in &parts.headers {
-        let n = name.as_str();
-        let dropped = HOP_BY_HOP.contains(&n)
-            || CREDENTIAL_HEADERS.contains(&n)
-            || n == "host"
-            || n == crate::REQUEST_ID_HEADER
-            || n == APP_ID_HEADER
-            || up.remove_headers.iter().any(|r| r.eq_ignore_ascii_case(n));
-        if !dropped {
-            headers.append(name.clone(), value.clone());
-        }
-    }
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let tls = parts.extensions.get::<crate::mtls::TlsConnection>().is_some();
+    let mut headers = upstream_headers(&parts.headers, &up.remove_headers);
     for (n, v) in &up.add_headers {
         if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_str(v)) {
             headers.insert(n, v);
@@ -275,6 +283,7 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
     if let Ok(v) = HeaderValue::from_str(&app_id.to_string()) {
         headers.insert(APP_ID_HEADER, v);
     }
+    forwarded_headers(&parts.headers, peer, &state.settings.trusted_proxies, tls, &mut headers);
 
     let pool = state.rest_pools.get(&state.rest_client, &service, up);
     let hash_key = match up.hash_on.as_deref() {
@@ -315,6 +324,93 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
         }
     }
     Err(last)
+}
+
+/// The client's headers minus what never goes upstream (module doc): hop-by-hop headers (the
+/// fixed set plus every field named in `Connection`, RFC 9110 §7.6.1), credential headers,
+/// `Host`, gateway-owned headers, forwarding headers (set by [`forwarded_headers`]), the
+/// `gatehouse_session` cookie (other cookies kept; RFC 6265 §5.4 `name=value; …` pairs) and
+/// the service's `remove_headers` (case-insensitive).
+fn upstream_headers(incoming: &HeaderMap, remove: &[String]) -> HeaderMap {
+    let named: Vec<String> = incoming
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut headers = HeaderMap::new();
+    for (name, value) in incoming {
+        let n = name.as_str();
+        let dropped = HOP_BY_HOP.contains(&n)
+            || named.iter().any(|c| c == n)
+            || CREDENTIAL_HEADERS.contains(&n)
+            || FORWARDED.contains(&n)
+            || n == "host"
+            || n == crate::REQUEST_ID_HEADER
+            || n == APP_ID_HEADER
+            || remove.iter().any(|r| r.eq_ignore_ascii_case(n));
+        if dropped {
+            continue;
+        }
+        if name == header::COOKIE {
+            if let Some(v) = without_session_cookie(value) {
+                headers.append(name.clone(), v);
+            }
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    headers
+}
+
+/// A `Cookie` value without the `gatehouse_session` pair; `None` when nothing is left.
+fn without_session_cookie(value: &HeaderValue) -> Option<HeaderValue> {
+    let Ok(text) = value.to_str() else {
+        // Not visible ASCII: cannot be split safely, so it is not forwarded at all.
+        return None;
+    };
+    let kept: Vec<&str> = text
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split('=').next().map(str::trim) != Some(SESSION_COOKIE))
+        .collect();
+    if kept.is_empty() { None } else { HeaderValue::from_str(&kept.join("; ")).ok() }
+}
+
+/// Sets `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host` on `out` as a reverse
+/// proxy does. `peer` is the socket peer; when it is in `trusted` (the data plane's trusted
+/// proxies) the client's `X-Forwarded-For` chain is kept and the peer appended, and the
+/// client's `X-Forwarded-Proto`/`-Host` (and RFC 7239 `Forwarded`) are kept when present;
+/// from any other peer the client's values are discarded: `X-Forwarded-For: <peer>`,
+/// `X-Forwarded-Proto: https` on a TLS connection else `http`, `X-Forwarded-Host: <Host>`.
+fn forwarded_headers(incoming: &HeaderMap, peer: Option<std::net::IpAddr>, trusted: &[gatehouse_auth::cidr::Cidr], tls: bool, out: &mut HeaderMap) {
+    let from_proxy = peer.is_some_and(|p| gatehouse_auth::cidr::any_contains(trusted, p));
+    let client = |name: &str| incoming.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).collect::<Vec<_>>();
+    let mut chain: Vec<String> = if from_proxy { client("x-forwarded-for").into_iter().map(str::to_string).collect() } else { Vec::new() };
+    if let Some(p) = peer {
+        chain.push(p.to_string());
+    }
+    if let Ok(v) = HeaderValue::from_str(&chain.join(", "))
+        && !chain.is_empty()
+    {
+        out.insert("x-forwarded-for", v);
+    }
+    let proto = from_proxy.then(|| client("x-forwarded-proto").last().map(|s| s.to_string())).flatten();
+    let proto = proto.unwrap_or_else(|| if tls { "https" } else { "http" }.to_string());
+    if let Ok(v) = HeaderValue::from_str(&proto) {
+        out.insert("x-forwarded-proto", v);
+    }
+    let host = from_proxy.then(|| client("x-forwarded-host").last().map(|s| s.to_string())).flatten();
+    if let Some(v) = host.or_else(|| incoming.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string)).and_then(|h| HeaderValue::from_str(&h).ok()) {
+        out.insert("x-forwarded-host", v);
+    }
+    if from_proxy {
+        for v in incoming.get_all("forwarded") {
+            out.append("forwarded", v.clone());
+        }
+    }
 }
 
 fn answer(resp: reqwest::Response, service: &LiveService) -> Response {
@@ -381,5 +477,60 @@ mod tests {
         assert_eq!(filtered_query(Some("a=1&key=x&API_KEY=y&b=2")), "?a=1&b=2");
         assert_eq!(filtered_query(Some("key=x")), "");
         assert_eq!(filtered_query(None), "");
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_named_in_connection_credentials_and_the_session_cookie_are_not_forwarded() {
+        let incoming = map(&[
+            ("connection", "close, X-Secret-Hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic eA=="),
+            ("authorization", "Bearer k"),
+            ("cookie", "a=b; gatehouse_session=secret; c=d"),
+            ("cookie", "gatehouse_session=other"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-kept", "yes"),
+            ("x-internal", "no"),
+        ]);
+        let out = upstream_headers(&incoming, &["X-Internal".to_string()]);
+        for gone in ["connection", "x-secret-hop", "keep-alive", "te", "upgrade", "proxy-authorization", "authorization", "x-forwarded-for", "x-internal"] {
+            assert!(!out.contains_key(gone), "{gone} forwarded: {out:?}");
+        }
+        assert_eq!(out["x-kept"], "yes");
+        let cookies: Vec<&str> = out.get_all("cookie").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(cookies, vec!["a=b; c=d"]);
+    }
+
+    #[test]
+    fn forwarded_headers_trust_the_clients_chain_only_from_a_trusted_proxy() {
+        let trusted = vec![gatehouse_auth::cidr::Cidr::parse("10.0.0.0/8").unwrap()];
+        let incoming = map(&[("host", "api.example:8080"), ("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "evil.example")]);
+
+        let mut out = HeaderMap::new();
+        forwarded_headers(&incoming, Some("192.0.2.7".parse().unwrap()), &trusted, false, &mut out);
+        assert_eq!(out["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(out["x-forwarded-proto"], "http");
+        assert_eq!(out["x-forwarded-host"], "api.example:8080");
+
+        let mut out = HeaderMap::new();
+        forwarded_headers(&incoming, Some("192.0.2.7".parse().unwrap()), &trusted, true, &mut out);
+        assert_eq!(out["x-forwarded-proto"], "https");
+
+        let mut out = HeaderMap::new();
+        forwarded_headers(&incoming, Some("10.1.2.3".parse().unwrap()), &trusted, false, &mut out);
+        assert_eq!(out["x-forwarded-for"], "6.6.6.6, 10.1.2.3");
+        assert_eq!(out["x-forwarded-proto"], "https");
+        assert_eq!(out["x-forwarded-host"], "evil.example");
     }
 }

@@ -29,3 +29,4 @@ mod oauth;
 mod outbound;
 mod restart;
 mod routing;
+mod services;

@@ -154,6 +154,22 @@ async fn t41_bad_client_secret_via_basic_is_401_invalid_client_with_basic_challe
     oauth_error(resp, 401, "invalid_client").await;
 }
 
+/// RFC 6749 §3.2.1: HTTP Basic for one client with a body `client_id` of another → 400
+/// `invalid_request`; the same client in both is fine.
+#[tokio::test]
+async fn token_endpoint_basic_auth_with_another_clients_body_client_id_is_invalid_request() {
+    let h = Harness::start().await;
+    let c = client(&h, &[], &[], "opaque").await;
+    let other = client(&h, &[], &[], "opaque").await;
+    for bad in [other.id(), "not-a-client".to_string()] {
+        let resp = form(&h, "/oauth/token", Some(&c), &[("grant_type", "client_credentials"), ("client_id", &bad)]).await;
+        let v = oauth_error(resp, 400, "invalid_request").await;
+        assert!(!v.to_string().contains(&c.secret));
+    }
+    let same = token(&h, &c, &[("grant_type", "client_credentials"), ("client_id", &c.id())]).await;
+    assert!(same["access_token"].is_string(), "{same}");
+}
+
 #[tokio::test]
 async fn t42_token_endpoint_rejects_duplicate_params_get_unknown_grant_and_broad_scope() {
     let h = Harness::start().await;
