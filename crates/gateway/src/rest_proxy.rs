@@ -225,6 +225,74 @@ fn filtered_query(q: Option<&str>) -> String {
     if kept.is_empty() { String::new() } else { format!("?{}", kept.join("&")) }
 }
 
+/// Percent-decodes `s` (RFC 3986 §2.1) as far as it is valid; undecodable bytes stay as sent.
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Whether `raw` (a path or a part of one, possibly percent-encoded) holds a `.` or `..` segment
+/// (RFC 3986 §5.2.4) once decoded: `..`, `%2e%2E`, `.%2e`, also behind an encoded `/` or `\`.
+fn has_dot_segment(raw: &str) -> bool {
+    percent_decode(raw).split(|c| *c == b'/' || *c == b'\\').any(|seg| seg == b"." || seg == b"..")
+}
+
+/// Refuses (400 `invalid_request`) a request path that could leave the upstream's base path
+/// once the upstream URL is built: any `.`/`..` segment, raw or percent-encoded, and an encoded
+/// `/` or `\` inside a single-segment `{name}` parameter of `template` (it would make a new
+/// segment upstream).
+fn check_path_params(path: &str, template: &str, params: &[(String, String)]) -> Result<(), ApiError> {
+    if has_dot_segment(path) {
+        return Err(ApiError::new(ErrorCode::InvalidRequest, "the path must not contain `.` or `..` segments (also percent-encoded)"));
+    }
+    for (name, value) in params {
+        let single = template.split('/').any(|s| s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) == Some(name.as_str()));
+        if single && percent_decode(value).iter().any(|c| *c == b'/' || *c == b'\\') {
+            return Err(ApiError::new(ErrorCode::InvalidRequest, format!("the path parameter `{name}` must be a single segment (no encoded `/`)")));
+        }
+    }
+    Ok(())
+}
+
+/// The literal segments of a rewrite template before its first parameter, e.g. `/public/` for
+/// `/public/{rest}`, `/v2/orders/` for `/v2/orders/{id}`, the whole template when it has none.
+fn literal_prefix(rewrite: &str) -> &str {
+    rewrite.find('{').map_or(rewrite, |i| &rewrite[..i])
+}
+
+/// The upstream URL `node` + `target_path` + `query`, parsed (the parser resolves dot-segments,
+/// RFC 3986 §5.2.4), and checked to stay under the node's base path followed by `fixed_prefix`
+/// (the rewrite's literal prefix); outside → 400 `invalid_request`.
+fn upstream_url(node: &str, fixed_prefix: &str, target_path: &str, query: &str) -> Result<reqwest::Url, ApiError> {
+    let outside = || ApiError::new(ErrorCode::InvalidRequest, "the request path leaves the service's upstream path");
+    let url = reqwest::Url::parse(&format!("{node}{target_path}{query}")).map_err(|_| outside())?;
+    let base = reqwest::Url::parse(node).map_err(|_| ApiError::new(ErrorCode::UpstreamError, "the service's upstream node URL is invalid"))?;
+    let want = format!("{}{fixed_prefix}", base.path().trim_end_matches('/'));
+    let got = url.path();
+    let under = match want.strip_suffix('/') {
+        Some(dir) => got.starts_with(&want) || got == dir,
+        None => got == want || got.starts_with(&format!("{want}/")) || want.is_empty(),
+    };
+    if !under {
+        return Err(outside());
+    }
+    Ok(url)
+}
+
 async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let full = parts.uri.path();
@@ -247,7 +315,9 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
         .find_map(|r| matches(r, method, host, &parts.headers, path).map(|p| (r, p)))
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no route of this service matches the request"))?;
     let up = service.spec.upstream.as_ref().ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the service has no upstream"))?;
+    check_path_params(path, &route.path, &params)?;
     let target_path = route.rewrite.as_deref().map_or_else(|| path.to_string(), |rw| fill_template(rw, &params));
+    let fixed_prefix = route.rewrite.as_deref().map_or("", literal_prefix);
     let query = filtered_query(parts.uri.query());
     let bytes: Bytes = read_body(body, state.settings.body_limit_bytes).await?;
 
@@ -288,10 +358,10 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
     let unhealthy_after = up.health_check.as_ref().map_or(u32::MAX, |h| h.unhealthy_after);
     let mut last = ApiError::new(ErrorCode::UpstreamError, "the service's upstream did not answer");
     for i in pool.order(up.balance, &hash_key).into_iter().take(attempts) {
-        let url = format!("{}{target_path}{query}", pool.nodes[i].0);
+        let url = upstream_url(&pool.nodes[i].0, fixed_prefix, &target_path, &query)?;
         let sent = state
             .rest_client
-            .request(parts.method.clone(), &url)
+            .request(parts.method.clone(), url)
             .headers(headers.clone())
             .body(bytes.clone())
             .timeout(Duration::from_millis(up.timeout_ms))
@@ -374,6 +444,42 @@ mod tests {
             }
         }
         assert!(moved > 50 && moved < 150, "{moved}");
+    }
+
+    #[test]
+    fn encoded_dot_segments_are_refused_in_any_spelling() {
+        for p in ["/api/%2e%2e/x", "/api/%2E%2e/x", "/api/.%2e/x", "/api/%2e./x", "/api/../x", "/api/./x", "/api/%2e", "/api/a%2f..%2fb", "/api/a%5c%2e%2e"] {
+            let params = match_path("/api/{*rest}", p).unwrap();
+            assert_eq!(check_path_params(p, "/api/{*rest}", &params).unwrap_err().code, ErrorCode::InvalidRequest, "{p}");
+        }
+        for p in ["/api/a.b/c", "/api/...", "/api/%2e%2e%2e", "/api/.well-known/x", "/api/a%2fb"] {
+            let params = match_path("/api/{*rest}", p).unwrap();
+            assert!(check_path_params(p, "/api/{*rest}", &params).is_ok(), "{p}");
+        }
+    }
+
+    #[test]
+    fn encoded_slash_in_a_single_segment_parameter_is_refused() {
+        for p in ["/items/a%2fb", "/items/a%2Fb", "/items/a%5Cb"] {
+            let params = match_path("/items/{id}", p).unwrap();
+            assert_eq!(check_path_params(p, "/items/{id}", &params).unwrap_err().code, ErrorCode::InvalidRequest, "{p}");
+        }
+        let params = match_path("/items/{id}", "/items/a%20b").unwrap();
+        assert!(check_path_params("/items/a%20b", "/items/{id}", &params).is_ok());
+    }
+
+    #[test]
+    fn upstream_url_stays_under_the_node_base_and_rewrite_prefix() {
+        let u = upstream_url("http://h/tenant-a", literal_prefix("/public/{rest}"), "/public/x/y", "?a=1").unwrap();
+        assert_eq!(u.as_str(), "http://h/tenant-a/public/x/y?a=1");
+        // what the unchecked path would have become: the parser resolves the encoded dot-segments
+        let e = upstream_url("http://h/tenant-a", literal_prefix("/public/{rest}"), "/public/%2e%2e/%2e%2e/tenant-b/secret", "").unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(upstream_url("http://h/tenant-a", "", "/%2E%2e/x", "").is_err());
+        assert!(upstream_url("http://h/tenant-a", "", "/x", "").is_ok());
+        assert!(upstream_url("http://h", "", "/", "").is_ok());
+        assert!(upstream_url("http://h/base", "/v2", "/v2", "").is_ok());
+        assert!(upstream_url("http://h/base", "/v2", "/v2x", "").is_err());
     }
 
     #[test]
