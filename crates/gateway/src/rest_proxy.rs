@@ -33,6 +33,7 @@ use axum::extract::{Extension, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::TryStreamExt;
+use gatehouse_auth::cidr::{Cidr, refused_upstream};
 use gatehouse_store::ServiceKind;
 use gatehouse_types::apim::{Balance, RestRoute, RestUpstream, fill_template, idempotent, match_path};
 use gatehouse_types::{ApiError, ErrorCode, Id};
@@ -132,7 +133,7 @@ pub struct Pools {
 }
 
 impl Pools {
-    fn get(&self, client: &reqwest::Client, s: &LiveService, up: &RestUpstream) -> Arc<Pool> {
+    fn get(&self, client: &reqwest::Client, allow: &Arc<Vec<Cidr>>, s: &LiveService, up: &RestUpstream) -> Arc<Pool> {
         let mut map = match self.pools.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
@@ -144,21 +145,26 @@ impl Pools {
         map.retain(|(id, _), _| *id != s.id);
         let pool = Arc::new(Pool::new(up));
         if let Some(hc) = &up.health_check {
-            spawn_health_check(client.clone(), Arc::downgrade(&pool), hc.clone(), pool.stop.clone());
+            spawn_health_check(client.clone(), allow.clone(), Arc::downgrade(&pool), hc.clone(), pool.stop.clone());
         }
         map.insert((s.id, s.version), pool.clone());
         pool
     }
 }
 
-fn spawn_health_check(client: reqwest::Client, pool: std::sync::Weak<Pool>, hc: gatehouse_types::apim::HealthCheck, stop: CancellationToken) {
+fn spawn_health_check(client: reqwest::Client, allow: Arc<Vec<Cidr>>, pool: std::sync::Weak<Pool>, hc: gatehouse_types::apim::HealthCheck, stop: CancellationToken) {
     tokio::spawn(async move {
         let interval = Duration::from_millis(hc.interval_ms);
         loop {
             let Some(p) = pool.upgrade() else { return };
             for (i, (url, _)) in p.nodes.iter().enumerate() {
+                let target = reqwest::Url::parse(&format!("{url}{}", hc.path));
+                let Ok(target) = target.map_err(drop).and_then(|t| if check_literal_host(&t, &allow).is_some() { Err(()) } else { Ok(t) }) else {
+                    p.record(i, false, hc.unhealthy_after);
+                    continue;
+                };
                 let ok = client
-                    .get(format!("{url}{}", hc.path))
+                    .get(target)
                     .timeout(interval.min(Duration::from_secs(10)))
                     .send()
                     .await
@@ -174,13 +180,87 @@ fn spawn_health_check(client: reqwest::Client, pool: std::sync::Weak<Pool>, hc: 
     });
 }
 
-/// The HTTP client of REST upstreams: no redirects followed, no proxy from the environment.
-pub fn client() -> reqwest::Client {
+/// The HTTP client of REST upstreams: no redirects followed, no proxy from the environment,
+/// and a DNS resolver that drops addresses [`gatehouse_auth::cidr::refused_upstream`] refuses
+/// (loopback, link-local, …) unless inside `allow` (`[rest] allow_upstream`), so a node name
+/// that resolves — or is rebound — to such an address cannot be reached (tester H4). IP-literal
+/// node URLs skip DNS; [`check_literal_host`] guards them before each request.
+pub fn client(allow: Arc<Vec<Cidr>>) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver { allow }))
         .build()
         .unwrap_or_default()
+}
+
+/// A resolved (or literal) upstream address was refused by the SSRF guard.
+#[derive(Debug)]
+struct RefusedAddress(&'static str);
+
+impl std::fmt::Display for RefusedAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the upstream address is {} and not allowed", self.0)
+    }
+}
+
+impl std::error::Error for RefusedAddress {}
+
+/// System DNS (`getaddrinfo` through tokio) keeping only allowed addresses.
+struct GuardedResolver {
+    allow: Arc<Vec<Cidr>>,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow.clone();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let mut refused = "unresolvable";
+            let kept: Vec<std::net::SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| match refused_upstream(a.ip(), &allow) {
+                    Some(why) => {
+                        refused = why;
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            if kept.is_empty() {
+                return Err(Box::new(RefusedAddress(refused)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The SSRF guard for IP-literal hosts (they bypass the resolver): `Some(reason)` when the URL's
+/// host is an address [`refused_upstream`] refuses.
+fn check_literal_host(url: &reqwest::Url, allow: &[Cidr]) -> Option<&'static str> {
+    // The URL parser has already normalised literals (`0x7f.1` → `127.0.0.1`, `[::1]`).
+    let host = url.host_str()?;
+    let ip: std::net::IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+    refused_upstream(ip, allow)
+}
+
+fn refused_error(why: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::UpstreamError,
+        format!("the service's upstream node address is {why}, which the gateway refuses to connect to (an operator can allow it with `[rest] allow_upstream`)"),
+    )
+}
+
+/// The SSRF guard's reason when `e` (a failed upstream request) was a refused resolved address.
+fn refused_in(e: &reqwest::Error) -> Option<&'static str> {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(r) = s.downcast_ref::<RefusedAddress>() {
+            return Some(r.0);
+        }
+        src = s.source();
+    }
+    None
 }
 
 /// `ANY /svc/{slug}` and `ANY /svc/{slug}/{*path}`.
@@ -346,7 +426,7 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
         headers.insert(APP_ID_HEADER, v);
     }
 
-    let pool = state.rest_pools.get(&state.rest_client, &service, up);
+    let pool = state.rest_pools.get(&state.rest_client, &state.settings.rest_allow_upstream, &service, up);
     let hash_key = match up.hash_on.as_deref() {
         Some("path") => path.to_string(),
         Some(h) if h.starts_with("header:") => {
@@ -359,6 +439,11 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
     let mut last = ApiError::new(ErrorCode::UpstreamError, "the service's upstream did not answer");
     for i in pool.order(up.balance, &hash_key).into_iter().take(attempts) {
         let url = upstream_url(&pool.nodes[i].0, fixed_prefix, &target_path, &query)?;
+        if let Some(why) = check_literal_host(&url, &state.settings.rest_allow_upstream) {
+            tracing::warn!(service = %service.slug, node = i, why, "REST upstream address refused");
+            last = refused_error(why);
+            continue;
+        }
         let sent = state
             .rest_client
             .request(parts.method.clone(), url)
@@ -376,7 +461,9 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
             Err(e) => {
                 pool.record(i, false, unhealthy_after);
                 tracing::warn!(service = %service.slug, node = i, timeout = e.is_timeout(), "REST upstream failed");
-                last = if e.is_timeout() {
+                last = if let Some(why) = refused_in(&e) {
+                    refused_error(why)
+                } else if e.is_timeout() {
                     ApiError::new(ErrorCode::UpstreamTimeout, "the service's upstream did not answer in time")
                 } else {
                     ApiError::new(ErrorCode::UpstreamError, "the service's upstream could not be reached")
@@ -480,6 +567,30 @@ mod tests {
         assert!(upstream_url("http://h", "", "/", "").is_ok());
         assert!(upstream_url("http://h/base", "/v2", "/v2", "").is_ok());
         assert!(upstream_url("http://h/base", "/v2", "/v2x", "").is_err());
+    }
+
+    #[tokio::test]
+    async fn resolver_drops_refused_addresses_unless_allowed() {
+        use reqwest::dns::Resolve;
+        let name = |h: &str| h.parse::<reqwest::dns::Name>().unwrap();
+        let guarded = GuardedResolver { allow: Arc::default() };
+        let err = guarded.resolve(name("localhost")).await.err().unwrap();
+        assert!(err.downcast_ref::<RefusedAddress>().is_some(), "{err}");
+        let open = GuardedResolver { allow: Arc::new(vec![Cidr::parse("127.0.0.0/8").unwrap(), Cidr::parse("::1").unwrap()]) };
+        let addrs: Vec<std::net::SocketAddr> = open.resolve(name("localhost")).await.unwrap().collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[test]
+    fn literal_hosts_are_checked_after_url_normalisation() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert_eq!(check_literal_host(&u("http://169.254.169.254/x"), &[]), Some("link-local"));
+        assert_eq!(check_literal_host(&u("http://0x7f.1:8081/"), &[]), Some("loopback"));
+        assert_eq!(check_literal_host(&u("http://[::1]:6379/"), &[]), Some("loopback"));
+        assert_eq!(check_literal_host(&u("http://[::ffff:127.0.0.1]/"), &[]), Some("loopback"));
+        assert_eq!(check_literal_host(&u("http://10.0.0.1/"), &[]), None);
+        assert_eq!(check_literal_host(&u("http://example.com/"), &[]), None);
+        assert_eq!(check_literal_host(&u("http://127.0.0.1/"), &[Cidr::parse("127.0.0.0/8").unwrap()]), None);
     }
 
     #[test]
