@@ -331,7 +331,8 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             audit: audit.clone(),
         })
         .with_counters(traffic.counters.clone())
-        .with_trusted_proxies(trusted_proxies()?),
+        .with_trusted_proxies(trusted_proxies()?)
+        .with_rest_allow_upstream(rest_allow_upstream()?),
     );
 
     // First start.
