@@ -332,7 +332,7 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
         })
         .with_counters(traffic.counters.clone())
         .with_trusted_proxies(trusted_proxies()?)
-        .with_rest_allow_upstream(rest_allow_upstream()?),
+        .with_rest_allow_upstream(rest_allow_upstream(&config)?),
     );
 
     // First start.
@@ -434,7 +434,7 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             routing: crate::traffic::routing_settings(&config),
             dpop: crate::dpop_settings::from_config(&config.dpop)?,
             response_cache: Default::default(),
-            rest_allow_upstream: Arc::new(rest_allow_upstream()?),
+            rest_allow_upstream: Arc::new(rest_allow_upstream(&config)?),
         },
         shutdown: shutdown.clone(),
         audit,
@@ -544,15 +544,14 @@ fn trusted_proxies() -> Result<Vec<gatehouse_auth::cidr::Cidr>, String> {
         .collect()
 }
 
-/// `GATEHOUSE_REST_ALLOW_UPSTREAM`: comma-separated CIDRs REST service nodes may reach although
-/// the SSRF guard refuses them (loopback, link-local, …; tester H4), e.g. `127.0.0.0/8` for
-/// development; unset = none.
-fn rest_allow_upstream() -> Result<Vec<gatehouse_auth::cidr::Cidr>, String> {
-    let Ok(v) = std::env::var("GATEHOUSE_REST_ALLOW_UPSTREAM") else { return Ok(Vec::new()) };
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| gatehouse_auth::cidr::Cidr::parse(s).map_err(|e| format!("GATEHOUSE_REST_ALLOW_UPSTREAM: `{s}`: {e}")))
+/// `[rest] allow_upstream` / `GATEHOUSE_REST_ALLOW_UPSTREAM` (config checked the syntax): CIDRs
+/// REST service nodes may reach although the SSRF guard refuses them (loopback, link-local, …;
+/// tester H4), e.g. `127.0.0.0/8` for development; default none.
+fn rest_allow_upstream(config: &Config) -> Result<Vec<gatehouse_auth::cidr::Cidr>, String> {
+    config
+        .rest_allow_upstream
+        .iter()
+        .map(|s| gatehouse_auth::cidr::Cidr::parse(s).map_err(|e| format!("rest.allow_upstream: `{s}`: {e}")))
         .collect()
 }
 
