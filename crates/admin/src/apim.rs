@@ -233,7 +233,9 @@ async fn create(State(svc): Svc, Extension(p): Op, b: std::result::Result<Bytes,
     let visibility = enum_field(&mut f, "visibility", Visibility::parse, Visibility::NAMES)?.unwrap_or(Visibility::Team);
     let approval = enum_field(&mut f, "approval", ApprovalMode::parse, ApprovalMode::NAMES)?.unwrap_or(ApprovalMode::Manual);
     let spec = f.take("spec").unwrap_or_else(|| json!({}));
-    let spec = serde_json::to_value(ServiceSpec::parse(kind.as_str(), &spec, "spec")?).map_err(|_| ApiError::internal())?;
+    let spec = ServiceSpec::parse(kind.as_str(), &spec, "spec")?;
+    check_upstream_nodes(&svc, &spec, "spec")?;
+    let spec = serde_json::to_value(spec).map_err(|_| ApiError::internal())?;
     let at = now();
     let s = Service {
         id: new_id(),
@@ -309,7 +311,9 @@ async fn update(State(svc): Svc, Path(id): Path<String>, b: std::result::Result<
         s.approval = a;
     }
     if let Some(spec) = f.take("spec") {
-        s.spec = serde_json::to_value(ServiceSpec::parse(s.kind.as_str(), &spec, "spec")?).map_err(|_| ApiError::internal())?;
+        let spec = ServiceSpec::parse(s.kind.as_str(), &spec, "spec")?;
+        check_upstream_nodes(&svc, &spec, "spec")?;
+        s.spec = serde_json::to_value(spec).map_err(|_| ApiError::internal())?;
     }
     s.updated_at = now();
     save(&svc, &s, None).await?;
@@ -366,8 +370,35 @@ async fn release_spec(svc: &AdminService, p: &Principal, mut s: Service, spec: V
 /// and that its prompt schemas compile; adds the generated OpenAPI 3.1 document (`ai`/`prompt`
 /// services, and `rest` ones without an uploaded one). `field` names the draft in errors
 /// (`spec`, or `document.services[0].spec`). Errors: 400 naming the field, 500 on store errors.
+/// The SSRF guard at spec time (tester H4): a REST node whose host is an IP literal that
+/// [`gatehouse_auth::cidr::refused_upstream`] refuses (loopback, link-local such as
+/// 169.254.169.254, unspecified, multicast, broadcast), or `localhost`, unless inside the
+/// operator's `[rest] allow_upstream` → 400 naming `{field}.upstream.nodes[i].url`. Host names
+/// are checked again after DNS resolution when the gateway connects.
+pub(crate) fn check_upstream_nodes(svc: &AdminService, spec: &ServiceSpec, field: &str) -> std::result::Result<(), ApiError> {
+    let Some(up) = &spec.upstream else { return Ok(()) };
+    for (i, n) in up.nodes.iter().enumerate() {
+        let authority = n.url.split("://").nth(1).unwrap_or_default().split('/').next().unwrap_or_default();
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority.split(':').next().unwrap_or_default(),
+        };
+        let ip: Option<std::net::IpAddr> = if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+            Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        } else {
+            host.parse().ok()
+        };
+        if let Some(why) = ip.and_then(|ip| gatehouse_auth::cidr::refused_upstream(ip, svc.rest_allow_upstream())) {
+            let param = format!("{field}.upstream.nodes[{i}].url");
+            return Err(bad(&param, format!("`url` points at a {why} address, which the gateway refuses to reach (an operator can allow it with `[rest] allow_upstream`)")));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn publishable(svc: &AdminService, s: &Service, pending_models: &[String], field: &str) -> std::result::Result<Value, ApiError> {
     let mut spec = ServiceSpec::parse(s.kind.as_str(), &s.spec, field)?;
+    check_upstream_nodes(svc, &spec, field)?;
     spec.check_publishable(s.kind.as_str()).map_err(|mut e| {
         if let Some(p) = e.param.as_mut().and_then(|p| p.strip_prefix("spec").map(str::to_string)) {
             e.param = Some(format!("{field}{p}"));

@@ -68,6 +68,7 @@ pub struct AdminService {
     oauth: Arc<std::sync::OnceLock<Arc<gatehouse_oauth::OAuth>>>,
     /// Reverse proxies whose `X-Forwarded-For` names the client (login throttling per IP).
     trusted_proxies: Arc<Vec<gatehouse_auth::cidr::Cidr>>,
+    rest_allow_upstream: Arc<Vec<gatehouse_auth::cidr::Cidr>>,
 }
 
 /// Secrets to use at first start instead of generated ones (for automation).
@@ -397,6 +398,7 @@ impl AdminService {
             counters: Arc::new(gatehouse_store::MemoryCounters::new()),
             oauth: Arc::default(),
             trusted_proxies: Arc::default(),
+            rest_allow_upstream: Arc::default(),
         }
     }
 
@@ -405,6 +407,18 @@ impl AdminService {
     pub fn with_trusted_proxies(mut self, proxies: Vec<gatehouse_auth::cidr::Cidr>) -> Self {
         self.trusted_proxies = Arc::new(proxies);
         self
+    }
+
+    /// Networks REST service nodes may point at although the SSRF guard refuses them
+    /// (`[rest] allow_upstream`, [`gatehouse_auth::cidr::refused_upstream`]); default none.
+    pub fn with_rest_allow_upstream(mut self, allow: Vec<gatehouse_auth::cidr::Cidr>) -> Self {
+        self.rest_allow_upstream = Arc::new(allow);
+        self
+    }
+
+    /// The operator's REST upstream allow-list ([`Self::with_rest_allow_upstream`]).
+    pub fn rest_allow_upstream(&self) -> &[gatehouse_auth::cidr::Cidr] {
+        &self.rest_allow_upstream
     }
 
     /// The trusted reverse proxies ([`Self::with_trusted_proxies`]).

@@ -122,7 +122,7 @@ async fn every_issue7_route_requires_an_operator_token() {
 #[tokio::test]
 async fn services_bad_input_conflicts_and_lifecycle_rules() {
     let h = harness().await;
-    let rest_spec = json!({"routes": [{"path": "/a/{id}"}], "upstream": {"nodes": [{"url": "http://127.0.0.1:9"}]}});
+    let rest_spec = json!({"routes": [{"path": "/a/{id}"}], "upstream": {"nodes": [{"url": "http://10.255.255.1:9"}]}});
     fails(&h, "POST", "/services", Some(json!({})), 400, Some("kind")).await;
     fails(&h, "POST", "/services", Some(json!({"kind": "soap", "name": "n", "slug": "s"})), 400, Some("kind")).await;
     fails(&h, "POST", "/services", Some(json!({"kind": "rest", "name": "n", "slug": "Has Space"})), 400, Some("slug")).await;
@@ -171,7 +171,7 @@ async fn services_bad_input_conflicts_and_lifecycle_rules() {
 #[tokio::test]
 async fn subscriptions_visibility_approval_and_compare_and_set() {
     let h = harness().await;
-    let spec = json!({"routes": [{"path": "/a"}], "upstream": {"nodes": [{"url": "http://127.0.0.1:9"}]}});
+    let spec = json!({"routes": [{"path": "/a"}], "upstream": {"nodes": [{"url": "http://10.255.255.1:9"}]}});
     ok(&h, "POST", "/services", Some(json!({"kind": "rest", "name": "Internal", "slug": "internal", "spec": spec}))).await;
     ok(&h, "POST", "/services", Some(json!({"kind": "rest", "name": "Open", "slug": "open", "visibility": "public", "approval": "auto", "spec": spec}))).await;
     let teams = ok(&h, "GET", "/teams", None).await;

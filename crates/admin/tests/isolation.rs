@@ -766,7 +766,7 @@ async fn team_config_export_plan_apply_by_the_team_owner() {
         {"slug": "orders", "kind": "rest", "name": "Orders", "state": "published", "approval": "auto",
          "spec": {"description": "Orders of the shop", "docs": "# Orders", "category": "shop", "tags": ["shop"],
                   "routes": [{"path": "/orders/{id}", "methods": ["GET"]}],
-                  "upstream": {"nodes": [{"url": "http://127.0.0.1:9"}]}}},
+                  "upstream": {"nodes": [{"url": "http://10.255.255.1:9"}]}}},
         {"slug": "summaries", "kind": "prompt", "name": "Summaries",
          "spec": {"prompts": [{"name": "short", "model": "gpt", "template": "Summarize {{text}}",
                                "variables": {"type": "object", "required": ["text"]},

@@ -53,6 +53,34 @@ impl Cidr {
     }
 }
 
+/// Why an upstream address of a team's REST service is refused (SSRF guard, tester H4), or
+/// `None` when it may be reached: loopback (127.0.0.0/8, ::1), link-local (169.254.0.0/16 incl.
+/// cloud metadata, fe80::/10), unspecified (0.0.0.0/8, ::), multicast, broadcast
+/// (255.255.255.255). IPv4-mapped IPv6 addresses are judged as IPv4. Private ranges (RFC 1918,
+/// fc00::/7) are allowed. An address inside one of `allow` (the operator's
+/// `[rest] allow_upstream`) is always allowed.
+pub fn refused_upstream(ip: IpAddr, allow: &[Cidr]) -> Option<&'static str> {
+    if allow.iter().any(|c| c.contains(ip)) {
+        return None;
+    }
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) if v4.is_loopback() => Some("loopback"),
+        IpAddr::V4(v4) if v4.is_link_local() => Some("link-local"),
+        IpAddr::V4(v4) if v4.octets()[0] == 0 => Some("unspecified"),
+        IpAddr::V4(v4) if v4.is_multicast() => Some("multicast"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("broadcast"),
+        IpAddr::V6(v6) if v6.is_loopback() => Some("loopback"),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some("unspecified"),
+        IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => Some("link-local"),
+        IpAddr::V6(v6) if v6.is_multicast() => Some("multicast"),
+        _ => None,
+    }
+}
+
 fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
     let full = usize::from(bits / 8);
     if a[..full] != b[..full] {
@@ -132,5 +160,20 @@ mod tests {
         // garbage stops the walk at the last trusted hop
         assert_eq!(client_ip(Some(ip("10.0.0.2")), ["nonsense"].into_iter(), &trusted), Some(ip("10.0.0.2")));
         assert_eq!(client_ip(None, [].into_iter(), &trusted), None);
+    }
+
+    #[test]
+    fn upstream_guard_refuses_loopback_link_local_unspecified_multicast_but_not_private() {
+        for a in ["127.0.0.1", "127.8.9.1", "::1", "169.254.169.254", "fe80::1", "0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255", "::ffff:127.0.0.1", "::ffff:169.254.169.254"] {
+            assert!(refused_upstream(ip(a), &[]).is_some(), "{a}");
+        }
+        for a in ["10.0.0.1", "172.16.5.5", "192.168.1.1", "fd00::1", "203.0.113.7", "2001:db8::1"] {
+            assert_eq!(refused_upstream(ip(a), &[]), None, "{a}");
+        }
+        let allow = [Cidr::parse("127.0.0.0/8").unwrap()];
+        assert_eq!(refused_upstream(ip("127.0.0.1"), &allow), None);
+        assert_eq!(refused_upstream(ip("::ffff:127.0.0.1"), &allow), None);
+        assert_eq!(refused_upstream(ip("::1"), &allow), Some("loopback"));
+        assert_eq!(refused_upstream(ip("169.254.169.254"), &allow), Some("link-local"));
     }
 }

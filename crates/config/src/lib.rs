@@ -217,6 +217,10 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// `[dpop]` (issue 5, RFC 9449).
     pub dpop: DpopConfig,
+    /// `[rest] allow_upstream` < `GATEHOUSE_REST_ALLOW_UPSTREAM` (comma-separated): CIDRs
+    /// (`127.0.0.0/8`, `::1`) REST service nodes may reach although the SSRF guard refuses
+    /// loopback, link-local, unspecified and multicast addresses. Default none; syntax checked.
+    pub rest_allow_upstream: Vec<String>,
 }
 
 /// TLS on the data-plane listener (issue 5, RFC 8705). Paths only: the files are read and
@@ -334,13 +338,16 @@ pub struct Overrides {
     pub dpop_nonces: Option<String>,
     /// `GATEHOUSE_DPOP_REPLAY_WINDOW` / `--dpop-replay-window`.
     pub dpop_replay_window: Option<String>,
+    /// `GATEHOUSE_REST_ALLOW_UPSTREAM` (comma-separated CIDRs).
+    pub rest_allow_upstream: Option<String>,
 }
 
 impl Overrides {
     /// Reads exactly these variables: `GATEHOUSE_DATA_DIR`, `GATEHOUSE_DATABASE_URL`,
     /// `GATEHOUSE_LISTEN`, `GATEHOUSE_ADMIN_LISTEN`, `GATEHOUSE_ENV`, `GATEHOUSE_LOG_FORMAT`,
     /// `GATEHOUSE_LOG`, `GATEHOUSE_TLS_CERT`, `GATEHOUSE_TLS_KEY`, `GATEHOUSE_TLS_CLIENT_CA`,
-    /// `GATEHOUSE_PUBLIC_URL`, `GATEHOUSE_DPOP_NONCES`, `GATEHOUSE_DPOP_REPLAY_WINDOW`. Empty values
+    /// `GATEHOUSE_PUBLIC_URL`, `GATEHOUSE_DPOP_NONCES`, `GATEHOUSE_DPOP_REPLAY_WINDOW`,
+    /// `GATEHOUSE_REST_ALLOW_UPSTREAM`. Empty values
     /// count as unset.
     pub fn from_env(env: &dyn EnvSource) -> Self {
         let get = |n: &str| env.var(n).filter(|v| !v.is_empty());
@@ -359,6 +366,7 @@ impl Overrides {
             public_url: get("GATEHOUSE_PUBLIC_URL").map(|v| v.trim().to_string()),
             dpop_nonces: get("GATEHOUSE_DPOP_NONCES").map(|v| v.trim().to_string()),
             dpop_replay_window: get("GATEHOUSE_DPOP_REPLAY_WINDOW").map(|v| v.trim().to_string()),
+            rest_allow_upstream: get("GATEHOUSE_REST_ALLOW_UPSTREAM"),
         }
     }
 
@@ -667,6 +675,7 @@ fn build(
         models.iter().map(|m| m.name.clone()).chain(extra_models(extra_providers)).collect();
     let routing = raw.routing.as_ref().map(|r| routing::build(r, &model_names, issues)).unwrap_or_default();
     let dpop = build_dpop(raw.dpop.as_ref(), env_over, cli, issues);
+    let rest_allow_upstream = build_rest_allow(raw.rest.as_ref(), env_over, issues);
 
     // tls
     let rt = raw.tls.clone().unwrap_or_default();
@@ -721,7 +730,27 @@ fn build(
         routing,
         tls,
         dpop,
+        rest_allow_upstream,
     })
+}
+
+/// `[rest] allow_upstream` or `GATEHOUSE_REST_ALLOW_UPSTREAM` (see [`Config::rest_allow_upstream`]).
+fn build_rest_allow(raw: Option<&raw::RawRest>, env_over: &Overrides, issues: &mut Vec<ConfigIssue>) -> Vec<String> {
+    let (list, path): (Vec<String>, String) = match &env_over.rest_allow_upstream {
+        Some(v) => (v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(), "env GATEHOUSE_REST_ALLOW_UPSTREAM".into()),
+        None => (raw.and_then(|r| r.allow_upstream.clone()).unwrap_or_default(), "rest.allow_upstream".into()),
+    };
+    for c in &list {
+        let (addr, prefix) = c.split_once('/').map_or((c.as_str(), None), |(a, p)| (a, Some(p)));
+        let ok = addr.trim().parse::<std::net::IpAddr>().is_ok_and(|ip| {
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
+        });
+        if !ok {
+            issues.push(ConfigIssue::new(path.clone(), format!("`{c}` is not an IP address or CIDR block (e.g. 127.0.0.0/8)")));
+        }
+    }
+    list
 }
 
 /// `[dpop]` with its environment and command-line overrides (see [`DpopConfig`]).

@@ -47,6 +47,16 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     /// DPoP on the data plane (RFC 9449; issue 5).
     pub dpop: Option<RawDpop>,
+    /// REST services (issue 7): the upstream SSRF guard's allow-list.
+    pub rest: Option<RawRest>,
+}
+
+/// `[rest]`: REST service settings. `GATEHOUSE_REST_ALLOW_UPSTREAM` overrides `allow_upstream`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRest {
+    /// CIDRs REST nodes may reach although loopback/link-local/… (`["127.0.0.0/8"]`).
+    pub allow_upstream: Option<Vec<String>>,
 }
 
 /// `[tls]`: PEM file paths.
@@ -179,6 +189,7 @@ const UPSTREAM: &[Field] = &[
 const LOG: &[Field] = &[opt("format", Shape::Str), opt("level", Shape::Str)];
 
 const TLS: &[Field] = &[opt("cert", Shape::Str), opt("key", Shape::Str), opt("client_ca", Shape::Str)];
+const REST: &[Field] = &[opt("allow_upstream", Shape::ArrayOf(&Shape::Str))];
 const DPOP: &[Field] = &[opt("public_url", Shape::Str), opt("nonces", Shape::Bool), opt("replay_window", Shape::IntOrStr)];
 
 const PROVIDER: Shape = Shape::Table(&[
@@ -240,6 +251,7 @@ const SCHEMA: &[Field] = &[
     opt("routing", Shape::Table(ROUTING)),
     opt("tls", Shape::Table(TLS)),
     opt("dpop", Shape::Table(DPOP)),
+    opt("rest", Shape::Table(REST)),
 ];
 
 /// Parses TOML text into a [`RawConfig`], collecting every syntax, unknown-key, missing-key and

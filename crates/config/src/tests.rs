@@ -421,3 +421,16 @@ fn dpop_settings_are_validated_with_their_source_named() {
     let errs = load_with(None, &env(&[]), flags).unwrap_err().to_string();
     assert!(errs.contains("--dpop-replay-window"), "{errs}");
 }
+
+#[test]
+fn rest_allow_upstream_from_file_env_and_bad_cidrs_reported() {
+    let file = tmp_file("rest-allow", "[rest]\nallow_upstream = [\"127.0.0.0/8\", \"::1\"]\n");
+    let c = load_with(Some(&file), &env(&[]), Overrides::default()).unwrap();
+    assert_eq!(c.rest_allow_upstream, vec!["127.0.0.0/8".to_string(), "::1".to_string()]);
+    let c = load_with(Some(&file), &env(&[("GATEHOUSE_REST_ALLOW_UPSTREAM", "10.1.0.0/16, 127.0.0.1")]), Overrides::default()).unwrap();
+    assert_eq!(c.rest_allow_upstream, vec!["10.1.0.0/16".to_string(), "127.0.0.1".to_string()]);
+    assert!(load_with(None, &env(&[]), Overrides::default()).unwrap().rest_allow_upstream.is_empty());
+    let bad = tmp_file("rest-allow-bad", "[rest]\nallow_upstream = [\"127.0.0.0/33\", \"nope\"]\n");
+    let e = load_with(Some(&bad), &env(&[]), Overrides::default()).unwrap_err();
+    assert_eq!(e.0.iter().filter(|i| i.path == "rest.allow_upstream").count(), 2, "{e:?}");
+}

@@ -110,6 +110,10 @@ pub struct GatewaySettings {
     pub body_read_timeout: Duration,
     /// The exact-match response cache (size bound, clock); models opt in through the admin API.
     pub response_cache: cache::CacheSettings,
+    /// `[rest] allow_upstream`: networks REST service nodes may reach although the SSRF guard
+    /// ([`gatehouse_auth::cidr::refused_upstream`]) refuses them (loopback, link-local, …).
+    /// Default empty.
+    pub rest_allow_upstream: Arc<Vec<gatehouse_auth::cidr::Cidr>>,
 }
 
 impl Default for GatewaySettings {
@@ -125,6 +129,7 @@ impl Default for GatewaySettings {
             dpop: dpop::DpopSettings::default(),
             body_read_timeout: Duration::from_secs(15),
             response_cache: cache::CacheSettings::default(),
+            rest_allow_upstream: Arc::default(),
         }
     }
 }
@@ -257,6 +262,7 @@ impl Gateway {
         let (sink, log_rx) = CallLogSink::channel(calllog::CHANNEL_CAPACITY);
         let sink = sink.with_catalog(deps.settings.catalog.clone());
         let plane = failover::RoutePlane::new(deps.settings.routing.clone(), deps.upstream.clone());
+        let rest_client = rest_proxy::client(deps.settings.rest_allow_upstream.clone());
         let state = Arc::new(AppState {
             auth,
             routing,
@@ -274,7 +280,7 @@ impl Gateway {
             cache: response_cache,
             admission,
             rest_pools: rest_proxy::Pools::default(),
-            rest_client: rest_proxy::client(),
+            rest_client,
         });
         let weak = Arc::downgrade(&state);
         let handler: BusHandler = Arc::new(move |event| {

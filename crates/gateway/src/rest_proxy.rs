@@ -36,6 +36,7 @@ use axum::extract::{Extension, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::TryStreamExt;
+use gatehouse_auth::cidr::{Cidr, refused_upstream};
 use gatehouse_store::ServiceKind;
 use gatehouse_types::apim::{Balance, RestRoute, RestUpstream, fill_template, idempotent, match_path};
 use gatehouse_types::{ApiError, ErrorCode, Id};
@@ -150,7 +151,7 @@ pub struct Pools {
 }
 
 impl Pools {
-    fn get(&self, client: &reqwest::Client, s: &LiveService, up: &RestUpstream) -> Arc<Pool> {
+    fn get(&self, client: &reqwest::Client, allow: &Arc<Vec<Cidr>>, s: &LiveService, up: &RestUpstream) -> Arc<Pool> {
         let mut map = match self.pools.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
@@ -162,21 +163,26 @@ impl Pools {
         map.retain(|(id, _), _| *id != s.id);
         let pool = Arc::new(Pool::new(up));
         if let Some(hc) = &up.health_check {
-            spawn_health_check(client.clone(), Arc::downgrade(&pool), hc.clone(), pool.stop.clone());
+            spawn_health_check(client.clone(), allow.clone(), Arc::downgrade(&pool), hc.clone(), pool.stop.clone());
         }
         map.insert((s.id, s.version), pool.clone());
         pool
     }
 }
 
-fn spawn_health_check(client: reqwest::Client, pool: std::sync::Weak<Pool>, hc: gatehouse_types::apim::HealthCheck, stop: CancellationToken) {
+fn spawn_health_check(client: reqwest::Client, allow: Arc<Vec<Cidr>>, pool: std::sync::Weak<Pool>, hc: gatehouse_types::apim::HealthCheck, stop: CancellationToken) {
     tokio::spawn(async move {
         let interval = Duration::from_millis(hc.interval_ms);
         loop {
             let Some(p) = pool.upgrade() else { return };
             for (i, (url, _)) in p.nodes.iter().enumerate() {
+                let target = reqwest::Url::parse(&format!("{url}{}", hc.path));
+                let Ok(target) = target.map_err(drop).and_then(|t| if check_literal_host(&t, &allow).is_some() { Err(()) } else { Ok(t) }) else {
+                    p.record(i, false, hc.unhealthy_after);
+                    continue;
+                };
                 let ok = client
-                    .get(format!("{url}{}", hc.path))
+                    .get(target)
                     .timeout(interval.min(Duration::from_secs(10)))
                     .send()
                     .await
@@ -192,13 +198,87 @@ fn spawn_health_check(client: reqwest::Client, pool: std::sync::Weak<Pool>, hc: 
     });
 }
 
-/// The HTTP client of REST upstreams: no redirects followed, no proxy from the environment.
-pub fn client() -> reqwest::Client {
+/// The HTTP client of REST upstreams: no redirects followed, no proxy from the environment,
+/// and a DNS resolver that drops addresses [`gatehouse_auth::cidr::refused_upstream`] refuses
+/// (loopback, link-local, …) unless inside `allow` (`[rest] allow_upstream`), so a node name
+/// that resolves — or is rebound — to such an address cannot be reached (tester H4). IP-literal
+/// node URLs skip DNS; [`check_literal_host`] guards them before each request.
+pub fn client(allow: Arc<Vec<Cidr>>) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver { allow }))
         .build()
         .unwrap_or_default()
+}
+
+/// A resolved (or literal) upstream address was refused by the SSRF guard.
+#[derive(Debug)]
+struct RefusedAddress(&'static str);
+
+impl std::fmt::Display for RefusedAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the upstream address is {} and not allowed", self.0)
+    }
+}
+
+impl std::error::Error for RefusedAddress {}
+
+/// System DNS (`getaddrinfo` through tokio) keeping only allowed addresses.
+struct GuardedResolver {
+    allow: Arc<Vec<Cidr>>,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow.clone();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let mut refused = "unresolvable";
+            let kept: Vec<std::net::SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| match refused_upstream(a.ip(), &allow) {
+                    Some(why) => {
+                        refused = why;
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            if kept.is_empty() {
+                return Err(Box::new(RefusedAddress(refused)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The SSRF guard for IP-literal hosts (they bypass the resolver): `Some(reason)` when the URL's
+/// host is an address [`refused_upstream`] refuses.
+fn check_literal_host(url: &reqwest::Url, allow: &[Cidr]) -> Option<&'static str> {
+    // The URL parser has already normalised literals (`0x7f.1` → `127.0.0.1`, `[::1]`).
+    let host = url.host_str()?;
+    let ip: std::net::IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+    refused_upstream(ip, allow)
+}
+
+fn refused_error(why: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::UpstreamError,
+        format!("the service's upstream node address is {why}, which the gateway refuses to connect to (an operator can allow it with `[rest] allow_upstream`)"),
+    )
+}
+
+/// The SSRF guard's reason when `e` (a failed upstream request) was a refused resolved address.
+fn refused_in(e: &reqwest::Error) -> Option<&'static str> {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(r) = s.downcast_ref::<RefusedAddress>() {
+            return Some(r.0);
+        }
+        src = s.source();
+    }
+    None
 }
 
 /// `ANY /svc/{slug}` and `ANY /svc/{slug}/{*path}`.
@@ -243,6 +323,74 @@ fn filtered_query(q: Option<&str>) -> String {
     if kept.is_empty() { String::new() } else { format!("?{}", kept.join("&")) }
 }
 
+/// Percent-decodes `s` (RFC 3986 §2.1) as far as it is valid; undecodable bytes stay as sent.
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Whether `raw` (a path or a part of one, possibly percent-encoded) holds a `.` or `..` segment
+/// (RFC 3986 §5.2.4) once decoded: `..`, `%2e%2E`, `.%2e`, also behind an encoded `/` or `\`.
+fn has_dot_segment(raw: &str) -> bool {
+    percent_decode(raw).split(|c| *c == b'/' || *c == b'\\').any(|seg| seg == b"." || seg == b"..")
+}
+
+/// Refuses (400 `invalid_request`) a request path that could leave the upstream's base path
+/// once the upstream URL is built: any `.`/`..` segment, raw or percent-encoded, and an encoded
+/// `/` or `\` inside a single-segment `{name}` parameter of `template` (it would make a new
+/// segment upstream).
+fn check_path_params(path: &str, template: &str, params: &[(String, String)]) -> Result<(), ApiError> {
+    if has_dot_segment(path) {
+        return Err(ApiError::new(ErrorCode::InvalidRequest, "the path must not contain `.` or `..` segments (also percent-encoded)"));
+    }
+    for (name, value) in params {
+        let single = template.split('/').any(|s| s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) == Some(name.as_str()));
+        if single && percent_decode(value).iter().any(|c| *c == b'/' || *c == b'\\') {
+            return Err(ApiError::new(ErrorCode::InvalidRequest, format!("the path parameter `{name}` must be a single segment (no encoded `/`)")));
+        }
+    }
+    Ok(())
+}
+
+/// The literal segments of a rewrite template before its first parameter, e.g. `/public/` for
+/// `/public/{rest}`, `/v2/orders/` for `/v2/orders/{id}`, the whole template when it has none.
+fn literal_prefix(rewrite: &str) -> &str {
+    rewrite.find('{').map_or(rewrite, |i| &rewrite[..i])
+}
+
+/// The upstream URL `node` + `target_path` + `query`, parsed (the parser resolves dot-segments,
+/// RFC 3986 §5.2.4), and checked to stay under the node's base path followed by `fixed_prefix`
+/// (the rewrite's literal prefix); outside → 400 `invalid_request`.
+fn upstream_url(node: &str, fixed_prefix: &str, target_path: &str, query: &str) -> Result<reqwest::Url, ApiError> {
+    let outside = || ApiError::new(ErrorCode::InvalidRequest, "the request path leaves the service's upstream path");
+    let url = reqwest::Url::parse(&format!("{node}{target_path}{query}")).map_err(|_| outside())?;
+    let base = reqwest::Url::parse(node).map_err(|_| ApiError::new(ErrorCode::UpstreamError, "the service's upstream node URL is invalid"))?;
+    let want = format!("{}{fixed_prefix}", base.path().trim_end_matches('/'));
+    let got = url.path();
+    let under = match want.strip_suffix('/') {
+        Some(dir) => got.starts_with(&want) || got == dir,
+        None => got == want || got.starts_with(&format!("{want}/")) || want.is_empty(),
+    };
+    if !under {
+        return Err(outside());
+    }
+    Ok(url)
+}
+
 async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let full = parts.uri.path();
@@ -265,7 +413,9 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
         .find_map(|r| matches(r, method, host, &parts.headers, path).map(|p| (r, p)))
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no route of this service matches the request"))?;
     let up = service.spec.upstream.as_ref().ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the service has no upstream"))?;
+    check_path_params(path, &route.path, &params)?;
     let target_path = route.rewrite.as_deref().map_or_else(|| path.to_string(), |rw| fill_template(rw, &params));
+    let fixed_prefix = route.rewrite.as_deref().map_or("", literal_prefix);
     let query = filtered_query(parts.uri.query());
     let bytes: Bytes = read_body(body, state.settings.body_limit_bytes).await?;
 
@@ -285,7 +435,7 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
     }
     forwarded_headers(&parts.headers, peer, &state.settings.trusted_proxies, tls, &mut headers);
 
-    let pool = state.rest_pools.get(&state.rest_client, &service, up);
+    let pool = state.rest_pools.get(&state.rest_client, &state.settings.rest_allow_upstream, &service, up);
     let hash_key = match up.hash_on.as_deref() {
         Some("path") => path.to_string(),
         Some(h) if h.starts_with("header:") => {
@@ -297,10 +447,15 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
     let unhealthy_after = up.health_check.as_ref().map_or(u32::MAX, |h| h.unhealthy_after);
     let mut last = ApiError::new(ErrorCode::UpstreamError, "the service's upstream did not answer");
     for i in pool.order(up.balance, &hash_key).into_iter().take(attempts) {
-        let url = format!("{}{target_path}{query}", pool.nodes[i].0);
+        let url = upstream_url(&pool.nodes[i].0, fixed_prefix, &target_path, &query)?;
+        if let Some(why) = check_literal_host(&url, &state.settings.rest_allow_upstream) {
+            tracing::warn!(service = %service.slug, node = i, why, "REST upstream address refused");
+            last = refused_error(why);
+            continue;
+        }
         let sent = state
             .rest_client
-            .request(parts.method.clone(), &url)
+            .request(parts.method.clone(), url)
             .headers(headers.clone())
             .body(bytes.clone())
             .timeout(Duration::from_millis(up.timeout_ms))
@@ -315,7 +470,9 @@ async fn proxy(state: &AppState, auth: &AuthContext, rec: &CallRecorder, req: Re
             Err(e) => {
                 pool.record(i, false, unhealthy_after);
                 tracing::warn!(service = %service.slug, node = i, timeout = e.is_timeout(), "REST upstream failed");
-                last = if e.is_timeout() {
+                last = if let Some(why) = refused_in(&e) {
+                    refused_error(why)
+                } else if e.is_timeout() {
                     ApiError::new(ErrorCode::UpstreamTimeout, "the service's upstream did not answer in time")
                 } else {
                     ApiError::new(ErrorCode::UpstreamError, "the service's upstream could not be reached")
@@ -470,6 +627,66 @@ mod tests {
             }
         }
         assert!(moved > 50 && moved < 150, "{moved}");
+    }
+
+    #[test]
+    fn encoded_dot_segments_are_refused_in_any_spelling() {
+        for p in ["/api/%2e%2e/x", "/api/%2E%2e/x", "/api/.%2e/x", "/api/%2e./x", "/api/../x", "/api/./x", "/api/%2e", "/api/a%2f..%2fb", "/api/a%5c%2e%2e"] {
+            let params = match_path("/api/{*rest}", p).unwrap();
+            assert_eq!(check_path_params(p, "/api/{*rest}", &params).unwrap_err().code, ErrorCode::InvalidRequest, "{p}");
+        }
+        for p in ["/api/a.b/c", "/api/...", "/api/%2e%2e%2e", "/api/.well-known/x", "/api/a%2fb"] {
+            let params = match_path("/api/{*rest}", p).unwrap();
+            assert!(check_path_params(p, "/api/{*rest}", &params).is_ok(), "{p}");
+        }
+    }
+
+    #[test]
+    fn encoded_slash_in_a_single_segment_parameter_is_refused() {
+        for p in ["/items/a%2fb", "/items/a%2Fb", "/items/a%5Cb"] {
+            let params = match_path("/items/{id}", p).unwrap();
+            assert_eq!(check_path_params(p, "/items/{id}", &params).unwrap_err().code, ErrorCode::InvalidRequest, "{p}");
+        }
+        let params = match_path("/items/{id}", "/items/a%20b").unwrap();
+        assert!(check_path_params("/items/a%20b", "/items/{id}", &params).is_ok());
+    }
+
+    #[test]
+    fn upstream_url_stays_under_the_node_base_and_rewrite_prefix() {
+        let u = upstream_url("http://h/tenant-a", literal_prefix("/public/{rest}"), "/public/x/y", "?a=1").unwrap();
+        assert_eq!(u.as_str(), "http://h/tenant-a/public/x/y?a=1");
+        // what the unchecked path would have become: the parser resolves the encoded dot-segments
+        let e = upstream_url("http://h/tenant-a", literal_prefix("/public/{rest}"), "/public/%2e%2e/%2e%2e/tenant-b/secret", "").unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(upstream_url("http://h/tenant-a", "", "/%2E%2e/x", "").is_err());
+        assert!(upstream_url("http://h/tenant-a", "", "/x", "").is_ok());
+        assert!(upstream_url("http://h", "", "/", "").is_ok());
+        assert!(upstream_url("http://h/base", "/v2", "/v2", "").is_ok());
+        assert!(upstream_url("http://h/base", "/v2", "/v2x", "").is_err());
+    }
+
+    #[tokio::test]
+    async fn resolver_drops_refused_addresses_unless_allowed() {
+        use reqwest::dns::Resolve;
+        let name = |h: &str| h.parse::<reqwest::dns::Name>().unwrap();
+        let guarded = GuardedResolver { allow: Arc::default() };
+        let err = guarded.resolve(name("localhost")).await.err().unwrap();
+        assert!(err.downcast_ref::<RefusedAddress>().is_some(), "{err}");
+        let open = GuardedResolver { allow: Arc::new(vec![Cidr::parse("127.0.0.0/8").unwrap(), Cidr::parse("::1").unwrap()]) };
+        let addrs: Vec<std::net::SocketAddr> = open.resolve(name("localhost")).await.unwrap().collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[test]
+    fn literal_hosts_are_checked_after_url_normalisation() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert_eq!(check_literal_host(&u("http://169.254.169.254/x"), &[]), Some("link-local"));
+        assert_eq!(check_literal_host(&u("http://0x7f.1:8081/"), &[]), Some("loopback"));
+        assert_eq!(check_literal_host(&u("http://[::1]:6379/"), &[]), Some("loopback"));
+        assert_eq!(check_literal_host(&u("http://[::ffff:127.0.0.1]/"), &[]), Some("loopback"));
+        assert_eq!(check_literal_host(&u("http://10.0.0.1/"), &[]), None);
+        assert_eq!(check_literal_host(&u("http://example.com/"), &[]), None);
+        assert_eq!(check_literal_host(&u("http://127.0.0.1/"), &[Cidr::parse("127.0.0.0/8").unwrap()]), None);
     }
 
     #[test]

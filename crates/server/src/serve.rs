@@ -331,7 +331,8 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             audit: audit.clone(),
         })
         .with_counters(traffic.counters.clone())
-        .with_trusted_proxies(trusted_proxies()?),
+        .with_trusted_proxies(trusted_proxies()?)
+        .with_rest_allow_upstream(rest_allow_upstream(&config)?),
     );
 
     // First start.
@@ -433,6 +434,7 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             routing: crate::traffic::routing_settings(&config),
             dpop: crate::dpop_settings::from_config(&config.dpop)?,
             response_cache: Default::default(),
+            rest_allow_upstream: Arc::new(rest_allow_upstream(&config)?),
         },
         shutdown: shutdown.clone(),
         audit,
@@ -539,6 +541,17 @@ fn trusted_proxies() -> Result<Vec<gatehouse_auth::cidr::Cidr>, String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| gatehouse_auth::cidr::Cidr::parse(s).map_err(|e| format!("GATEHOUSE_TRUSTED_PROXIES: `{s}`: {e}")))
+        .collect()
+}
+
+/// `[rest] allow_upstream` / `GATEHOUSE_REST_ALLOW_UPSTREAM` (config checked the syntax): CIDRs
+/// REST service nodes may reach although the SSRF guard refuses them (loopback, link-local, …;
+/// tester H4), e.g. `127.0.0.0/8` for development; default none.
+fn rest_allow_upstream(config: &Config) -> Result<Vec<gatehouse_auth::cidr::Cidr>, String> {
+    config
+        .rest_allow_upstream
+        .iter()
+        .map(|s| gatehouse_auth::cidr::Cidr::parse(s).map_err(|e| format!("rest.allow_upstream: `{s}`: {e}")))
         .collect()
 }
 

@@ -46,6 +46,8 @@ fn start(data_dir: &Path) -> Server {
     for v in spawn::SCRUB {
         cmd.env_remove(v);
     }
+    // The test upstreams listen on 127.0.0.1, which the SSRF guard refuses by default (H4).
+    cmd.env("GATEHOUSE_REST_ALLOW_UPSTREAM", "127.0.0.0/8");
     let mut child = cmd.spawn().unwrap();
     let out = child.stdout.take().unwrap();
     let text = Arc::new(Mutex::new(String::new()));
@@ -423,4 +425,75 @@ async fn deleting_an_app_cuts_its_oauth_tokens_subscriptions_and_keys() {
     assert_eq!(token().await.unwrap().status().as_u16(), 401, "the client cannot obtain new tokens");
     let s = admin.ok("GET", &format!("/subscriptions/{}", sub["id"].as_str().unwrap()), None).await;
     assert_eq!((s["status"].as_str(), s["reason"].as_str()), (Some("cancelled"), Some("app deleted")));
+}
+
+/// Sends `GET {path}` byte for byte (an HTTP client would resolve `%2e%2e` itself); returns the
+/// status and the body.
+async fn raw_get(base: &str, path: &str, key: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// Tester H5 and H4 through the real data plane: encoded dot-segments cannot climb out of the
+/// node's base path, an encoded `/` cannot split a `{id}`, and a node on a refused address
+/// (loopback outside the operator's allow-list, cloud metadata) answers 502 without being reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_proxy_refuses_dot_segment_traversal_and_refused_upstream_addresses() {
+    let dir = std::env::temp_dir().join(format!("gh-apim-h5-{}", uuid::Uuid::now_v7().simple()));
+    let server = start(&dir.join("data"));
+    let http = reqwest::Client::new();
+    let admin = Admin { http: http.clone(), base: server.admin.clone(), token: server.token.clone() };
+    let up = upstream().await;
+    let teams = admin.ok("GET", "/teams", None).await;
+    let team = teams["data"].as_array().unwrap().iter().find(|t| t["name"] == "default").unwrap()["id"].clone();
+    let app_id = admin.ok("POST", "/apps", Some(json!({"name": "probe", "team_id": team}))).await["id"].as_str().unwrap().to_string();
+    let key = admin.ok("POST", "/keys", Some(json!({"name": "k", "app_id": app_id}))).await["key"].as_str().unwrap().to_string();
+    let port = up.rsplit(':').next().unwrap().to_string();
+    for (slug, spec) in [
+        ("rw2", json!({"routes": [{"path": "/api/{*rest}", "rewrite": "/public/{rest}"}, {"path": "/items/{id}", "rewrite": "/items/{id}"}],
+                       "upstream": {"nodes": [{"url": format!("{up}/tenant-a")}]}})),
+        // `0xa9.254.169.254` is 169.254.169.254 once the URL parser normalises it: only the
+        // connect-time guard sees it.
+        ("meta", json!({"routes": [{"path": "/{*rest}"}], "upstream": {"nodes": [{"url": "http://0xa9.254.169.254"}]}})),
+    ] {
+        admin.ok("POST", "/services", Some(json!({"kind": "rest", "name": slug, "slug": slug, "approval": "auto", "spec": spec}))).await;
+        admin.ok("POST", &format!("/services/{slug}/publish"), None).await;
+        admin.ok("POST", "/subscriptions", Some(json!({"app_id": app_id, "service": slug}))).await;
+    }
+    let (status, body) = raw_get(&server.data, "/svc/rw2/api/x/y", &key).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"path\":\"/tenant-a/public/x/y\""), "{body}");
+    for p in [
+        "/svc/rw2/api/%2e%2e/%2e%2e/tenant-b/secret",
+        "/svc/rw2/api/%2E%2e/%2e%2E/tenant-b/secret",
+        "/svc/rw2/api/.%2e/.%2e/tenant-b/secret",
+        "/svc/rw2/api/../../tenant-b/secret",
+        "/svc/rw2/api/x%2f..%2f..%2f..%2ftenant-b/secret",
+        "/svc/rw2/items/a%2f..%2f..%2fsecret",
+        "/svc/rw2/items/a%2Fb",
+    ] {
+        let (status, body) = raw_get(&server.data, p, &key).await;
+        assert_eq!(status, 400, "{p}: {body}");
+        assert!(!body.contains("tenant-b") && !body.contains("\"path\""), "{p} must not reach the upstream: {body}");
+    }
+    // spec time: 400 naming the node
+    for (i, url) in ["http://169.254.169.254/latest", &format!("http://[::1]:{port}"), "http://[::ffff:169.254.169.254]"].iter().enumerate() {
+        let spec = json!({"upstream": {"nodes": [{"url": "http://10.0.0.1"}, {"url": url}]}});
+        let (status, body) = admin.send("POST", "/services", Some(json!({"kind": "rest", "name": "x", "slug": format!("ssrf{i}"), "spec": spec}))).await;
+        assert_eq!(status, 400, "{url}: {body}");
+        assert_eq!(body["error"]["param"], "spec.upstream.nodes[1].url", "{url}: {body}");
+    }
+    for slug in ["meta"] {
+        let (status, body) = raw_get(&server.data, &format!("/svc/{slug}/latest/meta-data"), &key).await;
+        assert_eq!(status, 502, "{slug}: {body}");
+        assert!(body.contains("refuses to connect"), "{slug}: {body}");
+    }
 }

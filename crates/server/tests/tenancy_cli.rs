@@ -173,7 +173,7 @@ docs = "# Orders\nRead an order by id."
 category = "shop"
 tags = ["shop", "orders"]
 routes = [{ path = "/orders/{id}", methods = ["GET"] }]
-upstream = { nodes = [{ url = "http://127.0.0.1:9", weight = 2 }], timeout_ms = 5000 }
+upstream = { nodes = [{ url = "http://10.255.255.1:9", weight = 2 }], timeout_ms = 5000 }
 
 [[services]]
 slug = "summaries"
