@@ -624,10 +624,14 @@ impl AdminService {
             None
         };
         let user_detail = || serde_json::json!({ "user_id": user.as_ref().map(|u| u.id) });
-        if let Err(e) = self.login_throttle_check(username, client).await {
-            self.deps.audit.record(event(kinds::LOGIN_FAILED).reason("throttled").details(user_detail()));
-            return Err(e);
-        }
+        // reserve the attempt atomically before argon2 (M3); kept on failure, refunded on success
+        let reservation = match self.login_throttle_reserve(username, client).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.deps.audit.record(event(kinds::LOGIN_FAILED).reason("throttled").details(user_detail()));
+                return Err(e);
+            }
+        };
         let phc = match &user {
             Some(u) => u.password_hash.clone(),
             None => dummy_phc().await,
@@ -636,12 +640,14 @@ impl AdminService {
         let user = match &user {
             Some(u) if ok => u.clone(),
             _ => {
-                self.login_throttle_fail(username, client).await;
                 self.deps.audit.record(event(kinds::LOGIN_FAILED).reason("bad_credentials").details(user_detail()));
                 tracing::info!(known_user = user.is_some(), "login failed");
                 return Err(fail());
             }
         };
+        if let Some(r) = reservation {
+            self.login_throttle_refund(r).await;
+        }
         self.login_throttle_reset(username).await;
         let mut raw = [0u8; 32];
         gatehouse_auth::random_bytes(&mut raw).map_err(|_| ApiError::internal())?;
