@@ -574,6 +574,28 @@ async fn m3_parallel_wrong_logins_are_throttled_before_the_password_check() {
     }
 }
 
+/// Tester M4: a session opened with the old password that survives a password change's
+/// revocation sweep (a login racing the change: its session row lands after the sweep) no
+/// longer authenticates. Simulated deterministically: the hash is changed in the store without
+/// the service's sweep, so the session stays unrevoked in its row.
+#[tokio::test]
+async fn m4_session_from_before_a_password_change_no_longer_authenticates() {
+    let w = world().await;
+    let app = &w.h.app;
+    let (c, _) = login(app, "alice", ALICE_PW).await;
+    let (s, _, _, _) = call(app, "GET", "/admin/v1/me", Auth::Cookie(&c), None).await;
+    assert_eq!(s, StatusCode::OK, "valid before the change");
+    let id: gatehouse_types::Id = w.alice.parse().unwrap();
+    let mut user = w.h.store.get_user(id).await.unwrap().unwrap();
+    user.password_hash = gatehouse_auth::password::hash_password("alice-new-password-77").unwrap();
+    assert!(w.h.store.update_user(&user).await.unwrap());
+    let (s, _, v, _) = call(app, "GET", "/admin/v1/me", Auth::Cookie(&c), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_api_key")));
+    // a login with the new password works
+    let (c2, _) = login(app, "alice", "alice-new-password-77").await;
+    assert_eq!(call(app, "GET", "/admin/v1/me", Auth::Cookie(&c2), None).await.0, StatusCode::OK);
+}
+
 /// M8 (d): a password change ends the user's sessions — except the session making the change.
 #[tokio::test]
 async fn password_change_ends_the_users_sessions_except_the_callers() {

@@ -541,6 +541,9 @@ impl Store for PostgresStore {
     async fn revoke_session(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
         self.tenancy_revoke_session(id, at).await
     }
+    async fn set_session_password_version(&self, id: Id, version: &[u8]) -> StoreResult<bool> {
+        self.tenancy_set_session_password_version(id, version).await
+    }
     async fn revoke_user_sessions(&self, user_id: Id, keep: Option<Id>, at: Timestamp) -> StoreResult<u64> {
         self.tenancy_revoke_user_sessions(user_id, keep, at).await
     }
