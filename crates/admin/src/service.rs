@@ -663,7 +663,11 @@ impl AdminService {
             created_at,
             security: req.security,
         };
-        self.deps.store.create_credential(&credential).await.map_err(|e| internal("creating a key", &e))?;
+        // The app may be deleted concurrently; the store refuses the insert atomically (M2).
+        self.deps.store.create_credential(&credential).await.map_err(|e| match e {
+            StoreError::NotFound(_) => not_found("app", "app_id"),
+            e => internal("creating a key", &e),
+        })?;
         tracing::info!(key_id = %credential.id, app_id = %credential.app_id, "api key created");
         self.deps.audit.record(
             gatehouse_store::NewAuditEvent::new(gatehouse_store::audit::kinds::KEY_CREATED, "admin")

@@ -540,6 +540,62 @@ async fn login_is_throttled_per_client_ip() {
     assert_eq!(attempt("198.51.100.9", "alice".into(), ALICE_PW).await, StatusCode::CREATED);
 }
 
+/// Tester M3: parallel wrong passwords cannot bypass the throttle. Each attempt reserves its
+/// place before argon2, so of 40 parallel attempts for one username at most `USER_PER_MINUTE`
+/// are checked (401), the rest answer 429; the same per client IP across usernames.
+#[tokio::test]
+async fn m3_parallel_wrong_logins_are_throttled_before_the_password_check() {
+    use gatehouse_admin::service::login_guard::{IP_PER_MINUTE, USER_PER_MINUTE};
+    let w = world().await;
+    let run = |ip: &'static str, per_user: bool| {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let app = w.h.app.clone();
+            let user = if per_user { "alice".to_string() } else { format!("user{i}") };
+            set.spawn(async move {
+                let body = json!({"username": user, "password": "wrong-password-canary-3"});
+                call_with(&app, "POST", "/admin/v1/session", &[], Some(ip), Some(body)).await.0
+            });
+        }
+        set
+    };
+    for (ip, per_user, limit) in [("203.0.113.20", true, USER_PER_MINUTE), ("203.0.113.21", false, IP_PER_MINUTE)] {
+        let (mut unauthorized, mut throttled) = (0u64, 0u64);
+        let mut set = run(ip, per_user);
+        while let Some(status) = set.join_next().await {
+            match status.unwrap() {
+                StatusCode::UNAUTHORIZED => unauthorized += 1,
+                StatusCode::TOO_MANY_REQUESTS => throttled += 1,
+                other => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!(unauthorized, limit, "{ip}: checked attempts");
+        assert_eq!(throttled, 40 - limit, "{ip}");
+    }
+}
+
+/// Tester M4: a session opened with the old password that survives a password change's
+/// revocation sweep (a login racing the change: its session row lands after the sweep) no
+/// longer authenticates. Simulated deterministically: the hash is changed in the store without
+/// the service's sweep, so the session stays unrevoked in its row.
+#[tokio::test]
+async fn m4_session_from_before_a_password_change_no_longer_authenticates() {
+    let w = world().await;
+    let app = &w.h.app;
+    let (c, _) = login(app, "alice", ALICE_PW).await;
+    let (s, _, _, _) = call(app, "GET", "/admin/v1/me", Auth::Cookie(&c), None).await;
+    assert_eq!(s, StatusCode::OK, "valid before the change");
+    let id: gatehouse_types::Id = w.alice.parse().unwrap();
+    let mut user = w.h.store.get_user(id).await.unwrap().unwrap();
+    user.password_hash = gatehouse_auth::password::hash_password("alice-new-password-77").unwrap();
+    assert!(w.h.store.update_user(&user).await.unwrap());
+    let (s, _, v, _) = call(app, "GET", "/admin/v1/me", Auth::Cookie(&c), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_api_key")));
+    // a login with the new password works
+    let (c2, _) = login(app, "alice", "alice-new-password-77").await;
+    assert_eq!(call(app, "GET", "/admin/v1/me", Auth::Cookie(&c2), None).await.0, StatusCode::OK);
+}
+
 /// M8 (d): a password change ends the user's sessions — except the session making the change.
 #[tokio::test]
 async fn password_change_ends_the_users_sessions_except_the_callers() {

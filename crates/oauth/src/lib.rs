@@ -80,6 +80,10 @@ pub mod grant_types {
 /// `client_assertion_type` of RFC 7523 §2.2.
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
+/// `description` of the `invalid_request` answered when a client is registered for an app that
+/// does not exist or was deleted (also concurrently, issue 5 M2).
+pub const APP_NOT_FOUND: &str = "app not found";
+
 /// An RFC 6749 §5.2 / RFC 8693 §2.2.2 error. `description` is fixed text or echoes only
 /// values the client sent that are not secrets (scope names, audiences).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -300,7 +300,11 @@ impl OAuth {
             revoked_at: None,
             created_at: now(),
         };
-        self.deps.store.create_oauth_client(&client).await.map_err(|e| Self::unavailable(&e))?;
+        // The app may be deleted concurrently; the store refuses the insert atomically (M2).
+        self.deps.store.create_oauth_client(&client).await.map_err(|e| match e {
+            gatehouse_store::StoreError::NotFound(_) => OAuthError::new("invalid_request", crate::APP_NOT_FOUND),
+            e => Self::unavailable(&e),
+        })?;
         tracing::info!(client_id = %client.id, app_id = %client.app_id, "oauth client created");
         self.deps.events.record("oauth_client.created", Some(client.id), if secret.is_some() { "client_secret_basic" } else { "private_key_jwt" });
         Ok((client, secret))
@@ -560,7 +564,11 @@ impl OAuth {
                 (g.token, t)
             }
         };
-        self.deps.store.create_issued_token(&record).await.map_err(|e| Self::unavailable(&e))?;
+        // The client's app may be deleted concurrently; the store refuses the insert atomically (M2).
+        self.deps.store.create_issued_token(&record).await.map_err(|e| match e {
+            gatehouse_store::StoreError::NotFound(_) => OAuthError::new("invalid_client", "client authentication failed"),
+            e => Self::unavailable(&e),
+        })?;
         tracing::info!(jti = %record.id, client_id = %client.id, kind, expires_in, "token issued");
         self.deps.events.record("token.issued", Some(record.id), kind_static(kind));
         Ok(TokenResponse {

@@ -97,6 +97,10 @@ pub trait Store: Send + Sync + 'static {
     async fn find_session(&self, digest: &[u8]) -> StoreResult<Option<UserSession>>;
     /// Sets `revoked_at` if not yet revoked; false if no such session.
     async fn revoke_session(&self, id: Id, at: Timestamp) -> StoreResult<bool>;
+    /// Sets a session's `password_version` (keyed fingerprint of the password hash, issue 7 M4):
+    /// a password change keeps the caller's own session valid by moving it to the new hash.
+    /// Returns false if no such session.
+    async fn set_session_password_version(&self, id: Id, version: &[u8]) -> StoreResult<bool>;
     /// Sets `revoked_at = at` on every live (unrevoked, unexpired at `at`) session of `user_id`
     /// except `keep` (the session making a password change may survive it). Returns how many
     /// sessions were revoked (issue 7, M8).

@@ -83,6 +83,24 @@ impl PostgresStore {
     }
 }
 
+/// Makes a credential-like insert for `app_id` (API key, OAuth client, issued token) conditional
+/// on the app being live, atomically (issue 5, tester M2): takes a `FOR SHARE` lock on the app
+/// row inside `tx`, so a concurrent `delete_app` (an `UPDATE` of that row) either commits first
+/// (then this sees `deleted_at` set) or waits until `tx` commits (then the service's revocation
+/// sweep after the delete sees the new row). Errors: [`StoreError::NotFound`] `"app not found"`
+/// when the app does not exist or is soft-deleted.
+pub(crate) async fn require_live_app(tx: &mut Transaction<'static, Postgres>, app_id: Id, what: &str) -> StoreResult<()> {
+    let live = sqlx::query("SELECT 1 FROM apps WHERE id = $1 AND deleted_at IS NULL FOR SHARE")
+        .bind(app_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx(what, e))?;
+    match live {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound("app not found".to_owned())),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // conversions
 
@@ -523,6 +541,9 @@ impl Store for PostgresStore {
     async fn revoke_session(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
         self.tenancy_revoke_session(id, at).await
     }
+    async fn set_session_password_version(&self, id: Id, version: &[u8]) -> StoreResult<bool> {
+        self.tenancy_set_session_password_version(id, version).await
+    }
     async fn revoke_user_sessions(&self, user_id: Id, keep: Option<Id>, at: Timestamp) -> StoreResult<u64> {
         self.tenancy_revoke_user_sessions(user_id, keep, at).await
     }
@@ -601,6 +622,7 @@ impl Store for PostgresStore {
 
     async fn create_credential(&self, c: &Credential) -> StoreResult<()> {
         let mut tx = self.tx("credential").await?;
+        require_live_app(&mut tx, c.app_id, "credential").await?;
         sqlx::query(concat!(
             "INSERT INTO credentials (",
             "id, team_id, app_id, name, digest, pepper_version, hint, models, scopes, expires_at, revoked_at, last_used_at, created_at",

@@ -673,6 +673,9 @@ impl Store for SqliteStore {
     async fn revoke_session(&self, id: Id, at: Timestamp) -> StoreResult<bool> {
         self.tenancy_revoke_session(id, at).await
     }
+    async fn set_session_password_version(&self, id: Id, version: &[u8]) -> StoreResult<bool> {
+        self.tenancy_set_session_password_version(id, version).await
+    }
     async fn revoke_user_sessions(&self, user_id: Id, keep: Option<Id>, at: Timestamp) -> StoreResult<u64> {
         self.tenancy_revoke_user_sessions(user_id, keep, at).await
     }
@@ -751,6 +754,7 @@ impl Store for SqliteStore {
 
     async fn create_credential(&self, c: &Credential) -> StoreResult<()> {
         let mut tx = self.write_tx("credential").await?;
+        require_live_app(&mut tx, c.app_id, "credential").await?;
         sqlx::query(concat!(
             "INSERT INTO credentials (",
             "id, team_id, app_id, name, digest, pepper_version, hint, models, scopes, expires_at, revoked_at, last_used_at, created_at",
@@ -1408,6 +1412,23 @@ impl Store for SqliteStore {
     }
 }
 
+/// Makes a credential-like insert for `app_id` (API key, OAuth client, issued token) conditional
+/// on the app being live (issue 5, tester M2). Must run inside a `BEGIN IMMEDIATE` write
+/// transaction: SQLite then serialises it with `delete_app`, so the check and the insert are
+/// atomic with respect to the delete. Errors: [`StoreError::NotFound`] `"app not found"` when
+/// the app does not exist or is soft-deleted.
+pub(crate) async fn require_live_app(tx: &mut Transaction<'static, Sqlite>, app_id: Id, what: &str) -> StoreResult<()> {
+    let live = sqlx::query("SELECT 1 FROM apps WHERE id = ? AND deleted_at IS NULL")
+        .bind(id_text(app_id))
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx(what, e))?;
+    match live {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound("app not found".to_owned())),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1467,3 +1488,4 @@ mod tests {
         assert_eq!(back.unix_timestamp_nanos(), 1_700_000_000_123_456_000);
     }
 }
+

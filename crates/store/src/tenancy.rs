@@ -31,4 +31,9 @@ pub struct UserSession {
     pub revoked_at: Option<Timestamp>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
+    /// Keyed fingerprint (32 bytes) of the password hash the login was verified against
+    /// (issue 7, tester M4); the session stops authenticating once the user's hash changes.
+    /// `None` for sessions created before migration 0115.
+    #[serde(skip)]
+    pub password_version: Option<Vec<u8>>,
 }

@@ -1,6 +1,8 @@
 //! Login throttling of the portal (issue 7, M8): failed logins are counted per username and per
 //! client IP in the shared [`gatehouse_store::Counters`] (in memory on one node, Redis across
-//! nodes), in two fixed windows each (a minute and a UTC day). Once a bucket is full, every
+//! nodes), in two fixed windows each (a minute and a UTC day). Every attempt reserves its place
+//! in the buckets atomically before the password is checked (so parallel attempts cannot all
+//! reach argon2) and a successful one gives it back. Once a bucket is full, every
 //! login attempt for that username or from that address answers 429 `rate_limit_exceeded` with
 //! `Retry-After` until the window ends — before the password is checked, and the same way for
 //! unknown usernames, so the answer reveals neither the password's correctness nor whether the
@@ -12,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use gatehouse_store::counters::{Adjustment, Bucket, Decision, Window};
+use gatehouse_store::counters::{Adjustment, Bucket, BucketState, Decision, Window};
 use gatehouse_types::{ApiError, ErrorCode};
 
 use super::AdminService;
@@ -32,6 +34,14 @@ pub struct LoginClient {
     /// The client address (socket peer, or `X-Forwarded-For` behind a trusted proxy).
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+}
+
+/// One login attempt charged on the throttle's buckets (see
+/// [`AdminService::login_throttle_reserve`]): the buckets and the windows they were charged in.
+#[derive(Debug)]
+pub(crate) struct LoginReservation {
+    buckets: Vec<Bucket>,
+    states: Vec<BucketState>,
 }
 
 fn bucket(key: String, window: Window, limit: u64) -> Bucket {
@@ -56,37 +66,46 @@ impl AdminService {
         b
     }
 
-    /// 429 (with `Retry-After` in seconds) when any of the attempt's buckets is full.
-    pub(crate) async fn login_throttle_check(&self, username: &str, client: &LoginClient) -> Result<(), ApiError> {
+    /// Reserves one attempt on every bucket of the attempt (username and client IP, minute and
+    /// day), atomically and before the password is checked (issue 7, tester M3): `N` parallel
+    /// attempts can pass at most `limit` of them to argon2, the rest answer 429 at once. A
+    /// successful login gives its reservation back ([`Self::login_throttle_refund`]); a failed
+    /// one keeps it, which is the failure count.
+    ///
+    /// Returns `Ok(None)` when the counters backend fails (not throttled, logged as an error).
+    /// Errors: 429 `rate_limit_exceeded` with `Retry-After` (seconds, at least 1) when a bucket
+    /// is full; nothing is charged then.
+    pub(crate) async fn login_throttle_reserve(
+        &self,
+        username: &str,
+        client: &LoginClient,
+    ) -> Result<Option<LoginReservation>, ApiError> {
         let buckets = self.login_buckets(username, client);
-        let states = match self.counters().peek(&buckets).await {
-            Ok(s) => s,
+        match self.counters().acquire(&buckets, "", std::time::Duration::ZERO).await {
+            Ok(Decision::Admitted { states }) => Ok(Some(LoginReservation { buckets, states })),
+            Ok(Decision::Denied { retry_after_ms, .. }) => Err(ApiError::new(
+                ErrorCode::RateLimitExceeded,
+                "too many failed logins; try again later",
+            )
+            .with_retry_after(Some(retry_after_ms.div_ceil(1000).max(1)))),
             Err(e) => {
                 tracing::error!(error = %e, "login throttle: counters unavailable; not throttling");
-                return Ok(());
+                Ok(None)
             }
-        };
-        let wait_ms = buckets
-            .iter()
-            .zip(&states)
-            .filter(|(b, s)| s.used >= b.limit)
-            .map(|(_, s)| s.reset_ms)
-            .max();
-        match wait_ms {
-            None => Ok(()),
-            Some(ms) => Err(ApiError::new(ErrorCode::RateLimitExceeded, "too many failed logins; try again later")
-                .with_retry_after(Some(ms.div_ceil(1000).max(1)))),
         }
     }
 
-    /// Counts one failed login against the username and the client IP.
-    pub(crate) async fn login_throttle_fail(&self, username: &str, client: &LoginClient) {
-        let buckets = self.login_buckets(username, client);
-        match self.counters().acquire(&buckets, "", std::time::Duration::ZERO).await {
-            Ok(Decision::Admitted { .. }) => {}
-            // a full bucket: the next attempt is refused by `login_throttle_check` anyway
-            Ok(Decision::Denied { .. }) => {}
-            Err(e) => tracing::error!(error = %e, "login throttle: counters unavailable; failure not counted"),
+    /// Gives back the attempt reserved by [`Self::login_throttle_reserve`] (after a successful
+    /// login), in the windows it was charged in.
+    pub(crate) async fn login_throttle_refund(&self, reservation: LoginReservation) {
+        let adjustments: Vec<Adjustment> = reservation
+            .buckets
+            .iter()
+            .zip(&reservation.states)
+            .map(|(b, s)| Adjustment { key: b.key.clone(), window_id: s.window_id, delta: -1 })
+            .collect();
+        if let Err(e) = self.counters().settle(&adjustments).await {
+            tracing::error!(error = %e, "login throttle: counters unavailable; attempt not refunded");
         }
     }
 

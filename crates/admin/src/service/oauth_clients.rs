@@ -303,7 +303,14 @@ impl AdminService {
             tls_client_certificate_bound_access_tokens: req.tls_client_certificate_bound_access_tokens,
         };
         let (client, secret) = oauth.create_client(new).await.map_err(|e| {
-            if e.description.contains("public_jwk") { bad("public_jwk", e.description) } else { from_oauth(e) }
+            if e.description.contains("public_jwk") {
+                bad("public_jwk", e.description)
+            } else if e.error == "invalid_request" && e.description == gatehouse_oauth::APP_NOT_FOUND {
+                // the app was deleted after `app_or_default` read it (M2)
+                not_found("app", "app_id")
+            } else {
+                from_oauth(e)
+            }
         })?;
         Ok((ClientView::from(&client), secret))
     }

@@ -302,7 +302,14 @@ impl AdminService {
             }
         }
         if password_changed {
-            // issue 7 (M8): a new password ends the user's portal sessions, except the caller's
+            // issue 7 (M8): a new password ends the user's portal sessions, except the caller's,
+            // which moves to the new hash (M4: sessions of an older hash stop authenticating)
+            if let Some(keep) = keep_session {
+                store
+                    .set_session_password_version(keep, &self.password_version(&user.password_hash))
+                    .await
+                    .map_err(|e| internal("updating a session", &e))?;
+            }
             let n = store
                 .revoke_user_sessions(user.id, keep_session, gatehouse_types::now())
                 .await
@@ -624,10 +631,14 @@ impl AdminService {
             None
         };
         let user_detail = || serde_json::json!({ "user_id": user.as_ref().map(|u| u.id) });
-        if let Err(e) = self.login_throttle_check(username, client).await {
-            self.deps.audit.record(event(kinds::LOGIN_FAILED).reason("throttled").details(user_detail()));
-            return Err(e);
-        }
+        // reserve the attempt atomically before argon2 (M3); kept on failure, refunded on success
+        let reservation = match self.login_throttle_reserve(username, client).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.deps.audit.record(event(kinds::LOGIN_FAILED).reason("throttled").details(user_detail()));
+                return Err(e);
+            }
+        };
         let phc = match &user {
             Some(u) => u.password_hash.clone(),
             None => dummy_phc().await,
@@ -636,12 +647,14 @@ impl AdminService {
         let user = match &user {
             Some(u) if ok => u.clone(),
             _ => {
-                self.login_throttle_fail(username, client).await;
                 self.deps.audit.record(event(kinds::LOGIN_FAILED).reason("bad_credentials").details(user_detail()));
                 tracing::info!(known_user = user.is_some(), "login failed");
                 return Err(fail());
             }
         };
+        if let Some(r) = reservation {
+            self.login_throttle_refund(r).await;
+        }
         self.login_throttle_reset(username).await;
         let mut raw = [0u8; 32];
         gatehouse_auth::random_bytes(&mut raw).map_err(|_| ApiError::internal())?;
@@ -655,6 +668,8 @@ impl AdminService {
             expires_at: created_at + ttl,
             revoked_at: None,
             created_at,
+            // the hash this login was verified against (M4): a racing password change ends it
+            password_version: Some(self.password_version(&user.password_hash)),
         };
         // Housekeeping: sessions past their expiry are useless; drop them (every user's).
         match store.delete_expired_sessions(created_at).await {
@@ -694,7 +709,22 @@ impl AdminService {
             return Err(invalid());
         }
         let user = store.get_user(s.user_id).await.map_err(|e| internal("reading a user", &e))?.ok_or_else(invalid)?;
+        // M4: a session opened with a password that has since changed (a login racing the
+        // change, after its revocation sweep) no longer authenticates.
+        if let Some(v) = &s.password_version {
+            use subtle::ConstantTimeEq;
+            if !bool::from(v.as_slice().ct_eq(&self.password_version(&user.password_hash))) {
+                return Err(invalid());
+            }
+        }
         self.principal_for_user(&user, AuthMethod::Session(s.id)).await
+    }
+
+    /// Keyed fingerprint (32 bytes) of a stored password hash (PHC string), kept in each session
+    /// row (issue 7, tester M4). Each password change stores a new hash with a new salt, so the
+    /// fingerprint changes with it. Never logged.
+    pub(crate) fn password_version(&self, phc: &str) -> Vec<u8> {
+        self.deps.peppers.digest(&format!("gatehouse/password-version/v1:{phc}")).to_vec()
     }
 
     /// Ends a session (idempotent).

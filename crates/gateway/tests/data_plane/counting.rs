@@ -134,6 +134,10 @@ impl Store for CountingStore {
         self.count(false);
         self.inner.revoke_session(id, at).await
     }
+    async fn set_session_password_version(&self, id: Id, version: &[u8]) -> StoreResult<bool> {
+        self.count(false);
+        self.inner.set_session_password_version(id, version).await
+    }
     async fn revoke_user_sessions(&self, user_id: Id, keep: Option<Id>, at: Timestamp) -> StoreResult<u64> {
         self.count(false);
         self.inner.revoke_user_sessions(user_id, keep, at).await

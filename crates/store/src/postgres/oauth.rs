@@ -87,6 +87,8 @@ pub(super) async fn create_oauth_client(s: &PostgresStore, c: &OAuthClient) -> S
     let sql = format!(
         "INSERT INTO oauth_clients ({CLIENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     );
+    let mut tx = s.tx("oauth client").await?;
+    super::require_live_app(&mut tx, c.app_id, "oauth client").await?;
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(c.id)
         .bind(c.team_id)
@@ -105,10 +107,10 @@ pub(super) async fn create_oauth_client(s: &PostgresStore, c: &OAuthClient) -> S
         .bind(c.revoked_at)
         .bind(c.created_at)
         .bind(c.tls_client_certificate_bound_access_tokens)
-        .execute(s.pool())
+        .execute(&mut *tx)
         .await
         .map_err(db("oauth client"))?;
-    Ok(())
+    tx.commit().await.map_err(db("oauth client"))
 }
 
 pub(super) async fn get_oauth_client(s: &PostgresStore, id: Id) -> StoreResult<Option<OAuthClient>> {
@@ -157,6 +159,8 @@ pub(super) async fn create_issued_token(s: &PostgresStore, t: &IssuedToken) -> S
         "INSERT INTO issued_tokens ({TOKEN_COLS}) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
     );
+    let mut tx = s.tx("issued token").await?;
+    super::require_live_app(&mut tx, t.app_id, "issued token").await?;
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(t.id)
         .bind(&t.kind)
@@ -180,10 +184,10 @@ pub(super) async fn create_issued_token(s: &PostgresStore, t: &IssuedToken) -> S
         .bind(t.revoked_at)
         .bind(t.created_at)
         .bind(&t.binding_x5t)
-        .execute(s.pool())
+        .execute(&mut *tx)
         .await
         .map_err(db("issued token"))?;
-    Ok(())
+    tx.commit().await.map_err(db("issued token"))
 }
 
 pub(super) async fn get_issued_token(s: &PostgresStore, id: Id) -> StoreResult<Option<IssuedToken>> {

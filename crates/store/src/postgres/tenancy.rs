@@ -7,7 +7,7 @@ use super::{PostgresStore, col, user_row};
 use crate::{StoreError, StoreResult, TeamMember, User, UserSession};
 
 const USER_COLS: &str = "id, username, password_hash, system_role, created_at";
-const SESSION_COLS: &str = "id, user_id, digest, expires_at, revoked_at, created_at";
+const SESSION_COLS: &str = "id, user_id, digest, expires_at, revoked_at, created_at, password_version";
 
 fn member_row(row: &PgRow) -> StoreResult<TeamMember> {
     Ok(TeamMember {
@@ -26,6 +26,7 @@ fn session_row(row: &PgRow) -> StoreResult<UserSession> {
         expires_at: col(row, "expires_at")?,
         revoked_at: col(row, "revoked_at")?,
         created_at: col(row, "created_at")?,
+        password_version: col(row, "password_version")?,
     })
 }
 
@@ -120,7 +121,7 @@ impl PostgresStore {
 
     pub(super) async fn tenancy_create_session(&self, s: &UserSession) -> StoreResult<()> {
         let mut tx = self.tx("session").await?;
-        let sql = format!("INSERT INTO user_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6)");
+        let sql = format!("INSERT INTO user_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(s.id)
             .bind(s.user_id)
@@ -128,6 +129,7 @@ impl PostgresStore {
             .bind(s.expires_at)
             .bind(s.revoked_at)
             .bind(s.created_at)
+            .bind(&s.password_version)
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::from_sqlx("session", e))?;
@@ -174,6 +176,16 @@ impl PostgresStore {
         .await
         .map_err(|e| StoreError::from_sqlx("session", e))?;
         Ok(done.rows_affected())
+    }
+
+    pub(super) async fn tenancy_set_session_password_version(&self, id: Id, version: &[u8]) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE user_sessions SET password_version = $1 WHERE id = $2")
+            .bind(version)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(|e| StoreError::from_sqlx("session", e))?;
+        Ok(done.rows_affected() > 0)
     }
 
     pub(super) async fn tenancy_delete_expired_sessions(&self, before: Timestamp) -> StoreResult<u64> {

@@ -89,6 +89,7 @@ fn key_row(row: &SqliteRow) -> StoreResult<SigningKey> {
 
 pub(super) async fn create_oauth_client(s: &SqliteStore, c: &OAuthClient) -> StoreResult<()> {
     let mut tx = s.write_tx("oauth client").await?;
+    super::require_live_app(&mut tx, c.app_id, "oauth client").await?;
     let sql = format!("INSERT INTO oauth_clients ({CLIENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id_text(c.id))
@@ -165,6 +166,7 @@ pub(super) async fn revoke_app_tokens(s: &SqliteStore, app_id: Id, at: Timestamp
 
 pub(super) async fn create_issued_token(s: &SqliteStore, t: &IssuedToken) -> StoreResult<()> {
     let mut tx = s.write_tx("issued token").await?;
+    super::require_live_app(&mut tx, t.app_id, "issued token").await?;
     let sql = format!(
         "INSERT INTO issued_tokens ({TOKEN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     );

@@ -7,7 +7,7 @@ use super::{SqliteStore, col, col_id, col_opt_ts, col_ts, id_text, micros, opt_m
 use crate::{StoreError, StoreResult, TeamMember, User, UserSession};
 
 const USER_COLS: &str = "id, username, password_hash, system_role, created_at";
-const SESSION_COLS: &str = "id, user_id, digest, expires_at, revoked_at, created_at";
+const SESSION_COLS: &str = "id, user_id, digest, expires_at, revoked_at, created_at, password_version";
 
 fn member_row(row: &SqliteRow) -> StoreResult<TeamMember> {
     Ok(TeamMember {
@@ -26,6 +26,7 @@ fn session_row(row: &SqliteRow) -> StoreResult<UserSession> {
         expires_at: col_ts(row, "expires_at")?,
         revoked_at: col_opt_ts(row, "revoked_at")?,
         created_at: col_ts(row, "created_at")?,
+        password_version: col(row, "password_version")?,
     })
 }
 
@@ -120,7 +121,7 @@ impl SqliteStore {
 
     pub(super) async fn tenancy_create_session(&self, s: &UserSession) -> StoreResult<()> {
         let mut tx = self.write_tx("session").await?;
-        let sql = format!("INSERT INTO user_sessions ({SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?)");
+        let sql = format!("INSERT INTO user_sessions ({SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)");
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id_text(s.id))
             .bind(id_text(s.user_id))
@@ -128,6 +129,7 @@ impl SqliteStore {
             .bind(micros(s.expires_at)?)
             .bind(opt_micros(s.revoked_at)?)
             .bind(micros(s.created_at)?)
+            .bind(&s.password_version)
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::from_sqlx("session", e))?;
@@ -179,6 +181,16 @@ impl SqliteStore {
         .map_err(|e| StoreError::from_sqlx("session", e))?;
         tx.commit().await.map_err(|e| StoreError::from_sqlx("session", e))?;
         Ok(done.rows_affected())
+    }
+
+    pub(super) async fn tenancy_set_session_password_version(&self, id: Id, version: &[u8]) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE user_sessions SET password_version = ? WHERE id = ?")
+            .bind(version)
+            .bind(id_text(id))
+            .execute(self.pool())
+            .await
+            .map_err(|e| StoreError::from_sqlx("session", e))?;
+        Ok(done.rows_affected() > 0)
     }
 
     pub(super) async fn tenancy_delete_expired_sessions(&self, before: Timestamp) -> StoreResult<u64> {

@@ -260,3 +260,58 @@ async fn app_tokens_are_revoked_together(s: Arc<dyn Store>) {
     assert!(s.revoke_app_tokens(a.id, at).await.unwrap().is_empty(), "idempotent");
 }
 store_test!(app_tokens_are_revoked_together);
+
+/// Issue 5, M2: keys, OAuth clients and issued tokens created concurrently with an app's deletion
+/// never outlive it. Each create either lands before the delete (and the revocation sweep that
+/// follows the delete sees it) or is refused with `NotFound`; afterwards nothing of the app is
+/// live. Creates after the delete are refused deterministically.
+async fn m2_creates_racing_app_delete_leave_nothing_live(s: Arc<dyn Store>) {
+    let (_, a) = seed_app(&s).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(25));
+    let mut tasks = Vec::new();
+    for i in 0..24u8 {
+        let (s, barrier, a) = (s.clone(), barrier.clone(), a.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let r = match i % 3 {
+                0 => s.create_credential(&credential(&a, 100 + i)).await,
+                1 => {
+                    let mut c = client(&a);
+                    c.secret_digest = Some(digest(100 + i));
+                    s.create_oauth_client(&c).await
+                }
+                _ => s.create_issued_token(&issued(&a, "single_use", 100 + i, None, None)).await,
+            };
+            match r {
+                Ok(()) => true,
+                Err(StoreError::NotFound(_)) => false,
+                Err(e) => panic!("create racing a delete: {e}"),
+            }
+        }));
+    }
+    barrier.wait().await;
+    let at = now_us();
+    assert!(s.delete_app(a.id, at).await.unwrap());
+    // the service's sweep after the delete (admin `delete_app`)
+    let live_keys = CredentialFilter { team_id: None, app_id: Some(a.id), include_revoked: false };
+    for k in s.list_credentials(&live_keys).await.unwrap() {
+        s.revoke_credential(k.id, at).await.unwrap();
+    }
+    for c in s.list_oauth_clients(false).await.unwrap().iter().filter(|c| c.app_id == a.id) {
+        s.revoke_oauth_client(c.id, at).await.unwrap();
+    }
+    s.revoke_app_tokens(a.id, at).await.unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(s.list_credentials(&live_keys).await.unwrap().is_empty(), "a key outlived its app");
+    assert!(!s.list_oauth_clients(false).await.unwrap().iter().any(|c| c.app_id == a.id), "a client outlived its app");
+    assert!(s.revoke_app_tokens(a.id, now_us()).await.unwrap().is_empty(), "a token outlived its app");
+    // after the delete, every create is refused
+    assert_not_found(s.create_credential(&credential(&a, 200)).await);
+    let mut c = client(&a);
+    c.secret_digest = Some(digest(201));
+    assert_not_found(s.create_oauth_client(&c).await);
+    assert_not_found(s.create_issued_token(&issued(&a, "access", 202, None, None)).await);
+}
+store_test!(m2_creates_racing_app_delete_leave_nothing_live);

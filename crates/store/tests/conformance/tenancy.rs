@@ -87,6 +87,7 @@ async fn sessions_by_digest_and_revocation(s: Arc<dyn Store>) {
         expires_at: now_us() + Duration::hours(12),
         revoked_at: None,
         created_at: now_us(),
+        password_version: Some(digest(44)),
     };
     s.create_session(&session).await.unwrap();
     assert_eq!(s.find_session(&digest(41)).await.unwrap().unwrap(), session);
@@ -100,6 +101,10 @@ async fn sessions_by_digest_and_revocation(s: Arc<dyn Store>) {
     assert!(s.revoke_session(session.id, at + Duration::seconds(5)).await.unwrap());
     assert_eq!(s.find_session(&digest(41)).await.unwrap().unwrap().revoked_at, Some(at));
     assert!(!s.revoke_session(new_id(), at).await.unwrap());
+    // issue 7 (M4): the password version is replaced in place
+    assert!(s.set_session_password_version(session.id, &digest(45)).await.unwrap());
+    assert_eq!(s.find_session(&digest(41)).await.unwrap().unwrap().password_version, Some(digest(45)));
+    assert!(!s.set_session_password_version(new_id(), &digest(45)).await.unwrap());
     // a session of an unknown user is refused
     let orphan = UserSession { id: new_id(), user_id: new_id(), digest: digest(43), ..session };
     assert!(matches!(s.create_session(&orphan).await, Err(StoreError::NotFound(_))));
@@ -120,6 +125,7 @@ async fn sessions_revoked_per_user_and_expired_deleted(s: Arc<dyn Store>) {
         expires_at: expires,
         revoked_at: None,
         created_at: t0,
+        password_version: None,
     };
     let keep = session(&u, 51, t0 + Duration::hours(12));
     let live = session(&u, 52, t0 + Duration::hours(12));
