@@ -7,7 +7,15 @@ use gatehouse_store::{ApprovalMode, Bus, BusEvent, Service, ServiceKind, Service
 use gatehouse_types::{Id, new_id, now};
 use serde_json::{Value, json};
 
-use crate::harness::Harness;
+use crate::harness::{Harness, Options};
+
+/// The gateway with the SSRF guard letting REST nodes reach this machine's loopback (the echo
+/// upstream listens there), as `[rest] allow_upstream = ["127.0.0.0/8"]` does.
+async fn harness() -> Harness {
+    let allow = vec![gatehouse_auth::cidr::Cidr::parse("127.0.0.0/8").unwrap()];
+    let settings = gatehouse_gateway::GatewaySettings { rest_allow_upstream: std::sync::Arc::new(allow), ..Default::default() };
+    Harness::start_with(Options { settings, ..Default::default() }).await
+}
 
 /// An upstream answering every request with `{"headers": {name: value, …}}` (repeated names
 /// joined with `, `).
@@ -81,7 +89,7 @@ async fn get(h: &Harness, slug: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn rest_proxy_drops_hop_by_hop_and_session_cookie_and_sets_forwarded_headers() {
-    let h = Harness::start().await;
+    let h = harness().await;
     let up = echo_upstream().await;
     let other = other_team(&h).await;
     let id = add_service(&h, other, "echo", Visibility::Public, true, &up).await;
@@ -118,7 +126,7 @@ async fn rest_proxy_drops_hop_by_hop_and_session_cookie_and_sets_forwarded_heade
 
 #[tokio::test]
 async fn other_teams_internal_and_draft_services_answer_like_an_unknown_slug() {
-    let h = Harness::start().await;
+    let h = harness().await;
     let up = echo_upstream().await;
     let other = other_team(&h).await;
     add_service(&h, other, "theirs-internal", Visibility::Team, true, &up).await;
