@@ -97,48 +97,9 @@ impl Harness {
         add_model(&*store, "demo", openai, "mock-gpt").await;
         add_model(&*store, "demo-claude", anthropic, "mock-claude").await;
 
-        let shutdown = CancellationToken::new();
-        let audit = gatehouse_store::AuditSink::spawn(store.clone()).0;
-        let deps = GatewayDeps {
-            store: store.clone(),
-            bus: bus.clone(),
-            peppers: peppers.clone(),
-            key_provider: key_provider.clone(),
-            upstream: Upstream::new(opts.timeouts).unwrap(),
-            settings: opts.settings,
-            shutdown: shutdown.clone(),
-            audit: audit.clone(),
-        };
-        let mut traffic = gatehouse_gateway::TrafficDeps::default();
-        if let Some(c) = opts.counters {
-            traffic.counters = c;
-        }
-        if let Some(p) = opts.prices {
-            traffic.prices = Some(p);
-        }
-        let gateway = Gateway::with_traffic(deps, traffic).await.unwrap();
-        let router = gateway.router();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let token = shutdown.clone();
-        let scheme = if opts.tls.is_some() { "https" } else { "http" };
-        let server = match opts.tls {
-            None => tokio::spawn(async move {
-                axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(token.cancelled_owned()).await.unwrap();
-            }),
-            Some(files) => {
-                let config = gatehouse_gateway::tls::server_config(&files).unwrap();
-                let listener = gatehouse_gateway::tls::TlsListener::new(listener, config).unwrap();
-                tokio::spawn(async move {
-                    axum::serve(listener, router.into_make_service_with_connect_info::<gatehouse_gateway::mtls::TlsPeer>())
-                        .with_graceful_shutdown(token.cancelled_owned())
-                        .await
-                        .unwrap();
-                })
-            }
-        };
+        let run = launch(&store, &bus, &peppers, &key_provider, opts).await;
         let mut h = Self {
-            base: format!("{scheme}://{addr}"),
+            base: run.base,
             client: reqwest::Client::new(),
             store,
             bus,
@@ -148,10 +109,10 @@ impl Harness {
             team_id: team.id,
             app_id: app.id,
             key: String::new(),
-            shutdown,
-            audit,
-            gateway: Some(gateway),
-            server: Some(server),
+            shutdown: run.shutdown,
+            audit: run.audit,
+            gateway: Some(run.gateway),
+            server: Some(run.server),
             dir,
         };
         h.key = h.create_key(&[], None).await.1;
@@ -229,40 +190,16 @@ impl Harness {
 
     /// A restart over the same data dir (h5seed): stops the server, closes the gateway (the call
     /// log is flushed), then starts a new gateway (HTTP, `opts`) on the same store, peppers and
-    /// keys, on a new port; in-process state (counters, caches) starts anew.
+    /// keys, on a new port (HTTPS when `opts.tls`); in-process state (counters, caches) starts
+    /// anew.
     pub async fn restart(&mut self, opts: Options) {
         self.finish().await;
-        let shutdown = CancellationToken::new();
-        let audit = gatehouse_store::AuditSink::spawn(self.store.clone()).0;
-        let deps = GatewayDeps {
-            store: self.store.clone(),
-            bus: self.bus.clone(),
-            peppers: self.peppers.clone(),
-            key_provider: self.key_provider.clone(),
-            upstream: Upstream::new(opts.timeouts).unwrap(),
-            settings: opts.settings,
-            shutdown: shutdown.clone(),
-            audit: audit.clone(),
-        };
-        let mut traffic = gatehouse_gateway::TrafficDeps::default();
-        if let Some(c) = opts.counters {
-            traffic.counters = c;
-        }
-        if let Some(p) = opts.prices {
-            traffic.prices = Some(p);
-        }
-        let gateway = Gateway::with_traffic(deps, traffic).await.unwrap();
-        let router = gateway.router();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let token = shutdown.clone();
-        self.server = Some(tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(token.cancelled_owned()).await.unwrap();
-        }));
-        self.base = format!("http://{addr}");
-        self.gateway = Some(gateway);
-        self.shutdown = shutdown;
-        self.audit = audit;
+        let run = launch(&self.store, &self.bus, &self.peppers, &self.key_provider, opts).await;
+        self.base = run.base;
+        self.server = Some(run.server);
+        self.gateway = Some(run.gateway);
+        self.shutdown = run.shutdown;
+        self.audit = run.audit;
     }
 
     /// Stops the server (graceful), closes the gateway (flushes the call log) and returns
@@ -283,6 +220,60 @@ impl Harness {
         logs.reverse();
         logs
     }
+}
+
+/// A gateway serving on a fresh port over `store`, `bus`, `peppers` and `key_provider`.
+struct Running {
+    gateway: Gateway,
+    base: String,
+    server: tokio::task::JoinHandle<()>,
+    shutdown: CancellationToken,
+    audit: gatehouse_store::AuditSink,
+}
+
+/// Builds the gateway with `opts` and serves it on 127.0.0.1:0 (HTTPS with `opts.tls`).
+async fn launch(store: &Arc<CountingStore>, bus: &Arc<MemoryBus>, peppers: &Arc<Peppers>, key_provider: &Arc<dyn KeyProvider>, opts: Options) -> Running {
+    let shutdown = CancellationToken::new();
+    let audit = gatehouse_store::AuditSink::spawn(store.clone()).0;
+    let deps = GatewayDeps {
+        store: store.clone(),
+        bus: bus.clone(),
+        peppers: peppers.clone(),
+        key_provider: key_provider.clone(),
+        upstream: Upstream::new(opts.timeouts).unwrap(),
+        settings: opts.settings,
+        shutdown: shutdown.clone(),
+        audit: audit.clone(),
+    };
+    let mut traffic = gatehouse_gateway::TrafficDeps::default();
+    if let Some(c) = opts.counters {
+        traffic.counters = c;
+    }
+    if let Some(p) = opts.prices {
+        traffic.prices = Some(p);
+    }
+    let gateway = Gateway::with_traffic(deps, traffic).await.unwrap();
+    let router = gateway.router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = shutdown.clone();
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    let server = match opts.tls {
+        None => tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(token.cancelled_owned()).await.unwrap();
+        }),
+        Some(files) => {
+            let config = gatehouse_gateway::tls::server_config(&files).unwrap();
+            let listener = gatehouse_gateway::tls::TlsListener::new(listener, config).unwrap();
+            tokio::spawn(async move {
+                axum::serve(listener, router.into_make_service_with_connect_info::<gatehouse_gateway::mtls::TlsPeer>())
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await
+                    .unwrap();
+            })
+        }
+    };
+    Running { gateway, base: format!("{scheme}://{addr}"), server, shutdown, audit }
 }
 
 async fn add_provider(store: &dyn Store, kp: &dyn KeyProvider, team_id: Id, name: &str, kind: &str, base: &str, secret: &str) -> Id {
