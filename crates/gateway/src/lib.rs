@@ -114,6 +114,11 @@ pub struct GatewaySettings {
     /// ([`gatehouse_auth::cidr::refused_upstream`]) refuses them (loopback, link-local, …).
     /// Default empty.
     pub rest_allow_upstream: Arc<Vec<gatehouse_auth::cidr::Cidr>>,
+    /// The data-plane listener requests client certificates (TLS with a client CA, RFC 8705).
+    /// With it or with trusted proxies (which may pass `Client-Cert`), the OAuth metadata
+    /// advertises `tls_client_certificate_bound_access_tokens`; otherwise no client could ever
+    /// present a certificate and the metadata says `false`. Default false.
+    pub client_certificates: bool,
 }
 
 impl Default for GatewaySettings {
@@ -130,6 +135,7 @@ impl Default for GatewaySettings {
             body_read_timeout: Duration::from_secs(15),
             response_cache: cache::CacheSettings::default(),
             rest_allow_upstream: Arc::default(),
+            client_certificates: false,
         }
     }
 }

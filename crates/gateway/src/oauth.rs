@@ -302,11 +302,22 @@ async fn introspect(State(state): State<Arc<AppState>>, headers: HeaderMap, body
 }
 
 async fn metadata(State(state): State<Arc<AppState>>) -> axum::Json<Value> {
-    axum::Json(state.oauth.metadata())
+    axum::Json(with_mtls_support(&state, state.oauth.metadata()))
 }
 
 async fn resource_metadata(State(state): State<Arc<AppState>>) -> axum::Json<Value> {
-    axum::Json(state.oauth.resource_metadata())
+    axum::Json(with_mtls_support(&state, state.oauth.resource_metadata()))
+}
+
+/// RFC 8705 §3.3/§3.4 `tls_client_certificate_bound_access_tokens` is true only where a client
+/// certificate can reach this data plane: a TLS listener with a client CA, or a trusted
+/// TLS-terminating proxy passing `Client-Cert`.
+fn with_mtls_support(state: &AppState, mut doc: Value) -> Value {
+    let possible = state.settings.client_certificates || !state.settings.trusted_proxies.is_empty();
+    if let Some(flag) = doc.get_mut("tls_client_certificate_bound_access_tokens") {
+        *flag = Value::Bool(possible);
+    }
+    doc
 }
 
 async fn jwks(State(state): State<Arc<AppState>>) -> Response {

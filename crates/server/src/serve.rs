@@ -435,6 +435,7 @@ async fn run(config: Config, demo: bool, redis_url: Option<String>) -> Result<()
             dpop: crate::dpop_settings::from_config(&config.dpop)?,
             response_cache: Default::default(),
             rest_allow_upstream: Arc::new(rest_allow_upstream(&config)?),
+            client_certificates: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         },
         shutdown: shutdown.clone(),
         audit,

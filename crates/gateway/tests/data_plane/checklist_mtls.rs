@@ -108,7 +108,8 @@ impl Pki {
 }
 
 async fn tls_harness(pki: &Pki) -> Harness {
-    Harness::start_with(Options { tls: Some(pki.files()), ..Options::default() }).await
+    let settings = GatewaySettings { client_certificates: true, ..GatewaySettings::default() };
+    Harness::start_with(Options { tls: Some(pki.files()), settings, ..Options::default() }).await
 }
 
 /// The `Client-Cert` value a TLS-terminating proxy sends (RFC 9440 §2).
@@ -323,6 +324,21 @@ async fn metadata_advertises_certificate_bound_tokens() {
     for path in ["/.well-known/oauth-authorization-server", "/.well-known/oauth-protected-resource"] {
         let v: Value = http.get(h.url(path)).send().await.unwrap().json().await.unwrap();
         assert_eq!(v["tls_client_certificate_bound_access_tokens"], true, "{path}: {v}");
+    }
+}
+
+/// Tester L6: a plain-HTTP data plane without trusted proxies can never see a client
+/// certificate, so it does not advertise certificate-bound tokens; behind a trusted
+/// TLS-terminating proxy (`Client-Cert`) it does.
+#[tokio::test]
+async fn metadata_says_false_where_no_client_certificate_can_arrive() {
+    let plain = Harness::start().await;
+    let proxied = behind_proxy(true).await;
+    for (h, expected) in [(&plain, false), (&proxied, true)] {
+        for path in ["/.well-known/oauth-authorization-server", "/.well-known/oauth-protected-resource"] {
+            let v: Value = h.client.get(h.url(path)).send().await.unwrap().json().await.unwrap();
+            assert_eq!(v["tls_client_certificate_bound_access_tokens"], expected, "{path}: {v}");
+        }
     }
 }
 
