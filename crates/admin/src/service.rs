@@ -706,15 +706,22 @@ impl AdminService {
     /// (L3): it is revoked with every token derived from it (`token.revoked`, bus
     /// `TokenRevoked`) and shown in the key shape (`name` `oauth:<kind>`).
     pub async fn revoke_key(&self, id: Id) -> Result<KeyView, ApiError> {
+        self.revoke_key_because(id, None).await
+    }
+
+    /// [`Self::revoke_key`], auditing `key.revoked` with `reason` (e.g. `app_deleted`).
+    pub(crate) async fn revoke_key_because(&self, id: Id, reason: Option<&str>) -> Result<KeyView, ApiError> {
         let key = match self.deps.store.get_credential(id).await.map_err(|e| internal("reading a key", &e))? {
             Some(k) => k,
             None => return self.revoke_issued_by_id(id).await,
         };
         if key.revoked_at.is_none() {
             self.deps.store.revoke_credential(id, now()).await.map_err(|e| internal("revoking a key", &e))?;
-            self.deps.audit.record(
-                gatehouse_store::NewAuditEvent::new(gatehouse_store::audit::kinds::KEY_REVOKED, "admin").credential(id),
-            );
+            let mut event = gatehouse_store::NewAuditEvent::new(gatehouse_store::audit::kinds::KEY_REVOKED, "admin").credential(id);
+            if let Some(r) = reason {
+                event = event.reason(r);
+            }
+            self.deps.audit.record(event);
         }
         self.deps.bus.publish(BusEvent::CredentialChanged { id, digest: key.digest.clone() });
         // Tokens exchanged from this key (parent = key id) die with it.

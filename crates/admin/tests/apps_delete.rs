@@ -82,13 +82,41 @@ async fn deleting_an_app_hides_it_and_revokes_its_keys() {
         assert_eq!(s, StatusCode::CREATED, "{k}");
         keys.push(id(&k));
     }
+    // a single-use token of the app (this harness runs no authorization server: straight to the store)
+    let at = gatehouse_types::now();
+    let doomed_id: gatehouse_types::Id = id(&doomed).parse().unwrap();
+    let token = gatehouse_store::IssuedToken {
+        id: gatehouse_types::new_id(),
+        kind: "single_use".into(),
+        digest: Some(vec![7; 32]),
+        pepper_version: 1,
+        hint: "gths_live_…abcd".into(),
+        team_id: id(&team).parse().unwrap(),
+        app_id: doomed_id,
+        client_id: None,
+        subject: "once".into(),
+        parent_id: None,
+        scopes: vec![],
+        models: vec![],
+        audience: None,
+        max_tokens: None,
+        max_spend_micros: None,
+        act: None,
+        binding_jkt: None,
+        binding_x5t: None,
+        expires_at: at + time::Duration::minutes(5),
+        consumed_at: None,
+        revoked_at: None,
+        created_at: at,
+    };
+    store.create_issued_token(&token).await.unwrap();
     seen.lock().unwrap().clear();
 
     let (s, v) = call(&app, "DELETE", &format!("/admin/v1/apps/{}", id(&doomed)), None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(
         v,
-        json!({"deleted": true, "id": id(&doomed), "revoked_keys": 2, "cancelled_subscriptions": 0, "revoked_oauth_clients": 0, "revoked_tokens": 0})
+        json!({"deleted": true, "id": id(&doomed), "revoked_keys": 2, "cancelled_subscriptions": 0, "revoked_oauth_clients": 0, "revoked_tokens": 1})
     );
 
     // gone from reads and lists; no new key can be made in it
@@ -122,6 +150,11 @@ async fn deleting_an_app_hides_it_and_revokes_its_keys() {
         store.query_audit_events(&Default::default()).await.unwrap().into_iter().map(|e| e.event.event_type).collect();
     assert!(kinds.iter().filter(|k| *k == "key.revoked").count() >= 2, "{kinds:?}");
     assert!(kinds.iter().any(|k| k == "admin.action"), "{kinds:?}");
+    // one record per revoked credential, with the cascade as the reason (tester L8)
+    let events = store.query_audit_events(&Default::default()).await.unwrap();
+    let because = |kind: &str| events.iter().filter(|e| e.event.event_type == kind && e.event.reason.as_deref() == Some("app_deleted")).count();
+    assert_eq!((because("key.revoked"), because("token.revoked")), (2, 1), "{kinds:?}");
+    assert!(events.iter().any(|e| e.event.event_type == "token.revoked" && e.event.credential_id == Some(token.id)));
 }
 
 #[tokio::test]

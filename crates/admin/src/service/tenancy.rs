@@ -536,6 +536,7 @@ impl AdminService {
     /// an operator: `POST /keys/{id}/revoke`, `/subscriptions/{id}/cancel`,
     /// `/oauth-clients/{id}/revoke`).
     pub async fn delete_app(&self, id: Id) -> Result<AppDeletion, ApiError> {
+        const APP_DELETED: &str = "app_deleted";
         use gatehouse_store::{BusEvent, SubscriptionFilter, SubscriptionStatus};
         let app = self.get_app(id).await?;
         if self.default_app().await.is_ok_and(|d| d.id == app.id) {
@@ -549,7 +550,7 @@ impl AdminService {
         let filter = gatehouse_store::CredentialFilter { team_id: None, app_id: Some(id), include_revoked: false };
         let keys = store.list_credentials(&filter).await.map_err(|e| internal("listing an app's keys", &e))?;
         for key in &keys {
-            self.revoke_key(key.id).await?;
+            self.revoke_key_because(key.id, Some(APP_DELETED)).await?;
         }
         let mut cancelled = 0;
         let subs = store
@@ -579,6 +580,8 @@ impl AdminService {
         }
         let tokens = store.revoke_app_tokens(id, at).await.map_err(|e| internal("revoking an app's tokens", &e))?;
         for t in &tokens {
+            // every credential event is audited (issue 5), one record per token
+            self.deps.audit.record(gatehouse_store::NewAuditEvent::new("token.revoked", "admin").credential(*t).reason(APP_DELETED));
             self.deps.bus.publish(BusEvent::TokenRevoked { id: *t });
         }
         tracing::info!(
