@@ -208,6 +208,7 @@ permissions! {
     UsersUpdate = "users.update" => SystemAdmin, "Change a user's system role or password.";
     SelfRead = "self.read" => AnyUser, "Read one's own user, memberships and session.";
     TokensCreateOwn = "tokens.create_own" => AnyUser, "Create an operator token for oneself.";
+    SelfPassword = "self.password" => AnyUser, "Change one's own password (the current one is required).";
     AppsRead = "apps.read" => Team(Viewer), "List and read a team's apps.";
     AppsWrite = "apps.write" => Team(Developer), "Create or delete a team's apps.";
     KeysRead = "keys.read" => Team(Viewer), "List and read a team's API keys (hints only).";
@@ -321,6 +322,7 @@ mod tests {
             (Permission::TeamsList,            [200, 200, 200, 200], 200),
             (Permission::SelfRead,             [200, 200, 200, 200], 200),
             (Permission::TokensCreateOwn,      [200, 200, 200, 200], 200),
+            (Permission::SelfPassword,         [200, 200, 200, 200], 200),
             (Permission::CatalogRead,          [200, 200, 200, 200], 200),
             (Permission::ModelsRead,           [200, 200, 200, 200], 200),
             (Permission::TeamsCreate,          [403, 403, 403, 403], 403),

@@ -70,6 +70,7 @@ use Target as T;
 pub static ROUTES: &[RoutePolicy] = &[
     r(Method::GET, "/me", P::SelfRead, T::System),
     r(Method::POST, "/me/tokens", P::TokensCreateOwn, T::System),
+    r(Method::POST, "/me/password", P::SelfPassword, T::System),
     r(Method::DELETE, "/session", P::SelfRead, T::System),
     r(Method::GET, "/users", P::UsersList, T::System),
     r(Method::POST, "/users", P::UsersCreate, T::System),

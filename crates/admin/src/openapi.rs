@@ -503,6 +503,15 @@ pub struct CreateTokenBody {
     pub expires_in: Option<String>,
 }
 
+/// `POST /me/password`.
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordBody {
+    pub current_password: String,
+    /// At least 8 characters.
+    pub new_password: String,
+}
+
 // ------------------------------------------------------------------------------- operations
 
 macro_rules! op {
@@ -529,6 +538,7 @@ op!(login, post, "/admin/v1/session", "session", "Log in (sets the HttpOnly sess
 op!(logout, delete, "/admin/v1/session", "session", "Log out (ends the cookie's session)", ok = 200 LoggedOut);
 op!(me, get, "/admin/v1/me", "session", "The caller, their system role and memberships", ok = 200 Me);
 op!(create_token, post, "/admin/v1/me/tokens", "session", "Create an operator token for oneself (shown once)", ok = 201 CreatedToken, req = CreateTokenBody);
+op!(change_password, post, "/admin/v1/me/password", "session", "Change one's own password (other sessions and tokens end)", ok = 200 User, req = ChangePasswordBody);
 op!(list_users, get, "/admin/v1/users", "users", "List users", ok = 200 UserList);
 op!(create_user, post, "/admin/v1/users", "users", "Create a user (argon2id password hash)", ok = 201 User, req = CreateUserBody);
 op!(update_user, patch, "/admin/v1/users/{id}", "users", "Change a user's password or system role", ok = 200 User, req = UpdateUserBody, params(("id" = String, Path, description = "user id")));
@@ -665,7 +675,7 @@ impl Modify for Security {
 #[openapi(
     info(title = "Gatehouse admin API", description = "The control plane of Gatehouse (`/admin/v1`). Errors: `{\"error\":{\"message\",\"type\",\"code\",\"param\"?}}`."),
     paths(
-        login, logout, me, create_token, list_users, create_user, update_user, list_teams, create_team, get_team,
+        login, logout, me, create_token, change_password, list_users, create_user, update_user, list_teams, create_team, get_team,
         list_members, set_member, remove_member, list_apps, create_app, get_app, delete_app, create_key, list_keys, get_key,
         revoke_key, rotate_key, list_providers, upsert_provider, delete_provider, list_models, upsert_model,
         delete_model, get_model_cache, set_model_cache, delete_model_cache, query_logs, list_limits, set_limit, delete_limit, report_leak, query_audit, verify_audit,

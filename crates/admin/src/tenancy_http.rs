@@ -54,6 +54,7 @@ pub fn routes() -> Router<Arc<AdminService>> {
         .route("/session", post(login).delete(logout))
         .route("/me", get(me))
         .route("/me/tokens", post(create_own_token))
+        .route("/me/password", post(change_own_password))
         .route("/users", get(list_users).post(create_user))
         .route("/users/{id}", patch(update_user))
         .route("/teams", post(create_team))
@@ -135,6 +136,29 @@ async fn me(State(svc): Svc, Extension(p): Extension<Principal>, csrf: Option<Ex
 const OWN_TOKEN_DEFAULT_DAYS: i64 = 90;
 /// Longest `/me/tokens` lifetime: a session can never mint a permanent credential.
 const OWN_TOKEN_MAX_DAYS: i64 = 365;
+
+/// `POST /admin/v1/me/password` `{"current_password", "new_password"}` → 200 the user: the
+/// caller changes their own password; the current one is checked (throttled and audited like a
+/// login), every other session and operator token of the user ends, the calling one survives.
+async fn change_own_password(
+    State(svc): Svc,
+    Extension(p): Extension<Principal>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    b: Body,
+) -> Res {
+    let mut f = Fields::from_body(&body(b)?)?;
+    f.deny_unknown(&["current_password", "new_password"])?;
+    let current = secret(&mut f, "current_password")?.ok_or_else(|| bad("current_password", "`current_password` is required"))?;
+    let new = secret(&mut f, "new_password")?.ok_or_else(|| bad("new_password", "`new_password` is required"))?;
+    let xff = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+    let client = LoginClient {
+        ip: gatehouse_auth::cidr::client_ip(peer.map(|Extension(ConnectInfo(a))| a.ip()), xff, svc.trusted_proxies()),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect()),
+    };
+    svc.check_own_password(p.user_id, current, &client).await?;
+    Ok(axum::Json(svc.update_user(p.user_id, Some(new), None, Some(p.via)).await?).into_response())
+}
 
 async fn create_own_token(State(svc): Svc, Extension(p): Extension<Principal>, b: Body) -> Res {
     let mut f = Fields::from_body(&body(b)?)?;

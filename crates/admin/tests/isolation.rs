@@ -202,7 +202,7 @@ fn concrete(pattern: &str, target: Target, w: &World) -> String {
 async fn foreign_team_credentials_see_and_change_nothing_on_every_route() {
     let w = world().await;
     let secrets_of_a = [w.team_a.as_str(), w.app_a.as_str(), w.key_a.as_str(), "team-a", "billing", "alice"];
-    let own_data_routes = ["/me", "/me/tokens", "/session", "/teams", "/apps", "/keys", "/logs", "/models", "/services", "/subscriptions", "/limits", "/oauth-clients"];
+    let own_data_routes = ["/me", "/me/tokens", "/me/password", "/session", "/teams", "/apps", "/keys", "/logs", "/models", "/services", "/subscriptions", "/limits", "/oauth-clients"];
     let mut walked = 0;
     for r in ROUTES.iter() {
         let path = concrete(r.path, r.target, &w);
@@ -938,4 +938,44 @@ async fn ai_services_need_a_system_admin_because_they_gate_public_models() {
     doc["services"] = json!([{"slug": "grab2", "kind": "ai", "name": "Grab 2", "spec": {"models": ["gpt"]}}]);
     let (s, _, v, _) = call(app, "POST", &cfg, Auth::Bearer(&alice), Some(json!({"document": doc, "dry_run": true}))).await;
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("permission_denied")), "{v}");
+}
+
+/// Tester L7: any user changes their own password with the current one (`POST /me/password`):
+/// a wrong current password is 403 and changes nothing (audited like a failed login, never the
+/// passwords); afterwards the old password no longer logs in, the new one does, the user's other
+/// operator tokens end and the calling session survives.
+#[tokio::test]
+async fn users_change_their_own_password_with_the_current_one() {
+    let w = world().await;
+    let app = &w.h.app;
+    const NEW_PW: &str = "bob-new-canary-password-4Tr";
+    let (_, other_token) = token_for(app, "bob", BOB_PW).await;
+    let (s, headers, _, t) = call(app, "POST", "/admin/v1/session", Auth::None, Some(json!({"username": "bob", "password": BOB_PW}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let cookie = cookie_of(&headers);
+    let csrf = csrf_of(app, &cookie).await;
+    let me = || Auth::CookieCsrf(&cookie, &csrf);
+    let change = |current: &'static str, new: &'static str| json!({"current_password": current, "new_password": new});
+
+    let (s, _, v, t) = call(app, "POST", "/admin/v1/me/password", me(), Some(change("not-bobs-password-1", NEW_PW))).await;
+    assert_eq!((s, v["error"]["code"].as_str(), v["error"]["param"].as_str()), (StatusCode::FORBIDDEN, Some("permission_denied"), Some("current_password")), "{t}");
+    assert!(!t.contains(NEW_PW) && !t.contains("not-bobs-password-1"));
+    let (s, _, v, _) = call(app, "POST", "/admin/v1/me/password", me(), Some(change(BOB_PW, "short"))).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("password")), "{v}");
+    ok(app, "GET", "/admin/v1/me", Auth::Bearer(&other_token), None).await; // nothing changed yet
+
+    let v = ok(app, "POST", "/admin/v1/me/password", me(), Some(change(BOB_PW, NEW_PW))).await;
+    assert!(!v.to_string().contains(NEW_PW) && v.get("password_hash").is_none(), "{v}");
+    ok(app, "GET", "/admin/v1/me", me(), None).await; // the calling session survives
+    let (s, _, _, _) = call(app, "GET", "/admin/v1/me", Auth::Bearer(&other_token), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the user's other operator token ended");
+    let (s, _, _, _) = call(app, "POST", "/admin/v1/session", Auth::None, Some(json!({"username": "bob", "password": BOB_PW}))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the old password no longer logs in");
+    let (s, _, _, _) = call(app, "POST", "/admin/v1/session", Auth::None, Some(json!({"username": "bob", "password": NEW_PW}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    // the wrong attempt is audited without either password
+    let events = ok(app, "GET", "/admin/v1/audit?event_type=login.failed&limit=1000", Auth::Bearer(OPERATOR), None).await;
+    let text = events.to_string();
+    assert!(text.contains("password_change"), "{text}");
+    assert!(!text.contains(NEW_PW) && !text.contains("not-bobs-password-1") && !text.contains(BOB_PW));
 }

@@ -688,6 +688,42 @@ impl AdminService {
         Ok(NewSession { cookie_value: secrecy::SecretString::from(value), session, user })
     }
 
+    /// Checks `current` against the user's password before a self-service change
+    /// (`POST /me/password`): throttled per username and client IP like a login (the attempt is
+    /// reserved before argon2, refunded on success) and audited as `login.failed` with reason
+    /// `password_change` when wrong, so a stolen session cannot guess the password faster than
+    /// the login form. Errors: 403 `permission_denied` wrong password; 429 while throttled.
+    pub async fn check_own_password(
+        &self,
+        user_id: Id,
+        current: secrecy::SecretString,
+        client: &super::login_guard::LoginClient,
+    ) -> Result<(), ApiError> {
+        use gatehouse_store::audit::kinds;
+        let store = &self.deps.store;
+        let user = store.get_user(user_id).await.map_err(|e| internal("reading a user", &e))?.ok_or_else(|| super::not_found("user", "id"))?;
+        let event = || {
+            gatehouse_store::NewAuditEvent::new(kinds::LOGIN_FAILED, "login")
+                .client(client.ip.map(|i| i.to_string()), client.user_agent.clone())
+                .details(serde_json::json!({ "user_id": user.id }))
+        };
+        let reservation = match self.login_throttle_reserve(&user.username, client).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.deps.audit.record(event().reason("throttled"));
+                return Err(e);
+            }
+        };
+        if !verify_blocking(current, user.password_hash.clone()).await {
+            self.deps.audit.record(event().reason("password_change"));
+            return Err(ApiError::new(gatehouse_types::ErrorCode::PermissionDenied, "the current password is wrong").with_param("current_password"));
+        }
+        if let Some(r) = reservation {
+            self.login_throttle_refund(r).await;
+        }
+        Ok(())
+    }
+
     /// The CSRF token of a session (issue 7, M8): base64url of the keyed digest of the cookie
     /// value under a separate label, so nothing extra is stored and it cannot be computed
     /// without the server's pepper. Returned at login and by `GET /me`; required in
