@@ -7,15 +7,15 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
-use gatehouse_admin::{AdminDeps, AdminService, BootstrapOptions};
-use gatehouse_auth::token::Env;
-use gatehouse_auth::{LocalKeyProvider, MasterKey, Peppers};
-use gatehouse_store::{Bus, BusEvent, MemoryBus, Store, Team};
+use gatehouse_admin::BootstrapOptions;
+use gatehouse_store::{BusEvent, Store, Team};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+
+mod common;
 
 const OPERATOR: &str = "test-operator-token-0123456789abcdefghijklmnop";
 
@@ -26,23 +26,7 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
-    let dir = std::env::temp_dir().join(format!("gh-admin-apim-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = gatehouse_store::connect(&format!("sqlite://{}/gatehouse.db", dir.display())).await.unwrap();
-    store.migrate().await.unwrap();
-    let bus = Arc::new(MemoryBus::new());
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    bus.subscribe(Arc::new(move |e: &BusEvent| sink.lock().unwrap().push(e.clone())));
-    let master = MasterKey::generate().unwrap();
-    let service = Arc::new(AdminService::new(AdminDeps {
-        store: store.clone(),
-        bus,
-        peppers: Arc::new(Peppers::from_master_key(&master)),
-        key_provider: Arc::new(LocalKeyProvider::new(&master)),
-        env: Env::Live,
-        audit: gatehouse_store::AuditSink::spawn(store.clone()).0,
-    }));
+    let (store, service, events) = common::recorded_service("admin-apim").await;
     service
         .bootstrap(BootstrapOptions { admin_password: None, operator_token: Some(SecretString::from(OPERATOR)) })
         .await
